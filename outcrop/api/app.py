@@ -1,0 +1,126 @@
+"""The ASGI application: one router over the raw request path, one error table per dialect.
+
+Bedrock model ids arrive percent-encoded (`%3A`, and `%2F` inside ARNs), so routes match the raw
+path and decode each label afterwards; a framework that decodes `%2F` before routing would send
+ARNs to the wrong place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from outcrop import errors
+from outcrop.config import Settings
+from outcrop.inference import Inference
+from outcrop.registry import Registry
+
+log = logging.getLogger("outcrop")
+
+Handler = Callable[..., Awaitable[Response]]
+ErrorEncoder = Callable[[errors.OutcropError], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    dialect: str
+
+
+@dataclass
+class Context:
+    settings: Settings
+    registry: Registry
+    inference: Inference
+
+
+def route(method: str, template: str, handler: Handler, dialect: str) -> Route:
+    """`/model/{modelId}/converse` -> a regex over the raw path; labels never span a `/`."""
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+    return Route(method, re.compile(f"^{regex}$"), handler, dialect)
+
+
+class App:
+    def __init__(self, context: Context, routes: list[Route], encoders: dict[str, ErrorEncoder]) -> None:
+        self.context = context
+        self.routes = routes
+        self.encoders = encoders
+
+    def _dialect_for(self, path: str) -> str:
+        return "bedrock"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        raw = scope.get("raw_path") or scope["path"].encode()
+        path = raw.decode("latin-1").split("?", 1)[0]
+        request = Request(scope, receive)
+        response = await self._dispatch(scope["method"], path, request)
+        await response(scope, receive, send)
+
+    async def _dispatch(self, method: str, path: str, request: Request) -> Response:
+        dialect = self._dialect_for(path)
+        allowed = False
+        try:
+            for r in self.routes:
+                m = r.pattern.match(path)
+                if not m:
+                    continue
+                if r.method != method:
+                    allowed = True
+                    continue
+                dialect = r.dialect
+                params = {k: unquote(v) for k, v in m.groupdict().items()}
+                return await r.handler(self.context, request, **params)
+            if allowed:
+                raise errors.UnknownOperation(f"Method {method} is not allowed on {path}.")
+            raise errors.UnknownOperation(f"No operation matches {method} {path}.")
+        except errors.OutcropError as exc:
+            return self.encoders[dialect](exc)
+        except Exception:
+            request_id = uuid.uuid4()
+            log.exception("unhandled error in %s %s (request %s)", method, path, request_id)
+            return self.encoders[dialect](
+                errors.InternalFailure(f"The server hit an internal error (request {request_id}); see its log.")
+            )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.context.registry.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def build_app(settings: Settings, registry: Registry | None = None) -> App:
+    from outcrop.api import status
+    from outcrop.api.bedrock import errors as bedrock_errors
+    from outcrop.api.bedrock import routes as bedrock_routes
+
+    registry = registry or Registry(settings)
+    context = Context(settings, registry, Inference(registry))
+    routes = [*status.ROUTES, *bedrock_routes.ROUTES]
+    return App(context, routes, {"bedrock": bedrock_errors.encode_error})
+
+
+def json_body(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    import json
+
+    return Response(json.dumps(data, ensure_ascii=False), status, headers, media_type="application/json")

@@ -1,0 +1,1 @@
+"""The Bedrock dialect: bedrock-runtime and the bedrock control plane, as botocore's models define them."""

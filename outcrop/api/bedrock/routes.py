@@ -1,0 +1,160 @@
+"""bedrock-runtime and bedrock (control plane) routes. Thin: parse, call inference, encode."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from outcrop import errors
+from outcrop.api.app import Context, json_body, route
+from outcrop.api.bedrock import converse, eventstream, invoke
+from outcrop.api.bedrock.errors import encode_stream_error
+from outcrop.conversation import Event, MessageStop, TextDelta, ToolUseStart
+from outcrop.inference import Stream
+from outcrop.registry import provider_of
+
+DIALECT = "bedrock"
+
+
+def _request_id() -> dict[str, str]:
+    return {"x-amzn-RequestId": str(uuid.uuid4())}
+
+
+async def _json(request: Request) -> object:
+    raw = await request.body()
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
+
+
+def _event_stream(
+    stream: Stream, frames: Callable[[Event], list[bytes]], headers: dict[str, str] | None = None
+) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for event in stream:
+                for frame in frames(event):
+                    yield frame
+        except errors.OutcropError as exc:
+            yield encode_stream_error(exc)
+        except Exception as exc:
+            yield encode_stream_error(errors.ModelFailure(f"The model failed while streaming: {exc}"))
+        finally:
+            await stream.aclose()
+
+    return StreamingResponse(
+        body(), media_type=eventstream.CONTENT_TYPE, headers={**_request_id(), **(headers or {})}
+    )
+
+
+# --- Converse ------------------------------------------------------------------------------------
+
+
+async def converse_op(ctx: Context, request: Request, modelId: str) -> Response:
+    chat = converse.decode_request(modelId, await _json(request))
+    result = await ctx.inference.complete(chat)
+    return json_body(converse.encode_response(result), headers=_request_id())
+
+
+async def converse_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
+    chat = converse.decode_request(modelId, await _json(request))
+    stream = await ctx.inference.stream(chat)
+    return _event_stream(stream, lambda e: converse.encode_event(e, stream.latency_ms))
+
+
+# --- InvokeModel ---------------------------------------------------------------------------------
+
+
+async def invoke_op(ctx: Context, request: Request, modelId: str) -> Response:
+    fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
+    result = await ctx.inference.complete(chat)
+    headers = {
+        **_request_id(),
+        "X-Amzn-Bedrock-Input-Token-Count": str(result.usage.input_tokens),
+        "X-Amzn-Bedrock-Output-Token-Count": str(result.usage.output_tokens),
+        "X-Amzn-Bedrock-Invocation-Latency": str(result.latency_ms),
+    }
+    return json_body(invoke.encode_response(fam, modelId, result), headers=headers)
+
+
+def _chunk(payload: dict[str, Any]) -> bytes:
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return eventstream.event("chunk", {"bytes": base64.b64encode(data).decode()})
+
+
+async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
+    fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
+    stream = await ctx.inference.stream(chat)
+    encode = invoke.chunk_encoder(fam, modelId)
+    first_byte: list[int] = []
+
+    def frames(event: Event) -> list[bytes]:
+        if not first_byte and isinstance(event, TextDelta | ToolUseStart):
+            first_byte.append(stream.latency_ms)
+        chunks = encode(event)
+        if isinstance(event, MessageStop) and chunks:
+            chunks[-1]["amazon-bedrock-invocationMetrics"] = {
+                "inputTokenCount": event.usage.input_tokens,
+                "outputTokenCount": event.usage.output_tokens,
+                "invocationLatency": stream.latency_ms,
+                "firstByteLatency": first_byte[0] if first_byte else stream.latency_ms,
+            }
+        return [_chunk(c) for c in chunks]
+
+    return _event_stream(stream, frames, {"X-Amzn-Bedrock-Content-Type": "application/json"})
+
+
+# --- CountTokens ---------------------------------------------------------------------------------
+
+
+async def count_tokens_op(ctx: Context, request: Request, modelId: str) -> Response:
+    chat = converse.decode_count_tokens(modelId, await _json(request), invoke.decode_for_count)
+    n = await ctx.inference.count_tokens(chat)
+    return json_body({"inputTokens": n}, headers=_request_id())
+
+
+# --- control plane -------------------------------------------------------------------------------
+
+
+def _matches(summary: dict[str, Any], query: dict[str, str]) -> bool:
+    provider = query.get("byProvider")
+    if provider and provider.lower() not in (
+        summary["providerName"].lower(),
+        provider_of(summary["modelId"]).lower(),
+    ):
+        return False
+    if query.get("byOutputModality") and query["byOutputModality"] not in summary["outputModalities"]:
+        return False
+    if query.get("byInferenceType") and query["byInferenceType"] not in summary["inferenceTypesSupported"]:
+        return False
+    return not (query.get("byCustomizationType") and query["byCustomizationType"] not in summary["customizationsSupported"])
+
+
+async def list_foundation_models(ctx: Context, request: Request) -> Response:
+    query = dict(request.query_params)
+    summaries = [ctx.registry.foundation_model(name) for name in ctx.registry.names()]
+    return json_body({"modelSummaries": [s for s in summaries if _matches(s, query)]}, headers=_request_id())
+
+
+async def get_foundation_model(ctx: Context, request: Request, modelIdentifier: str) -> Response:
+    ctx.registry.resolve(modelIdentifier)
+    name = modelIdentifier.rsplit("/", 1)[-1] if modelIdentifier.startswith("arn:") else modelIdentifier
+    return json_body({"modelDetails": ctx.registry.foundation_model(name)}, headers=_request_id())
+
+
+ROUTES = [
+    route("POST", "/model/{modelId}/converse", converse_op, DIALECT),
+    route("POST", "/model/{modelId}/converse-stream", converse_stream_op, DIALECT),
+    route("POST", "/model/{modelId}/invoke", invoke_op, DIALECT),
+    route("POST", "/model/{modelId}/invoke-with-response-stream", invoke_stream_op, DIALECT),
+    route("POST", "/model/{modelId}/count-tokens", count_tokens_op, DIALECT),
+    route("GET", "/foundation-models", list_foundation_models, DIALECT),
+    route("GET", "/foundation-models/{modelIdentifier}", get_foundation_model, DIALECT),
+]

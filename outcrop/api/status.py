@@ -1,0 +1,39 @@
+"""Outcrop's own endpoints: liveness and per-model queue state (for operators and tests)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from outcrop import __version__
+from outcrop.api.app import Context, json_body, route
+
+
+async def healthz(ctx: Context, request: Request) -> Response:
+    return json_body({"status": "ok", "version": __version__})
+
+
+async def status(ctx: Context, request: Request) -> Response:
+    models = {}
+    for spec in ctx.registry.specs():
+        entry = {"loaded": False, "aliases": list(spec.aliases), "engine": spec.engine}
+        engine = ctx.registry.loaded().get(spec.id)
+        if engine is not None:
+            s = engine.stats()
+            entry.update(
+                loaded=True,
+                in_flight=s.in_flight,
+                queued=s.queued,
+                max_queue=s.max_queue,
+                completed=s.completed,
+                cancelled=s.cancelled,
+                context_length=engine.capabilities.context_length,
+            )
+        models[spec.id] = entry
+    return json_body({"version": __version__, "models": models})
+
+
+ROUTES = [
+    route("GET", "/healthz", healthz, "bedrock"),
+    route("GET", "/outcrop/status", status, "bedrock"),
+]

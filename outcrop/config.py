@@ -1,0 +1,125 @@
+"""One typed settings object, read once from the config file and passed down.
+
+The config file is TOML, at `$OUTCROP_CONFIG`, else `$OUTCROP_HOME/config.toml` (OUTCROP_HOME
+defaults to ~/.outcrop). Every key is optional:
+
+    [server]
+    host = "127.0.0.1"
+    port = 8300
+    region = "us-east-1"
+    builtin_model = true          # also serve the built-in tiny model as outcrop.tiny-chat-v1:0
+
+    [[models]]
+    id = "anthropic.claude-3-haiku-20240307-v1:0"   # any Bedrock-style id
+    path = "/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    aliases = ["meta.llama3-1-8b-instruct-v1:0"]
+    n_ctx = 8192
+    max_queue = 8                 # requests waiting beyond the one running; more -> ThrottlingException
+    # n_threads = 4, n_batch = 512, chat_template = "...", engine = "llamacpp" | "echo"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from outcrop.errors import InvalidRequest
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8300
+ENGINES = ("llamacpp", "echo")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    path: str | None = None
+    engine: str = "llamacpp"
+    aliases: tuple[str, ...] = ()
+    n_ctx: int = 8192
+    n_threads: int | None = None
+    n_batch: int = 512
+    max_queue: int = 8
+    chat_template: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str) -> ModelSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidRequest(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        if not isinstance(raw.get("id"), str) or not raw["id"]:
+            raise InvalidRequest(f"{where}: every model needs an `id`")
+        spec = cls(**{**raw, "aliases": tuple(raw.get("aliases", ()))})
+        if spec.engine not in ENGINES:
+            raise InvalidRequest(f"{where}: engine must be one of {ENGINES}, not {spec.engine!r}")
+        if spec.engine == "llamacpp" and not spec.path:
+            raise InvalidRequest(f"{where}: a llamacpp model needs a `path` to a GGUF file")
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if v is not None and v != () and k != "id"}
+        out["aliases"] = list(self.aliases)
+        defaults = ModelSpec(id="")
+        return {"id": self.id, **{k: v for k, v in out.items() if v != getattr(defaults, k, None) or k == "path"}}
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: Path
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    region: str = "us-east-1"
+    builtin_model: bool = True
+    models: tuple[ModelSpec, ...] = field(default=())
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def home() -> Path:
+    return Path(os.environ.get("OUTCROP_HOME") or Path.home() / ".outcrop")
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("OUTCROP_CONFIG")
+    return Path(env) if env else home() / "config.toml"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidRequest(f"{path}: not valid TOML: {exc}") from exc
+
+
+def load(path: Path | None = None) -> Settings:
+    path = path or default_config_path()
+    raw = _read(path)
+    server = raw.get("server", {})
+    known = {"host", "port", "region", "builtin_model"}
+    unknown = sorted(set(server) - known)
+    if unknown:
+        raise InvalidRequest(f"{path}: unknown [server] key(s) {unknown}; known keys are {sorted(known)}")
+    models = tuple(
+        ModelSpec.from_dict(m, f"{path}: [[models]] #{i + 1}") for i, m in enumerate(raw.get("models", []))
+    )
+    ids = [m.id for m in models] + [a for m in models for a in m.aliases]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise InvalidRequest(f"{path}: model id(s) declared twice: {dupes}")
+    return Settings(config_path=path, models=models, **server)
+
+
+def save_models(path: Path, models: list[ModelSpec]) -> None:
+    raw = _read(path)
+    raw["models"] = [m.to_dict() for m in models]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(raw))

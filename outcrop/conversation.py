@@ -1,0 +1,188 @@
+"""Canonical conversation types: the one shape every dialect decodes to and encodes from.
+
+Plain frozen values. No I/O, no wire field names, no validation beyond what the types say: the
+dialects validate their own JSON, engines consume these.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["user", "assistant"]
+
+
+# --- content parts -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Image:
+    format: str  # png | jpeg | gif | webp
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    id: str
+    name: str
+    input: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    tool_use_id: str
+    # Text and JSON results; JSON values are kept as values and rendered by the engine.
+    content: tuple[Text | Json, ...]
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class Json:
+    value: Any
+
+
+Part = Text | Image | ToolUse | ToolResult
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    parts: tuple[Part, ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(p.text for p in self.parts if isinstance(p, Text))
+
+
+# --- tools and sampling --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    input_schema: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """auto: model decides; any: must call some tool; tool: must call `name`; none: must not call."""
+
+    kind: Literal["auto", "any", "tool", "none"] = "auto"
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """Constrain the output: `json_object` (any JSON object) or `json_schema` (this schema)."""
+
+    kind: Literal["json_object", "json_schema"]
+    schema: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One generation. Either a chat (`messages`, templated by the engine) or a raw `prompt`
+    (already templated by the caller, as Bedrock's Llama/Mistral bodies and OpenAI completions are)."""
+
+    model: str
+    messages: tuple[Message, ...] = ()
+    system: str = ""
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    sampling: Sampling = field(default_factory=Sampling)
+    response_format: ResponseFormat | None = None
+    prompt: str | None = None
+
+
+# --- results and events --------------------------------------------------------------------------
+
+
+class StopReason(enum.StrEnum):
+    END_TURN = "end_turn"
+    MAX_TOKENS = "max_tokens"
+    STOP_SEQUENCE = "stop_sequence"
+    TOOL_USE = "tool_use"
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class MessageStart:
+    input_tokens: int
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolUseStart:
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolUseDelta:
+    index: int
+    partial_json: str
+
+
+@dataclass(frozen=True)
+class BlockStop:
+    index: int
+
+
+@dataclass(frozen=True)
+class MessageStop:
+    stop_reason: StopReason
+    usage: Usage
+    stop_sequence: str | None = None
+
+
+Event = MessageStart | TextDelta | ToolUseStart | ToolUseDelta | BlockStop | MessageStop
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """A whole answer: what a non-streaming call returns, folded from the event stream."""
+
+    parts: tuple[Text | ToolUse, ...]
+    stop_reason: StopReason
+    usage: Usage
+    stop_sequence: str | None = None
+    latency_ms: int = 0
+    first_token_ms: int | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(p.text for p in self.parts if isinstance(p, Text))

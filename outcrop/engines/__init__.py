@@ -1,0 +1,1 @@
+"""Engines: canonical request in, typed events out (see base.Engine)."""

@@ -1,0 +1,47 @@
+"""The engine seam: small, async, stream-only.
+
+An engine turns one canonical ChatRequest into a stream of typed events. A non-streaming answer is a
+fold over that stream (`inference.collect`), never a second code path. Whatever else an engine can
+do is declared on its `Capabilities`, not added as abstract methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from outcrop.conversation import ChatRequest, Event
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    context_length: int
+    tools: bool = True
+    grammar: bool = False  # can constrain decoding to a JSON schema
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    in_flight: int
+    queued: int
+    max_queue: int
+    completed: int = 0
+    cancelled: int = 0  # generations stopped because their caller went away
+
+
+class Engine(Protocol):
+    capabilities: Capabilities
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Generate. Raises errors from outcrop.errors before the first event when it can
+        (bad request, context exceeded, queue full); closing the iterator stops generation."""
+        ...
+
+    async def count_tokens(self, request: ChatRequest) -> int:
+        """Input tokens this request would use, prompt template included."""
+        ...
+
+    def stats(self) -> EngineStats: ...
+
+    async def close(self) -> None: ...

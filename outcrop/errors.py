@@ -1,0 +1,53 @@
+"""The one error tree. Every dialect maps these to its own envelope in one table.
+
+    OutcropError
+    ├── InvalidRequest          the caller sent something wrong (bad JSON, unknown field, bad type)
+    │   └── ContextWindowExceeded   the prompt does not fit the model's context
+    ├── NotFound                a model (or other resource) that does not exist
+    ├── UnknownOperation        no such route / operation
+    ├── Overloaded              the model's queue is full: retry later
+    ├── ModelFailure            the engine failed while generating
+    └── InternalFailure         anything else; never shows a traceback to the caller
+
+Messages are written for the caller: say what is wrong and, where it helps, what would be right.
+"""
+
+from __future__ import annotations
+
+
+class OutcropError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(OutcropError):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class ContextWindowExceeded(InvalidRequest):
+    pass
+
+
+class NotFound(OutcropError):
+    pass
+
+
+class UnknownOperation(OutcropError):
+    pass
+
+
+class Overloaded(OutcropError):
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ModelFailure(OutcropError):
+    pass
+
+
+class InternalFailure(OutcropError):
+    pass

@@ -1,0 +1,151 @@
+"""Model ids and aliases -> engines, and the catalog every dialect lists from.
+
+Callers name models the way Bedrock does, and we accept each form: base ids
+(`anthropic.claude-3-haiku-20240307-v1:0`), cross-region inference-profile ids (`us.` + base id) and
+ARNs of foundation models, inference profiles and the like. Engines load on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from outcrop import errors
+from outcrop.config import ModelSpec, Settings
+from outcrop.engines.base import Engine
+from outcrop.models import BUILTIN_GGUF, BUILTIN_MODEL_ID
+
+_ARN = re.compile(
+    r"^arn:aws[a-z-]*:bedrock:[^:]*:[^:]*:"
+    r"(?:foundation-model|inference-profile|application-inference-profile|custom-model|imported-model"
+    r"|provisioned-model|custom-model-deployment|prompt-router)/(?P<id>.+)$"
+)
+_GEO = re.compile(r"^(?:us|eu|apac|global|us-gov|ca|jp|au)\.(?P<id>.+)$")
+
+PROVIDER_NAMES = {
+    "anthropic": "Anthropic",
+    "meta": "Meta",
+    "mistral": "Mistral AI",
+    "amazon": "Amazon",
+    "cohere": "Cohere",
+    "ai21": "AI21 Labs",
+    "deepseek": "DeepSeek",
+    "qwen": "Qwen",
+    "openai": "OpenAI",
+    "outcrop": "Outcrop",
+}
+
+
+def provider_of(model_id: str) -> str:
+    """The provider segment of a Bedrock-style id: `anthropic` for `us.anthropic.claude...`."""
+    m = _GEO.match(model_id)
+    base = m.group("id") if m else model_id
+    return base.split(".", 1)[0] if "." in base else "custom"
+
+
+def builtin_spec() -> ModelSpec:
+    return ModelSpec(id=BUILTIN_MODEL_ID, path=str(BUILTIN_GGUF), n_ctx=4096)
+
+
+@dataclass
+class Entry:
+    spec: ModelSpec
+    engine: Engine | None = None
+
+
+class Registry:
+    def __init__(self, settings: Settings, engines: dict[str, Engine] | None = None) -> None:
+        specs = list(settings.models)
+        if settings.builtin_model and all(s.id != BUILTIN_MODEL_ID for s in specs):
+            specs.insert(0, builtin_spec())
+        self.region = settings.region
+        self._entries: dict[str, Entry] = {}
+        self._names: dict[str, str] = {}
+        for spec in specs:
+            entry = Entry(spec, (engines or {}).get(spec.id))
+            self._entries[spec.id] = entry
+            for name in (spec.id, *spec.aliases):
+                self._names[name] = spec.id
+        self._loading: dict[str, asyncio.Lock] = {}
+
+    def specs(self) -> list[ModelSpec]:
+        return [e.spec for e in self._entries.values()]
+
+    def names(self) -> list[str]:
+        """Every id a caller can use: model ids and their aliases."""
+        return list(self._names)
+
+    def resolve(self, identifier: str) -> str:
+        """The model id (after aliases) that `identifier` names, or NotFound."""
+        candidates = [identifier]
+        arn = _ARN.match(identifier)
+        if arn:
+            candidates.append(arn.group("id"))
+        for name in list(candidates):
+            geo = _GEO.match(name)
+            if geo:
+                candidates.append(geo.group("id"))
+        for name in candidates:
+            if name in self._names:
+                return self._names[name]
+        raise errors.NotFound(
+            f"The model '{identifier}' is not served here. Served models: {', '.join(self._names)}. "
+            "Add one with `outcrop models add FILE.gguf --id ID`."
+        )
+
+    def spec(self, model_id: str) -> ModelSpec:
+        return self._entries[self.resolve(model_id)].spec
+
+    async def engine(self, identifier: str) -> tuple[str, Engine]:
+        model_id = self.resolve(identifier)
+        entry = self._entries[model_id]
+        if entry.engine is None:
+            lock = self._loading.setdefault(model_id, asyncio.Lock())
+            async with lock:
+                if entry.engine is None:
+                    entry.engine = await asyncio.to_thread(load_engine, entry.spec)
+        return model_id, entry.engine
+
+    def loaded(self) -> dict[str, Engine]:
+        return {k: e.engine for k, e in self._entries.items() if e.engine is not None}
+
+    def foundation_model(self, model_id: str) -> dict[str, Any]:
+        """Bedrock's FoundationModelSummary for one served model."""
+        provider = provider_of(model_id)
+        return {
+            "modelArn": f"arn:aws:bedrock:{self.region}::foundation-model/{model_id}",
+            "modelId": model_id,
+            "modelName": model_id.split(".", 1)[-1],
+            "providerName": PROVIDER_NAMES.get(provider, provider.capitalize()),
+            "inputModalities": ["TEXT"],
+            "outputModalities": ["TEXT"],
+            "responseStreamingSupported": True,
+            "customizationsSupported": [],
+            "inferenceTypesSupported": ["ON_DEMAND"],
+            "modelLifecycle": {"status": "ACTIVE"},
+        }
+
+    async def close(self) -> None:
+        for engine in self.loaded().values():
+            await engine.close()
+
+
+def load_engine(spec: ModelSpec) -> Engine:
+    if spec.engine == "echo":
+        from outcrop.engines.echo import EchoEngine
+
+        return EchoEngine(context_length=spec.n_ctx, max_queue=spec.max_queue)
+    from outcrop.engines.llamacpp import LlamaCppEngine
+
+    assert spec.path is not None
+    return LlamaCppEngine(
+        spec.path,
+        name=spec.id,
+        n_ctx=spec.n_ctx,
+        n_threads=spec.n_threads,
+        n_batch=spec.n_batch,
+        max_queue=spec.max_queue,
+        chat_template=spec.chat_template,
+    )

@@ -1,0 +1,95 @@
+"""Shared fixtures: a real uvicorn server on 127.0.0.1 serving the built-in model (under Bedrock ids
+of several provider families) and an echo model, and real boto3 clients pointed at it."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import uvicorn
+from botocore.config import Config
+
+from outcrop.api.app import build_app
+from outcrop.config import ModelSpec, Settings
+from outcrop.models import BUILTIN_GGUF, BUILTIN_MODEL_ID
+from outcrop.registry import Registry
+
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+LLAMA = "meta.llama3-1-8b-instruct-v1:0"
+MISTRAL = "mistral.mistral-7b-instruct-v0:2"
+TITAN = "amazon.titan-text-express-v1"
+ECHO = "test.echo-v1:0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(settings: Settings) -> Iterator[tuple[str, Registry]]:
+    port = free_port()
+    registry = Registry(settings)
+    app = build_app(settings, registry)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", registry
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_settings(tmp: Path, **extra: object) -> Settings:
+    models = (
+        ModelSpec(
+            id=BUILTIN_MODEL_ID, path=str(BUILTIN_GGUF), n_ctx=4096, aliases=(CLAUDE, LLAMA, MISTRAL, TITAN), max_queue=4
+        ),
+        ModelSpec(id=ECHO, engine="echo", n_ctx=64, max_queue=1),
+    )
+    return Settings(config_path=tmp / "config.toml", models=models, **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Registry]]:
+    with serve(test_settings(tmp_path_factory.mktemp("outcrop"))) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def base_url(server: tuple[str, Registry]) -> str:
+    return server[0]
+
+
+def client(service: str, base_url: str):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        service,
+        endpoint_url=base_url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=120),
+    )
+
+
+@pytest.fixture(scope="session")
+def runtime(base_url: str):  # type: ignore[no-untyped-def]
+    return client("bedrock-runtime", base_url)
+
+
+@pytest.fixture(scope="session")
+def control(base_url: str):  # type: ignore[no-untyped-def]
+    return client("bedrock", base_url)
