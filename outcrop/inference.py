@@ -7,6 +7,7 @@ A non-streaming answer is `collect()`: a fold over the same event stream.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -29,6 +30,8 @@ from outcrop.conversation import (
 )
 from outcrop.registry import Registry
 
+log = logging.getLogger("outcrop.inference")
+
 
 @dataclass
 class Stream:
@@ -44,10 +47,16 @@ class Stream:
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         yield self.first
-        async for event in self.rest:
-            if self.first_token_at is None and isinstance(event, TextDelta | ToolUseStart):
-                self.first_token_at = time.perf_counter()
-            yield event
+        try:
+            async for event in self.rest:
+                if self.first_token_at is None and isinstance(event, TextDelta | ToolUseStart):
+                    self.first_token_at = time.perf_counter()
+                yield event
+        except errors.OutcropError:
+            raise
+        except Exception as exc:
+            log.exception("engine failure on %s", self.model_id)
+            raise errors.ModelFailure(f"The model failed while generating: {exc}") from exc
 
     async def aclose(self) -> None:
         aclose = getattr(self.rest, "aclose", None)
@@ -74,7 +83,8 @@ class Inference:
         except errors.OutcropError:
             raise
         except Exception as exc:
-            raise errors.ModelFailure(f"The engine failed: {exc}") from exc
+            log.exception("engine failure on %s", model_id)
+            raise errors.ModelFailure(f"The model failed: {exc}") from exc
         return Stream(model_id, started, first, events)
 
     async def complete(self, request: ChatRequest) -> ChatResult:

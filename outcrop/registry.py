@@ -105,7 +105,14 @@ class Registry:
             lock = self._loading.setdefault(model_id, asyncio.Lock())
             async with lock:
                 if entry.engine is None:
-                    entry.engine = await asyncio.to_thread(load_engine, entry.spec)
+                    try:
+                        entry.engine = await asyncio.to_thread(load_engine, entry.spec)
+                    except errors.OutcropError:
+                        raise
+                    except Exception as exc:  # llama.cpp says little more than "failed to load"
+                        raise errors.ModelFailure(
+                            f"The model '{model_id}' could not be loaded from {entry.spec.path}: {exc}"
+                        ) from exc
         return model_id, entry.engine
 
     def loaded(self) -> dict[str, Engine]:

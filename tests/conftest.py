@@ -17,6 +17,8 @@ from botocore.config import Config
 
 from outcrop.api.app import build_app
 from outcrop.config import ModelSpec, Settings
+from outcrop.engines.base import Engine
+from outcrop.engines.echo import EchoEngine
 from outcrop.models import BUILTIN_GGUF, BUILTIN_MODEL_ID
 from outcrop.registry import Registry
 
@@ -34,9 +36,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(settings: Settings) -> Iterator[tuple[str, Registry]]:
+def serve(settings: Settings, engines: dict[str, Engine] | None = None) -> Iterator[tuple[str, Registry]]:
     port = free_port()
-    registry = Registry(settings)
+    registry = Registry(settings, engines)
     app = build_app(settings, registry)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -65,7 +67,9 @@ def test_settings(tmp: Path, **extra: object) -> Settings:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Registry]]:
-    with serve(test_settings(tmp_path_factory.mktemp("outcrop"))) as running:
+    # The echo model is slow (50 ms a word) and has no queue: one request at a time, the next refused.
+    echo = EchoEngine(context_length=64, max_queue=0, delay_s=0.05)
+    with serve(test_settings(tmp_path_factory.mktemp("outcrop")), {ECHO: echo}) as running:
         yield running
 
 
@@ -81,7 +85,7 @@ def client(service: str, base_url: str):  # type: ignore[no-untyped-def]
         region_name="us-east-1",
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="secret",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=120),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=120),
     )
 
 

@@ -15,6 +15,7 @@ import asyncio
 import codecs
 import ctypes
 import json
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -119,8 +120,15 @@ class LlamaCppEngine:
         if not path.is_file():
             raise errors.NotFound(f"Model file {path} does not exist.")
         self.name = name
+        # llama-cpp-python defaults to half the cores; decoding on a CPU wants all of them.
+        threads = n_threads or os.cpu_count() or 1
         self._llm = Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, verbose=False
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=n_batch,
+            verbose=False,
         )
         self._vocab = self._llm._model.vocab
         meta = self._llm.metadata

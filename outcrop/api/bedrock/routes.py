@@ -73,6 +73,7 @@ async def converse_stream_op(ctx: Context, request: Request, modelId: str) -> Re
 
 
 async def invoke_op(ctx: Context, request: Request, modelId: str) -> Response:
+    ctx.registry.resolve(modelId)  # an unknown model is a 404 whatever the body says
     fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
     result = await ctx.inference.complete(chat)
     headers = {
@@ -90,6 +91,7 @@ def _chunk(payload: dict[str, Any]) -> bytes:
 
 
 async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
+    ctx.registry.resolve(modelId)  # an unknown model is a 404 whatever the body says
     fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
     stream = await ctx.inference.stream(chat)
     encode = invoke.chunk_encoder(fam, modelId)
@@ -115,6 +117,7 @@ async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Resp
 
 
 async def count_tokens_op(ctx: Context, request: Request, modelId: str) -> Response:
+    ctx.registry.resolve(modelId)
     chat = converse.decode_count_tokens(modelId, await _json(request), invoke.decode_for_count)
     n = await ctx.inference.count_tokens(chat)
     return json_body({"inputTokens": n}, headers=_request_id())

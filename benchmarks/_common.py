@@ -1,0 +1,174 @@
+"""Shared pieces of the benchmark scripts: an `outcrop serve` subprocess, statistics and tables.
+
+Not a benchmark itself; `gateway_overhead.py` and `decode_throughput.py` import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def config_toml(models: Sequence[dict[str, Any]]) -> str:
+    """A config file serving exactly `models` (each a [[models]] table), without the built-in model."""
+    lines = ["[server]", "builtin_model = false", ""]
+    for model in models:
+        lines.append("[[models]]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in model.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+@dataclass
+class Server:
+    url: str
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@contextlib.contextmanager
+def outcrop_server(models: Sequence[dict[str, Any]], *, startup_timeout_s: float = 180.0) -> Iterator[Server]:
+    """`python -m outcrop.cli --config TMP serve --port N` in a subprocess, until the block exits.
+
+    `outcrop serve` loads its first model before it listens, so the server is ready (and that model is
+    loaded) once GET /foundation-models answers.
+    """
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="outcrop-bench-") as tmp:
+        cfg = Path(tmp) / "config.toml"
+        cfg.write_text(config_toml(models))
+        log_path = Path(tmp) / "server.log"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        cmd = [
+            sys.executable,
+            "-m",
+            "outcrop.cli",
+            "--config",
+            str(cfg),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = Server(f"http://127.0.0.1:{port}", "127.0.0.1", port, process, log_path)
+        try:
+            _wait_ready(server, startup_timeout_s)
+            yield server
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _wait_ready(server: Server, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"outcrop serve exited with status {server.process.returncode}:\n{server.log_path.read_text()}"
+            )
+        try:
+            conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+            conn.request("GET", "/foundation-models")
+            status = conn.getresponse().status
+            conn.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"outcrop serve did not start within {timeout_s:.0f}s:\n{server.log_path.read_text()}")
+        time.sleep(0.1)
+
+
+def server_log_tail(server: Server, lines: int = 20) -> str:
+    text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --- statistics and tables -----------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linearly interpolated between the closest ranks."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def median(values: Sequence[float]) -> float:
+    return percentile(values, 50.0)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
+    """A plain-text table; `align` has one `<` or `>` per column (default: first left, rest right)."""
+    align = align or "<" + ">" * (len(headers) - 1)
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(f"{c!s:{a}{w}}" for c, a, w in zip(cells, align, widths, strict=True)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def machine_summary() -> str:
+    import llama_cpp
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for row in Path("/proc/cpuinfo").read_text().splitlines():
+            if row.startswith("model name"):
+                cpu = row.split(":", 1)[1].strip()
+                break
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
+        f"llama-cpp-python {llama_cpp.__version__}"
+    )
