@@ -108,9 +108,7 @@ def load(path: Path | None = None) -> Settings:
     unknown = sorted(set(server) - known)
     if unknown:
         raise InvalidRequest(f"{path}: unknown [server] key(s) {unknown}; known keys are {sorted(known)}")
-    models = tuple(
-        ModelSpec.from_dict(m, f"{path}: [[models]] #{i + 1}") for i, m in enumerate(raw.get("models", []))
-    )
+    models = tuple(ModelSpec.from_dict(m, f"{path}: [[models]] #{i + 1}") for i, m in enumerate(raw.get("models", [])))
     ids = [m.id for m in models] + [a for m in models for a in m.aliases]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:

@@ -36,7 +36,7 @@ def choose(files: list[str]) -> str:
 
 def pull(spec: str, revision: str | None = None) -> Path:
     from huggingface_hub import HfApi, hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     repo, filename = split(spec)
     try:
@@ -44,5 +44,5 @@ def pull(spec: str, revision: str | None = None) -> Path:
             filename = choose(HfApi().list_repo_files(repo, revision=revision))
         target = config.home() / "models" / repo
         return Path(hf_hub_download(repo, filename, revision=revision, local_dir=target))
-    except HfHubHTTPError as exc:
+    except (HfHubHTTPError, EntryNotFoundError, LocalEntryNotFoundError, OSError) as exc:
         raise errors.NotFound(f"could not download {repo}/{filename or ''}: {exc}") from exc

@@ -163,9 +163,7 @@ def train_tokenizer() -> Vocab:
         tokens[idx] = piece
     assert all(tokens), "token ids are not contiguous"
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-    types = [
-        int(gguf.TokenType.CONTROL) if t in SPECIAL_TOKENS else int(gguf.TokenType.NORMAL) for t in tokens
-    ]
+    types = [int(gguf.TokenType.CONTROL) if t in SPECIAL_TOKENS else int(gguf.TokenType.NORMAL) for t in tokens]
     tok.add_special_tokens(SPECIAL_TOKENS)
     return Vocab(tokens, types, merges, eos_id=vocab[EOS_TOKEN], bos_id=vocab["<|endoftext|>"], hf=tok)
 

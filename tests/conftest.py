@@ -58,7 +58,11 @@ def serve(settings: Settings, engines: dict[str, Engine] | None = None) -> Itera
 def test_settings(tmp: Path, **extra: object) -> Settings:
     models = (
         ModelSpec(
-            id=BUILTIN_MODEL_ID, path=str(BUILTIN_GGUF), n_ctx=4096, aliases=(CLAUDE, LLAMA, MISTRAL, TITAN), max_queue=4
+            id=BUILTIN_MODEL_ID,
+            path=str(BUILTIN_GGUF),
+            n_ctx=4096,
+            aliases=(CLAUDE, LLAMA, MISTRAL, TITAN),
+            max_queue=4,
         ),
         ModelSpec(id=ECHO, engine="echo", n_ctx=64, max_queue=1),
     )

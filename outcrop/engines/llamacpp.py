@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import ctypes
 import json
 import os
@@ -155,7 +156,7 @@ class LlamaCppEngine:
 
         buf = ctypes.create_string_buffer(256)
         n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 256, 0, special)
-        return bytes(buf[: max(n, 0)])
+        return buf.raw[: max(n, 0)]
 
     def _is_eog(self, token: int) -> bool:
         import llama_cpp
@@ -302,9 +303,7 @@ class LlamaCppEngine:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         self._running += 1
-        job = loop.run_in_executor(
-            self._executor, self._generate, prompt, request, max_tokens, grammar, emit, cancel
-        )
+        job = loop.run_in_executor(self._executor, self._generate, prompt, request, max_tokens, grammar, emit, cancel)
         finished = False
         try:
             yield MessageStart(input_tokens=len(prompt))
@@ -333,10 +332,9 @@ class LlamaCppEngine:
             else:
                 self.cancelled += 1
             cancel.set()
-            try:
+            # The worker reports its own failures through the queue; here we only wait for it to stop.
+            with contextlib.suppress(BaseException):
                 await asyncio.shield(job)
-            except BaseException:
-                pass
             self._running -= 1
 
     async def close(self) -> None:

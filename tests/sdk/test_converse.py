@@ -46,7 +46,12 @@ def test_converse_tool_round_trip(runtime) -> None:  # type: ignore[no-untyped-d
         {
             "role": "user",
             "content": [
-                {"toolResult": {"toolUseId": use["toolUseId"], "content": [{"json": {"temperature": 18, "condition": "sunny"}}]}}
+                {
+                    "toolResult": {
+                        "toolUseId": use["toolUseId"],
+                        "content": [{"json": {"temperature": 18, "condition": "sunny"}}],
+                    }
+                }
             ],
         },
     ]
@@ -138,3 +143,25 @@ def test_converse_stream_error_after_start_is_an_exception_frame(base_url) -> No
             rt.converse(modelId=model, messages=[{"role": "user", "content": [{"text": "hi"}]}])
         assert err2.value.response["Error"]["Code"] == "ModelErrorException"
         assert err2.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+
+
+def test_converse_output_schema_is_enforced_while_decoding(runtime) -> None:  # type: ignore[no-untyped-def]
+    # The model was never trained to write this shape; the grammar makes it.
+    schema = {
+        "type": "object",
+        "properties": {"temperature": {"type": "integer"}, "unit": {"enum": ["C", "F"]}},
+        "required": ["temperature", "unit"],
+    }
+    out = runtime.converse(
+        modelId=BUILTIN_MODEL_ID,
+        messages=[{"role": "user", "content": [{"text": "Hello"}]}],
+        inferenceConfig={"temperature": 0, "maxTokens": 60},
+        outputConfig={
+            "textFormat": {
+                "type": "json_schema",
+                "structure": {"jsonSchema": {"schema": json.dumps(schema), "name": "w"}},
+            }
+        },
+    )
+    value = json.loads(out["output"]["message"]["content"][0]["text"])
+    assert isinstance(value["temperature"], int) and value["unit"] in ("C", "F")

@@ -39,7 +39,13 @@ def test_every_bedrock_id_form_routes(runtime, model_id: str) -> None:  # type: 
 def test_count_tokens_converse_and_invoke(runtime) -> None:  # type: ignore[no-untyped-def]
     conv = runtime.count_tokens(modelId=BUILTIN_MODEL_ID, input={"converse": {"messages": HELLO}})
     assert conv["inputTokens"] == runtime.converse(modelId=BUILTIN_MODEL_ID, messages=HELLO)["usage"]["inputTokens"]
-    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": [{"role": "user", "content": "Hello"}]})
+    body = json.dumps(
+        {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "Hello"}],
+        }
+    )
     inv = runtime.count_tokens(modelId=CLAUDE, input={"invokeModel": {"body": body.encode()}})
     assert inv["inputTokens"] == conv["inputTokens"]
     longer = runtime.count_tokens(
@@ -87,9 +93,27 @@ def test_unknown_model(runtime, control) -> None:  # type: ignore[no-untyped-def
     ("body", "needle"),
     [
         ({"anthropic_version": "bedrock-2023-05-31", "messages": [{"role": "user", "content": "hi"}]}, "max_tokens"),
-        ({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "foo": 1}, "foo"),
-        ({"anthropic_version": "bedrock-2023-05-31", "max_tokens": "many", "messages": [{"role": "user", "content": "hi"}]}, "max_tokens"),
-        ({"anthropic_version": "2020", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}, "anthropic_version"),
+        (
+            {
+                "anthropic_version": "bedrock-2023-05-31",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "hi"}],
+                "foo": 1,
+            },
+            "foo",
+        ),
+        (
+            {
+                "anthropic_version": "bedrock-2023-05-31",
+                "max_tokens": "many",
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+            "max_tokens",
+        ),
+        (
+            {"anthropic_version": "2020", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+            "anthropic_version",
+        ),
     ],
     ids=["missing", "unknown-field", "bad-type", "bad-version"],
 )
@@ -109,7 +133,10 @@ def test_invalid_json_body(runtime) -> None:  # type: ignore[no-untyped-def]
     [
         ({"messages": HELLO, "inferenceConfig": {"maxTokenz": 5}}, "maxTokenz"),
         ({"messages": HELLO, "inferenceConfig": {"maxTokens": "five"}}, "maxTokens"),
-        ({"messages": [{"role": "user", "content": [{"text": "a", "cachePoint": {"type": "default"}}]}]}, "exactly one"),
+        (
+            {"messages": [{"role": "user", "content": [{"text": "a", "cachePoint": {"type": "default"}}]}]},
+            "exactly one",
+        ),
         ({"messages": [{"role": "assistant", "content": [{"text": "a"}]}]}, "start with a user message"),
         ({"messages": []}, "at least one message"),
         ({"messages": HELLO, "additionalModelRequestFields": {"frobnicate": 1}}, "frobnicate"),
@@ -144,9 +171,13 @@ def test_model_that_fails_to_load(tmp_path) -> None:  # type: ignore[no-untyped-
 
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF but not really")
-    settings = Settings(config_path=tmp_path / "c.toml", builtin_model=False, models=(ModelSpec(id="x.broken-v1", path=str(bad)),))
+    settings = Settings(
+        config_path=tmp_path / "c.toml", builtin_model=False, models=(ModelSpec(id="x.broken-v1", path=str(bad)),)
+    )
     with serve(settings) as (url, _):
-        status, code, message = _error(lambda: client("bedrock-runtime", url).converse(modelId="x.broken-v1", messages=HELLO))
+        status, code, message = _error(
+            lambda: client("bedrock-runtime", url).converse(modelId="x.broken-v1", messages=HELLO)
+        )
     assert (status, code) == (424, "ModelErrorException") and "could not be loaded" in message
 
 
@@ -182,7 +213,7 @@ def test_queue_full_on_the_real_engine(tmp_path) -> None:  # type: ignore[no-unt
 
     spec = ModelSpec(id="x.tiny-v1", path=str(BUILTIN_GGUF), n_ctx=4096, max_queue=0)
     settings = Settings(config_path=tmp_path / "c.toml", builtin_model=False, models=(spec,))
-    with serve(settings) as (url, registry):
+    with serve(settings) as (url, _):
         rt = client("bedrock-runtime", url)
         long = rt.converse_stream(
             modelId="x.tiny-v1",

@@ -63,7 +63,11 @@ def test_anthropic_messages_body_with_tools(runtime) -> None:  # type: ignore[no
         {
             "role": "user",
             "content": [
-                {"type": "tool_result", "tool_use_id": use["id"], "content": '{"temperature": 18, "condition": "sunny"}'}
+                {
+                    "type": "tool_result",
+                    "tool_use_id": use["id"],
+                    "content": '{"temperature": 18, "condition": "sunny"}',
+                }
             ],
         },
     ]
@@ -88,15 +92,13 @@ def test_anthropic_stream_tool_use(runtime) -> None:  # type: ignore[no-untyped-
     chunks = _stream(runtime, CLAUDE, _anthropic("What is the weather in Paris?", tools=[WEATHER_TOOL]))
     start = next(c for c in chunks if c["type"] == "content_block_start")
     assert start["content_block"]["type"] == "tool_use" and start["content_block"]["name"] == "get_weather"
-    partial = "".join(
-        c["delta"]["partial_json"] for c in chunks if c["type"] == "content_block_delta"
-    )
+    partial = "".join(c["delta"]["partial_json"] for c in chunks if c["type"] == "content_block_delta")
     assert json.loads(partial) == {"city": "Paris"}
     assert chunks[-2]["delta"]["stop_reason"] == "tool_use"
 
 
 def test_llama_body(runtime) -> None:  # type: ignore[no-untyped-def]
-    body, headers = _invoke(runtime, LLAMA, {"prompt": _raw_prompt("Hello"), "temperature": 0, "max_gen_len": 64})
+    body, _ = _invoke(runtime, LLAMA, {"prompt": _raw_prompt("Hello"), "temperature": 0, "max_gen_len": 64})
     assert body["generation"] == ANSWERS["hello"]
     assert body["stop_reason"] == "stop"
     assert body["prompt_token_count"] > 0 and body["generation_token_count"] > 0
@@ -116,7 +118,12 @@ def test_llama_length(runtime) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_mistral_body_and_stream(runtime) -> None:  # type: ignore[no-untyped-def]
-    request = {"prompt": _raw_prompt("Count from one to twenty."), "temperature": 0, "max_tokens": 100, "stop": [" four"]}
+    request = {
+        "prompt": _raw_prompt("Count from one to twenty."),
+        "temperature": 0,
+        "max_tokens": 100,
+        "stop": [" four"],
+    }
     body, _ = _invoke(runtime, MISTRAL, request)
     assert body == {"outputs": [{"text": "one two three", "stop_reason": "stop"}]}
     chunks = _stream(runtime, MISTRAL, request)
@@ -125,7 +132,10 @@ def test_mistral_body_and_stream(runtime) -> None:  # type: ignore[no-untyped-de
 
 
 def test_titan_text_body_and_stream(runtime) -> None:  # type: ignore[no-untyped-def]
-    request = {"inputText": "What is the capital of France?", "textGenerationConfig": {"temperature": 0, "maxTokenCount": 50}}
+    request = {
+        "inputText": "What is the capital of France?",
+        "textGenerationConfig": {"temperature": 0, "maxTokenCount": 50},
+    }
     body, _ = _invoke(runtime, TITAN, request)
     assert body["inputTextTokenCount"] > 0
     [result] = body["results"]
@@ -138,7 +148,11 @@ def test_titan_text_body_and_stream(runtime) -> None:  # type: ignore[no-untyped
 
 @pytest.mark.parametrize(
     "body",
-    [_anthropic("Hello"), {"prompt": _raw_prompt("Hello"), "max_gen_len": 50, "temperature": 0}, {"inputText": "Hello"}],
+    [
+        _anthropic("Hello"),
+        {"prompt": _raw_prompt("Hello"), "max_gen_len": 50, "temperature": 0},
+        {"inputText": "Hello"},
+    ],
     ids=["anthropic", "llama", "titan"],
 )
 def test_local_model_id_accepts_any_family_body(runtime, body) -> None:  # type: ignore[no-untyped-def]

@@ -137,10 +137,12 @@ def decode_anthropic(model: str, raw: object) -> ChatRequest:
     body: AnthropicBody = _parse(AnthropicBody, raw)
     if body.anthropic_version != "bedrock-2023-05-31":
         raise errors.InvalidRequest("Malformed input request: anthropic_version must be 'bedrock-2023-05-31'.")
-    messages = []
+    messages: list[Message] = []
     for i, m in enumerate(body.messages):
         if (i == 0 and m.role != "user") or (messages and messages[-1].role == m.role):
-            raise errors.InvalidRequest("messages: roles must alternate between user and assistant, starting with user.")
+            raise errors.InvalidRequest(
+                "messages: roles must alternate between user and assistant, starting with user."
+            )
         blocks = [{"type": "text", "text": m.content}] if isinstance(m.content, str) else m.content
         parts = [p for j, b in enumerate(blocks) for p in _anthropic_part(b, f"messages.{i}.content.{j}")]
         messages.append(Message(m.role, tuple(parts)))
@@ -202,33 +204,33 @@ class AnthropicChunks:
     def __call__(self, event: Event) -> list[dict[str, Any]]:
         match event:
             case MessageStart(input_tokens=n):
-                message = {
+                message: dict[str, Any] = {
                     "id": _message_id(), "type": "message", "role": "assistant", "model": self.model,
                     "content": [], "stop_reason": None, "stop_sequence": None,
                     "usage": {"input_tokens": n, "output_tokens": 0},
                 }  # fmt: skip
                 return [{"type": "message_start", "message": message}]
             case TextDelta(index=i, text=t):
-                out = []
+                out: list[dict[str, Any]] = []
                 if i not in self._open:
                     self._open.add(i)
-                    block = {"type": "text", "text": ""}
+                    block: dict[str, Any] = {"type": "text", "text": ""}
                     out.append({"type": "content_block_start", "index": i, "content_block": block})
                 out.append({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": t}})
                 return out
             case ToolUseStart(index=i, id=tid, name=name):
                 self._open.add(i)
-                block = {"type": "tool_use", "id": tid, "name": name, "input": {}}
-                return [{"type": "content_block_start", "index": i, "content_block": block}]
+                tool_block: dict[str, Any] = {"type": "tool_use", "id": tid, "name": name, "input": {}}
+                return [{"type": "content_block_start", "index": i, "content_block": tool_block}]
             case ToolUseDelta(index=i, partial_json=j):
-                delta = {"type": "input_json_delta", "partial_json": j}
+                delta: dict[str, Any] = {"type": "input_json_delta", "partial_json": j}
                 return [{"type": "content_block_delta", "index": i, "delta": delta}]
             case BlockStop(index=i):
                 return [{"type": "content_block_stop", "index": i}]
             case MessageStop(stop_reason=reason, usage=u, stop_sequence=seq):
-                delta = {"stop_reason": _ANTHROPIC_STOP[reason], "stop_sequence": seq}
+                stop: dict[str, Any] = {"stop_reason": _ANTHROPIC_STOP[reason], "stop_sequence": seq}
                 return [
-                    {"type": "message_delta", "delta": delta, "usage": {"output_tokens": u.output_tokens}},
+                    {"type": "message_delta", "delta": stop, "usage": {"output_tokens": u.output_tokens}},
                     {"type": "message_stop"},
                 ]
         return []
@@ -322,7 +324,9 @@ def encode_llama(model: str, result: ChatResult) -> dict[str, Any]:
 
 
 def encode_mistral(model: str, result: ChatResult) -> dict[str, Any]:
-    return {"outputs": [{"text": result.text, "stop_reason": _finish(result.stop_reason, stop="stop", length="length")}]}
+    return {
+        "outputs": [{"text": result.text, "stop_reason": _finish(result.stop_reason, stop="stop", length="length")}]
+    }
 
 
 def _titan_reason(reason: StopReason) -> str:

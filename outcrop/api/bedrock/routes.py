@@ -49,9 +49,7 @@ def _event_stream(
         finally:
             await stream.aclose()
 
-    return StreamingResponse(
-        body(), media_type=eventstream.CONTENT_TYPE, headers={**_request_id(), **(headers or {})}
-    )
+    return StreamingResponse(body(), media_type=eventstream.CONTENT_TYPE, headers={**_request_id(), **(headers or {})})
 
 
 # --- Converse ------------------------------------------------------------------------------------
@@ -137,7 +135,9 @@ def _matches(summary: dict[str, Any], query: dict[str, str]) -> bool:
         return False
     if query.get("byInferenceType") and query["byInferenceType"] not in summary["inferenceTypesSupported"]:
         return False
-    return not (query.get("byCustomizationType") and query["byCustomizationType"] not in summary["customizationsSupported"])
+    return not (
+        query.get("byCustomizationType") and query["byCustomizationType"] not in summary["customizationsSupported"]
+    )
 
 
 async def list_foundation_models(ctx: Context, request: Request) -> Response:
