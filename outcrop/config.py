@@ -8,6 +8,7 @@ defaults to ~/.outcrop). Every key is optional:
     port = 8300
     region = "us-east-1"
     builtin_model = true          # also serve the built-in tiny model as outcrop.tiny-chat-v1:0
+    builtin_embedding_model = true  # and all-MiniLM-L6-v2 as outcrop.all-minilm-l6-v2 (if installed)
 
     [[models]]
     id = "anthropic.claude-3-haiku-20240307-v1:0"   # any Bedrock-style id
@@ -15,7 +16,8 @@ defaults to ~/.outcrop). Every key is optional:
     aliases = ["meta.llama3-1-8b-instruct-v1:0"]
     n_ctx = 8192
     max_queue = 8                 # requests waiting beyond the one running; more -> ThrottlingException
-    # n_threads = 4, n_batch = 512, chat_template = "...", engine = "llamacpp" | "echo"
+    # n_threads = 4, n_batch = 512, chat_template = "...", engine = "llamacpp" | "echo" | "sentence-transformers",
+    # kind = "chat" | "embedding"
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from outcrop.errors import InvalidRequest
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8300
-ENGINES = ("llamacpp", "echo")
+ENGINES = ("llamacpp", "echo", "sentence-transformers")
+KINDS = ("chat", "embedding")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class ModelSpec:
     id: str
     path: str | None = None
     engine: str = "llamacpp"
+    kind: str = "chat"  # chat | embedding
     aliases: tuple[str, ...] = ()
     n_ctx: int = 8192
     n_threads: int | None = None
@@ -58,6 +62,10 @@ class ModelSpec:
         spec = cls(**{**raw, "aliases": tuple(raw.get("aliases", ()))})
         if spec.engine not in ENGINES:
             raise InvalidRequest(f"{where}: engine must be one of {ENGINES}, not {spec.engine!r}")
+        if spec.kind not in KINDS:
+            raise InvalidRequest(f"{where}: kind must be one of {KINDS}, not {spec.kind!r}")
+        if spec.engine == "sentence-transformers" and spec.kind != "embedding":
+            raise InvalidRequest(f'{where}: a sentence-transformers model is an embedding model (kind = "embedding")')
         if spec.engine == "llamacpp" and not spec.path:
             raise InvalidRequest(f"{where}: a llamacpp model needs a `path` to a GGUF file")
         return spec
@@ -76,6 +84,7 @@ class Settings:
     port: int = DEFAULT_PORT
     region: str = "us-east-1"
     builtin_model: bool = True
+    builtin_embedding_model: bool = True
     models: tuple[ModelSpec, ...] = field(default=())
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -104,7 +113,7 @@ def load(path: Path | None = None) -> Settings:
     path = path or default_config_path()
     raw = _read(path)
     server = raw.get("server", {})
-    known = {"host", "port", "region", "builtin_model"}
+    known = {"host", "port", "region", "builtin_model", "builtin_embedding_model"}
     unknown = sorted(set(server) - known)
     if unknown:
         raise InvalidRequest(f"{path}: unknown [server] key(s) {unknown}; known keys are {sorted(known)}")

@@ -186,3 +186,24 @@ class ChatResult:
     @property
     def text(self) -> str:
         return "".join(p.text for p in self.parts if isinstance(p, Text))
+
+
+# --- embeddings ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """Texts to embed. `dimensions` truncates (then re-normalizes) when the caller asks for fewer
+    dimensions than the model has; `purpose` is Cohere's input_type, kept for models that use it."""
+
+    model: str
+    texts: tuple[str, ...]
+    dimensions: int | None = None
+    normalize: bool = True
+    purpose: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    vectors: tuple[tuple[float, ...], ...]
+    input_tokens: int

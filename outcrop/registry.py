@@ -14,8 +14,8 @@ from typing import Any
 
 from outcrop import errors
 from outcrop.config import ModelSpec, Settings
-from outcrop.engines.base import Engine
-from outcrop.models import BUILTIN_GGUF, BUILTIN_MODEL_ID
+from outcrop.engines.base import Embedder, Engine
+from outcrop.models import BUILTIN_EMBEDDING_ID, BUILTIN_GGUF, BUILTIN_MODEL_ID, builtin_embedding_available
 
 _ARN = re.compile(
     r"^arn:aws[a-z-]*:bedrock:[^:]*:[^:]*:"
@@ -49,17 +49,27 @@ def builtin_spec() -> ModelSpec:
     return ModelSpec(id=BUILTIN_MODEL_ID, path=str(BUILTIN_GGUF), n_ctx=4096)
 
 
+def builtin_embedding_spec() -> ModelSpec:
+    return ModelSpec(id=BUILTIN_EMBEDDING_ID, engine="sentence-transformers", kind="embedding", n_ctx=256)
+
+
 @dataclass
 class Entry:
     spec: ModelSpec
-    engine: Engine | None = None
+    engine: Engine | Embedder | None = None
 
 
 class Registry:
-    def __init__(self, settings: Settings, engines: dict[str, Engine] | None = None) -> None:
+    def __init__(self, settings: Settings, engines: dict[str, Engine | Embedder] | None = None) -> None:
         specs = list(settings.models)
         if settings.builtin_model and all(s.id != BUILTIN_MODEL_ID for s in specs):
             specs.insert(0, builtin_spec())
+        if (
+            settings.builtin_embedding_model
+            and all(s.id != BUILTIN_EMBEDDING_ID for s in specs)
+            and builtin_embedding_available()
+        ):
+            specs.append(builtin_embedding_spec())
         self.region = settings.region
         self._entries: dict[str, Entry] = {}
         self._names: dict[str, str] = {}
@@ -73,9 +83,9 @@ class Registry:
     def specs(self) -> list[ModelSpec]:
         return [e.spec for e in self._entries.values()]
 
-    def names(self) -> list[str]:
-        """Every id a caller can use: model ids and their aliases."""
-        return list(self._names)
+    def names(self, kind: str | None = None) -> list[str]:
+        """Every id a caller can use (model ids and their aliases), optionally of one kind."""
+        return [n for n, mid in self._names.items() if kind is None or self._entries[mid].spec.kind == kind]
 
     def resolve(self, identifier: str) -> str:
         """The model id (after aliases) that `identifier` names, or NotFound."""
@@ -98,8 +108,30 @@ class Registry:
     def spec(self, model_id: str) -> ModelSpec:
         return self._entries[self.resolve(model_id)].spec
 
+    def kind(self, identifier: str) -> str:
+        return self.spec(identifier).kind
+
     async def engine(self, identifier: str) -> tuple[str, Engine]:
+        """The chat engine for `identifier`; an embedding model is refused with a message."""
         model_id = self.resolve(identifier)
+        if self._entries[model_id].spec.kind != "chat":
+            raise errors.InvalidRequest(
+                f"The model '{identifier}' is an embedding model: it does not generate text. "
+                "Send it an embeddings request instead."
+            )
+        return model_id, await self._load(model_id)  # type: ignore[return-value]
+
+    async def embedder(self, identifier: str) -> tuple[str, Embedder]:
+        """The embedding engine for `identifier`; a chat model is refused with a message."""
+        model_id = self.resolve(identifier)
+        if self._entries[model_id].spec.kind != "embedding":
+            raise errors.InvalidRequest(
+                f"The model '{identifier}' is a chat model, not an embedding model. "
+                f"Embedding models here: {', '.join(self.names('embedding')) or 'none'}."
+            )
+        return model_id, await self._load(model_id)  # type: ignore[return-value]
+
+    async def _load(self, model_id: str) -> Engine | Embedder:
         entry = self._entries[model_id]
         if entry.engine is None:
             lock = self._loading.setdefault(model_id, asyncio.Lock())
@@ -113,22 +145,23 @@ class Registry:
                         raise errors.ModelFailure(
                             f"The model '{model_id}' could not be loaded from {entry.spec.path}: {exc}"
                         ) from exc
-        return model_id, entry.engine
+        return entry.engine
 
-    def loaded(self) -> dict[str, Engine]:
+    def loaded(self) -> dict[str, Engine | Embedder]:
         return {k: e.engine for k, e in self._entries.items() if e.engine is not None}
 
     def foundation_model(self, model_id: str) -> dict[str, Any]:
         """Bedrock's FoundationModelSummary for one served model."""
         provider = provider_of(model_id)
+        embedding = self.spec(model_id).kind == "embedding"
         return {
             "modelArn": f"arn:aws:bedrock:{self.region}::foundation-model/{model_id}",
             "modelId": model_id,
             "modelName": model_id.split(".", 1)[-1],
             "providerName": PROVIDER_NAMES.get(provider, provider.capitalize()),
             "inputModalities": ["TEXT"],
-            "outputModalities": ["TEXT"],
-            "responseStreamingSupported": True,
+            "outputModalities": ["EMBEDDING"] if embedding else ["TEXT"],
+            "responseStreamingSupported": not embedding,
             "customizationsSupported": [],
             "inferenceTypesSupported": ["ON_DEMAND"],
             "modelLifecycle": {"status": "ACTIVE"},
@@ -139,7 +172,16 @@ class Registry:
             await engine.close()
 
 
-def load_engine(spec: ModelSpec) -> Engine:
+def load_engine(spec: ModelSpec) -> Engine | Embedder:
+    if spec.kind == "embedding":
+        from outcrop.engines import embeddings
+
+        if spec.engine == "sentence-transformers":
+            return embeddings.SentenceTransformerEmbedder(spec.path, max_queue=spec.max_queue)
+        assert spec.path is not None
+        return embeddings.LlamaCppEmbedder(
+            spec.path, n_ctx=spec.n_ctx, n_threads=spec.n_threads, max_queue=spec.max_queue
+        )
     if spec.engine == "echo":
         from outcrop.engines.echo import EchoEngine
 

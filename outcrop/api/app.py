@@ -58,6 +58,11 @@ class App:
         self.encoders = encoders
 
     def _dialect_for(self, path: str) -> str:
+        """Which envelope an error on an unmatched path gets: the API that path belongs to."""
+        if path.startswith("/v1/messages"):
+            return "anthropic"
+        if path.startswith("/v1/"):
+            return "openai"
         return "bedrock"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -111,13 +116,20 @@ class App:
 
 def build_app(settings: Settings, registry: Registry | None = None) -> App:
     from outcrop.api import status
+    from outcrop.api.anthropic import errors as anthropic_errors
     from outcrop.api.bedrock import errors as bedrock_errors
     from outcrop.api.bedrock import routes as bedrock_routes
+    from outcrop.api.openai import errors as openai_errors
 
     registry = registry or Registry(settings)
     context = Context(settings, registry, Inference(registry))
     routes = [*status.ROUTES, *bedrock_routes.ROUTES]
-    return App(context, routes, {"bedrock": bedrock_errors.encode_error})
+    encoders: dict[str, ErrorEncoder] = {
+        "bedrock": bedrock_errors.encode_error,
+        "openai": openai_errors.encode_error,
+        "anthropic": anthropic_errors.encode_error,
+    }
+    return App(context, routes, encoders)
 
 
 def json_body(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import __version__
 from outcrop.api.app import Context, json_body, route
+from outcrop.engines.base import Embedder, Engine
 
 
 async def healthz(ctx: Context, request: Request) -> Response:
@@ -16,7 +19,12 @@ async def healthz(ctx: Context, request: Request) -> Response:
 async def status(ctx: Context, request: Request) -> Response:
     models = {}
     for spec in ctx.registry.specs():
-        entry = {"loaded": False, "aliases": list(spec.aliases), "engine": spec.engine}
+        entry: dict[str, object] = {
+            "loaded": False,
+            "kind": spec.kind,
+            "engine": spec.engine,
+            "aliases": list(spec.aliases),
+        }
         engine = ctx.registry.loaded().get(spec.id)
         if engine is not None:
             s = engine.stats()
@@ -27,8 +35,11 @@ async def status(ctx: Context, request: Request) -> Response:
                 max_queue=s.max_queue,
                 completed=s.completed,
                 cancelled=s.cancelled,
-                context_length=engine.capabilities.context_length,
             )
+            if spec.kind == "embedding":
+                entry["dimensions"] = cast(Embedder, engine).dimensions
+            else:
+                entry["context_length"] = cast(Engine, engine).capabilities.context_length
         models[spec.id] = entry
     return json_body({"version": __version__, "models": models})
 

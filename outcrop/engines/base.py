@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from outcrop.conversation import ChatRequest, Event
+from outcrop.conversation import ChatRequest, EmbedRequest, EmbedResult, Event
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,21 @@ class Engine(Protocol):
 
     async def count_tokens(self, request: ChatRequest) -> int:
         """Input tokens this request would use, prompt template included."""
+        ...
+
+    def stats(self) -> EngineStats: ...
+
+    async def close(self) -> None: ...
+
+
+class Embedder(Protocol):
+    """The seam for embedding models: texts in, vectors out (no stream to speak of)."""
+
+    dimensions: int
+    max_tokens: int  # longest input the model reads; longer inputs are truncated by the model
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        """Raises Overloaded when its queue is full, InvalidRequest for input it cannot take."""
         ...
 
     def stats(self) -> EngineStats: ...

@@ -1,0 +1,1 @@
+"""The Anthropic dialect: the Messages API (/v1/messages) and token counting."""
