@@ -117,13 +117,15 @@ class App:
 def build_app(settings: Settings, registry: Registry | None = None) -> App:
     from outcrop.api import status
     from outcrop.api.anthropic import errors as anthropic_errors
+    from outcrop.api.anthropic import routes as anthropic_routes
     from outcrop.api.bedrock import errors as bedrock_errors
     from outcrop.api.bedrock import routes as bedrock_routes
     from outcrop.api.openai import errors as openai_errors
+    from outcrop.api.openai import routes as openai_routes
 
     registry = registry or Registry(settings)
     context = Context(settings, registry, Inference(registry))
-    routes = [*status.ROUTES, *bedrock_routes.ROUTES]
+    routes = [*status.ROUTES, *bedrock_routes.ROUTES, *openai_routes.ROUTES, *anthropic_routes.ROUTES]
     encoders: dict[str, ErrorEncoder] = {
         "bedrock": bedrock_errors.encode_error,
         "openai": openai_errors.encode_error,

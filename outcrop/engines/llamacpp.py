@@ -228,6 +228,8 @@ class LlamaCppEngine:
             top_k=DEFAULT_TOP_K if s.top_k is None else s.top_k,
             min_p=0.0 if temp == 0 else 0.05,
             repeat_penalty=1.0,
+            frequency_penalty=s.frequency_penalty,
+            presence_penalty=s.presence_penalty,
             grammar=grammar,
         )
         try:
@@ -307,7 +309,8 @@ class LlamaCppEngine:
         finished = False
         try:
             yield MessageStart(input_tokens=len(prompt))
-            builder = TextEventBuilder({t.name for t in request.tools} if request.tools else None)
+            calls_allowed = request.tools and request.tool_choice.kind != "none"
+            builder = TextEventBuilder({t.name for t in request.tools} if calls_allowed else None)
             while True:
                 item = await queue.get()
                 if isinstance(item, str):

@@ -145,7 +145,7 @@ def test_invalid_json_body(runtime) -> None:  # type: ignore[no-untyped-def]
 )
 def test_malformed_converse_body(base_url, body, needle: str) -> None:  # type: ignore[no-untyped-def]
     # boto3 validates parameters client-side, so send what a hand-written client might.
-    r = httpx.post(f"{base_url}/model/{BUILTIN_MODEL_ID}/converse", json=body)
+    r = httpx.post(f"{base_url}/model/{BUILTIN_MODEL_ID}/converse", json=body, timeout=60)
     assert r.status_code == 400
     assert r.headers["x-amzn-errortype"] == "ValidationException"
     assert needle in r.json()["message"]
@@ -159,9 +159,9 @@ def test_prompt_longer_than_context(runtime) -> None:  # type: ignore[no-untyped
 
 
 def test_unknown_route_and_method(base_url) -> None:  # type: ignore[no-untyped-def]
-    r = httpx.get(f"{base_url}/no/such/thing")
+    r = httpx.get(f"{base_url}/no/such/thing", timeout=60)
     assert r.status_code == 404 and r.headers["x-amzn-errortype"] == "UnknownOperationException"
-    r = httpx.get(f"{base_url}/model/{BUILTIN_MODEL_ID}/converse")
+    r = httpx.get(f"{base_url}/model/{BUILTIN_MODEL_ID}/converse", timeout=60)
     assert r.status_code == 404 and "not allowed" in r.json()["message"]
 
 
@@ -198,7 +198,7 @@ def test_queue_full_is_throttling(runtime, base_url) -> None:  # type: ignore[no
     assert started.wait(10)
     status, code, _ = _error(lambda: runtime.converse(modelId=ECHO, messages=HELLO))
     assert (status, code) == (429, "ThrottlingException")
-    r = httpx.post(f"{base_url}/model/{ECHO}/converse-stream", json={"messages": HELLO})
+    r = httpx.post(f"{base_url}/model/{ECHO}/converse-stream", json={"messages": HELLO}, timeout=60)
     assert r.status_code == 429 and r.headers["x-amzn-errortype"] == "ThrottlingException"
     assert r.headers["retry-after"]
     t.join()
@@ -229,7 +229,7 @@ def test_queue_full_on_the_real_engine(tmp_path) -> None:  # type: ignore[no-unt
 
 
 def _status(base_url: str, model: str) -> dict:  # type: ignore[type-arg]
-    return httpx.get(f"{base_url}/outcrop/status").json()["models"][model]  # type: ignore[no-any-return]
+    return httpx.get(f"{base_url}/outcrop/status", timeout=60).json()["models"][model]  # type: ignore[no-any-return]
 
 
 def test_disconnect_mid_stream_frees_the_slot(runtime, base_url) -> None:  # type: ignore[no-untyped-def]

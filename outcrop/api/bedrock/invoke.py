@@ -8,34 +8,26 @@ local model under its own name) is served in whichever of these formats the body
 from __future__ import annotations
 
 import json
-import secrets
-from typing import Any, Literal
+import re
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from outcrop import errors
 from outcrop.api.bedrock.schema import describe
 from outcrop.conversation import (
-    BlockStop,
     ChatRequest,
     ChatResult,
     Event,
-    Json,
     Message,
     MessageStart,
     MessageStop,
-    Part,
     Sampling,
     StopReason,
     Text,
     TextDelta,
-    Tool,
-    ToolChoice,
-    ToolResult,
-    ToolUse,
-    ToolUseDelta,
-    ToolUseStart,
 )
+from outcrop.formats import anthropic_messages
 from outcrop.registry import provider_of
 
 
@@ -54,186 +46,30 @@ def _parse(model: type[_Body], body: object) -> Any:
         ) from exc
 
 
-# --- Anthropic Messages ----------------------------------------------------------------------------
+# --- Anthropic Messages (the format lives in outcrop.formats; Bedrock adds anthropic_version) ----------
 
 
-class AnthropicMessage(_Body):
-    role: Literal["user", "assistant"]
-    content: str | list[dict[str, Any]]
-
-
-class AnthropicBody(_Body):
+class AnthropicBody(anthropic_messages.Body):
     anthropic_version: str
     anthropic_beta: list[str] | None = None
-    max_tokens: int = Field(ge=1)
-    messages: list[AnthropicMessage] = Field(min_length=1)
-    system: str | list[dict[str, Any]] | None = None
-    temperature: float | None = Field(default=None, ge=0, le=1)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
-    stop_sequences: list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: dict[str, Any] | None = None
-    thinking: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
 
 
-def _anthropic_text_blocks(blocks: str | list[dict[str, Any]] | None, where: str) -> str:
-    if blocks is None or isinstance(blocks, str):
-        return blocks or ""
-    texts = []
-    for i, b in enumerate(blocks):
-        if b.get("type") != "text" or not isinstance(b.get("text"), str):
-            raise errors.InvalidRequest(f"Malformed input request: {where}.{i} must be a text block.")
-        texts.append(b["text"])
-    return "\n\n".join(texts)
-
-
-def _anthropic_part(block: dict[str, Any], where: str) -> list[Part]:
-    kind = block.get("type")
-    if kind == "text" and isinstance(block.get("text"), str):
-        return [Text(block["text"])]
-    if kind == "tool_use" and isinstance(block.get("name"), str) and isinstance(block.get("input"), dict):
-        return [ToolUse(str(block.get("id", "")), block["name"], block["input"])]
-    if kind == "tool_result" and isinstance(block.get("tool_use_id"), str):
-        raw = block.get("content", "")
-        content: list[Text | Json] = []
-        if isinstance(raw, str):
-            content.append(Text(raw))
-        else:
-            for item in raw:
-                if item.get("type") != "text":
-                    raise errors.InvalidRequest(f"{where}.content: only text tool results are supported.")
-                content.append(Text(item.get("text", "")))
-        return [ToolResult(block["tool_use_id"], tuple(content), bool(block.get("is_error")))]
-    if kind in ("thinking", "redacted_thinking"):
-        return []
-    if kind in ("image", "document"):
-        raise errors.InvalidRequest(f"{where}: this model doesn't support {kind} content; send text.")
-    raise errors.InvalidRequest(f"Malformed input request: {where} is not a valid content block: {block!r}")
-
-
-def _anthropic_tools(body: AnthropicBody) -> tuple[tuple[Tool, ...], ToolChoice]:
-    tools = []
-    for i, t in enumerate(body.tools or []):
-        if not isinstance(t.get("name"), str) or not isinstance(t.get("input_schema"), dict):
-            raise errors.InvalidRequest(f"Malformed input request: tools.{i} needs a name and an input_schema object.")
-        tools.append(Tool(t["name"], t.get("description", ""), t["input_schema"]))
-    choice = ToolChoice()
-    tc = body.tool_choice or {}
-    kind = tc.get("type", "auto")
-    if kind not in ("auto", "any", "tool", "none"):
-        raise errors.InvalidRequest("Malformed input request: tool_choice.type must be auto, any, tool or none.")
-    if kind == "tool":
-        if tc.get("name") not in [t.name for t in tools]:
-            raise errors.InvalidRequest(f"tool_choice names '{tc.get('name')}', which is not one of the tools.")
-        choice = ToolChoice("tool", tc["name"])
-    elif kind in ("any", "none"):
-        choice = ToolChoice(kind)
-    return tuple(tools), choice
+def _malformed(exc: ValidationError) -> str:
+    return f"Malformed input request: {describe(exc)}, please reformat your input and try again."
 
 
 def decode_anthropic(model: str, raw: object) -> ChatRequest:
-    body: AnthropicBody = _parse(AnthropicBody, raw)
-    if body.anthropic_version != "bedrock-2023-05-31":
-        raise errors.InvalidRequest("Malformed input request: anthropic_version must be 'bedrock-2023-05-31'.")
-    messages: list[Message] = []
-    for i, m in enumerate(body.messages):
-        if (i == 0 and m.role != "user") or (messages and messages[-1].role == m.role):
-            raise errors.InvalidRequest(
-                "messages: roles must alternate between user and assistant, starting with user."
-            )
-        blocks = [{"type": "text", "text": m.content}] if isinstance(m.content, str) else m.content
-        parts = [p for j, b in enumerate(blocks) for p in _anthropic_part(b, f"messages.{i}.content.{j}")]
-        messages.append(Message(m.role, tuple(parts)))
-    tools, choice = _anthropic_tools(body)
-    return ChatRequest(
-        model=model,
-        messages=tuple(messages),
-        system=_anthropic_text_blocks(body.system, "system"),
-        tools=tools,
-        tool_choice=choice,
-        sampling=Sampling(
-            max_tokens=body.max_tokens,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            top_k=body.top_k,
-            stop=tuple(body.stop_sequences or ()),
-        ),
-    )
-
-
-_ANTHROPIC_STOP = {
-    StopReason.END_TURN: "end_turn",
-    StopReason.MAX_TOKENS: "max_tokens",
-    StopReason.STOP_SEQUENCE: "stop_sequence",
-    StopReason.TOOL_USE: "tool_use",
-}
-
-
-def _message_id() -> str:
-    return "msg_bdrk_" + secrets.token_hex(12)
+    body: AnthropicBody = anthropic_messages.parse(AnthropicBody, raw, _malformed)
+    # Bedrock documents bedrock-2023-05-31; newer Anthropic SDKs send their own dated API version.
+    if not re.fullmatch(r"(bedrock-)?\d{4}-\d{2}-\d{2}", body.anthropic_version):
+        raise errors.InvalidRequest(
+            "Malformed input request: anthropic_version must be a version such as 'bedrock-2023-05-31'."
+        )
+    return anthropic_messages.decode(model, body)
 
 
 def encode_anthropic(model: str, result: ChatResult) -> dict[str, Any]:
-    content: list[dict[str, Any]] = []
-    for p in result.parts:
-        if isinstance(p, Text):
-            content.append({"type": "text", "text": p.text})
-        else:
-            content.append({"type": "tool_use", "id": p.id, "name": p.name, "input": dict(p.input)})
-    return {
-        "id": _message_id(),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": _ANTHROPIC_STOP[result.stop_reason],
-        "stop_sequence": result.stop_sequence,
-        "usage": {"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens},
-    }
-
-
-class AnthropicChunks:
-    """Events -> the Anthropic SSE objects Bedrock wraps, one per `chunk`."""
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self._open: set[int] = set()
-
-    def __call__(self, event: Event) -> list[dict[str, Any]]:
-        match event:
-            case MessageStart(input_tokens=n):
-                message: dict[str, Any] = {
-                    "id": _message_id(), "type": "message", "role": "assistant", "model": self.model,
-                    "content": [], "stop_reason": None, "stop_sequence": None,
-                    "usage": {"input_tokens": n, "output_tokens": 0},
-                }  # fmt: skip
-                return [{"type": "message_start", "message": message}]
-            case TextDelta(index=i, text=t):
-                out: list[dict[str, Any]] = []
-                if i not in self._open:
-                    self._open.add(i)
-                    block: dict[str, Any] = {"type": "text", "text": ""}
-                    out.append({"type": "content_block_start", "index": i, "content_block": block})
-                out.append({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": t}})
-                return out
-            case ToolUseStart(index=i, id=tid, name=name):
-                self._open.add(i)
-                tool_block: dict[str, Any] = {"type": "tool_use", "id": tid, "name": name, "input": {}}
-                return [{"type": "content_block_start", "index": i, "content_block": tool_block}]
-            case ToolUseDelta(index=i, partial_json=j):
-                delta: dict[str, Any] = {"type": "input_json_delta", "partial_json": j}
-                return [{"type": "content_block_delta", "index": i, "delta": delta}]
-            case BlockStop(index=i):
-                return [{"type": "content_block_stop", "index": i}]
-            case MessageStop(stop_reason=reason, usage=u, stop_sequence=seq):
-                stop: dict[str, Any] = {"stop_reason": _ANTHROPIC_STOP[reason], "stop_sequence": seq}
-                return [
-                    {"type": "message_delta", "delta": stop, "usage": {"output_tokens": u.output_tokens}},
-                    {"type": "message_stop"},
-                ]
-        return []
+    return anthropic_messages.encode(model, result, "msg_bdrk_")
 
 
 # --- prompt-completion families (the caller templates the prompt) ----------------------------------
@@ -432,7 +268,7 @@ def encode_response(fam: str, model_id: str, result: ChatResult) -> dict[str, An
 
 
 def chunk_encoder(fam: str, model_id: str) -> Any:
-    return AnthropicChunks(model_id) if fam == "anthropic" else TextChunks(fam)
+    return anthropic_messages.StreamEncoder(model_id, "msg_bdrk_") if fam == "anthropic" else TextChunks(fam)
 
 
 def parse_json_body(raw: bytes) -> object:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from outcrop import errors
 from outcrop.api.app import Context, json_body, route
 from outcrop.api.bedrock import converse, eventstream, invoke
 from outcrop.api.bedrock.errors import encode_stream_error
+from outcrop.api.streaming import event_response
 from outcrop.conversation import Event, MessageStop, TextDelta, ToolUseStart
 from outcrop.inference import Stream
 from outcrop.registry import provider_of
@@ -36,20 +37,10 @@ async def _json(request: Request) -> object:
 
 def _event_stream(
     stream: Stream, frames: Callable[[Event], list[bytes]], headers: dict[str, str] | None = None
-) -> StreamingResponse:
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for event in stream:
-                for frame in frames(event):
-                    yield frame
-        except errors.OutcropError as exc:
-            yield encode_stream_error(exc)
-        except Exception as exc:
-            yield encode_stream_error(errors.ModelFailure(f"The model failed while streaming: {exc}"))
-        finally:
-            await stream.aclose()
-
-    return StreamingResponse(body(), media_type=eventstream.CONTENT_TYPE, headers={**_request_id(), **(headers or {})})
+) -> Response:
+    return event_response(
+        stream, frames, encode_stream_error, eventstream.CONTENT_TYPE, {**_request_id(), **(headers or {})}
+    )
 
 
 # --- Converse ------------------------------------------------------------------------------------

@@ -1,0 +1,49 @@
+"""Anthropic API routes. Thin: parse, call inference, encode."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from outcrop import errors
+from outcrop.api.anthropic import convert
+from outcrop.api.app import Context, json_body, route
+from outcrop.api.streaming import event_response
+
+DIALECT = "anthropic"
+
+
+async def _json(request: Request) -> object:
+    try:
+        return json.loads(await request.body() or b"null")
+    except ValueError as exc:
+        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
+
+
+async def messages(ctx: Context, request: Request) -> Response:
+    chat, stream = convert.decode_request(await _json(request))
+    model = chat.model
+    if not stream:
+        result = await ctx.inference.complete(chat)
+        return json_body(convert.encode_response(model, result))
+    events = await ctx.inference.stream(chat)
+    return event_response(
+        events,
+        convert.StreamEncoder(model),
+        convert.encode_stream_error,
+        "text/event-stream",
+        {"Cache-Control": "no-cache"},
+    )
+
+
+async def count_tokens(ctx: Context, request: Request) -> Response:
+    chat = convert.decode_count_tokens(await _json(request))
+    return json_body({"input_tokens": await ctx.inference.count_tokens(chat)})
+
+
+ROUTES = [
+    route("POST", "/v1/messages", messages, DIALECT),
+    route("POST", "/v1/messages/count_tokens", count_tokens, DIALECT),
+]

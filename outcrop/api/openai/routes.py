@@ -1,0 +1,72 @@
+"""OpenAI API routes under /v1. Thin: parse, call inference, encode."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from outcrop import errors
+from outcrop.api.app import Context, json_body, route
+from outcrop.api.openai import convert
+from outcrop.api.streaming import event_response
+from outcrop.registry import provider_of
+
+DIALECT = "openai"
+SSE = "text/event-stream"
+
+
+async def _json(request: Request) -> object:
+    try:
+        return json.loads(await request.body() or b"null")
+    except ValueError as exc:
+        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
+
+
+async def chat_completions(ctx: Context, request: Request) -> Response:
+    chat, body = convert.decode_chat(await _json(request))
+    if not body.stream:
+        return json_body(convert.encode_chat(body.model, await ctx.inference.complete(chat)))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    stream = await ctx.inference.stream(chat)
+    encode = convert.ChatStream(body.model, include_usage)
+    return event_response(stream, encode, convert.encode_stream_error, SSE, closing=convert.DONE)
+
+
+async def completions(ctx: Context, request: Request) -> Response:
+    chat, body = convert.decode_completion(await _json(request))
+    if not body.stream:
+        return json_body(convert.encode_completion(body.model, await ctx.inference.complete(chat)))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    stream = await ctx.inference.stream(chat)
+    encode = convert.CompletionStream(body.model, include_usage)
+    return event_response(stream, encode, convert.encode_stream_error, SSE, closing=convert.DONE)
+
+
+async def embeddings(ctx: Context, request: Request) -> Response:
+    embed, body = convert.decode_embeddings(await _json(request))
+    result = await ctx.inference.embed(embed)
+    return json_body(convert.encode_embeddings(body.model, result, body.encoding_format))
+
+
+def _model(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": provider_of(name)}
+
+
+async def list_models(ctx: Context, request: Request) -> Response:
+    return json_body({"object": "list", "data": [_model(n) for n in ctx.registry.names()]})
+
+
+async def get_model(ctx: Context, request: Request, model: str) -> Response:
+    ctx.registry.resolve(model)
+    return json_body(_model(model))
+
+
+ROUTES = [
+    route("POST", "/v1/chat/completions", chat_completions, DIALECT),
+    route("POST", "/v1/completions", completions, DIALECT),
+    route("POST", "/v1/embeddings", embeddings, DIALECT),
+    route("GET", "/v1/models", list_models, DIALECT),
+    route("GET", "/v1/models/{model}", get_model, DIALECT),
+]
