@@ -52,9 +52,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from outcrop.registry import Registry
 
     registry = Registry(_settings(args))
-    rows = [("ID", "ENGINE", "PATH", "ALIASES")]
+    rows = [("ID", "ENGINE", "PATH OR URL", "ALIASES")]
     for s in registry.specs():
-        rows.append((s.id, s.engine, s.path or "-", ", ".join(s.aliases) or "-"))
+        rows.append((s.id, s.engine, s.path or s.url or "-", ", ".join(s.aliases) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")

@@ -16,8 +16,15 @@ defaults to ~/.outcrop). Every key is optional:
     aliases = ["meta.llama3-1-8b-instruct-v1:0"]
     n_ctx = 8192
     max_queue = 8                 # requests waiting beyond the one running; more -> ThrottlingException
-    # n_threads = 4, n_batch = 512, chat_template = "...", engine = "llamacpp" | "echo" | "sentence-transformers",
-    # kind = "chat" | "embedding"
+    # n_threads = 4, n_batch = 512, chat_template = "...",
+    # engine = "llamacpp" | "echo" | "sentence-transformers" | "openai", kind = "chat" | "embedding"
+
+    [[models]]                    # forward to an OpenAI-compatible server already running
+    id = "meta.llama3-1-70b-instruct-v1:0"
+    engine = "openai"
+    url = "http://127.0.0.1:8000/v1"
+    upstream_model = "meta-llama/Llama-3.1-70B-Instruct"
+    api_key_env = "VLLM_API_KEY"
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from outcrop.errors import InvalidRequest
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8300
-ENGINES = ("llamacpp", "echo", "sentence-transformers")
+ENGINES = ("llamacpp", "echo", "sentence-transformers", "openai")
 KINDS = ("chat", "embedding")
 
 
@@ -50,6 +57,10 @@ class ModelSpec:
     n_batch: int = 512
     max_queue: int = 8
     chat_template: str | None = None
+    # engine = "openai": forward to an OpenAI-compatible server (vLLM, Ollama, llama-server, ...)
+    url: str | None = None  # its base URL, e.g. http://127.0.0.1:11434/v1
+    upstream_model: str | None = None  # the model name there (default: id)
+    api_key_env: str | None = None  # the environment variable that holds its API key, if it wants one
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> ModelSpec:
@@ -66,6 +77,8 @@ class ModelSpec:
             raise InvalidRequest(f"{where}: kind must be one of {KINDS}, not {spec.kind!r}")
         if spec.engine == "sentence-transformers" and spec.kind != "embedding":
             raise InvalidRequest(f'{where}: a sentence-transformers model is an embedding model (kind = "embedding")')
+        if spec.engine == "openai" and not spec.url:
+            raise InvalidRequest(f"{where}: an openai (upstream) model needs a `url`, e.g. http://127.0.0.1:8000/v1")
         if spec.engine == "llamacpp" and not spec.path:
             raise InvalidRequest(f"{where}: a llamacpp model needs a `path` to a GGUF file")
         return spec

@@ -8,6 +8,7 @@ ARNs of foundation models, inference profiles and the like. Engines load on firs
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -181,6 +182,17 @@ def load_engine(spec: ModelSpec) -> Engine | Embedder:
         assert spec.path is not None
         return embeddings.LlamaCppEmbedder(
             spec.path, n_ctx=spec.n_ctx, n_threads=spec.n_threads, max_queue=spec.max_queue
+        )
+    if spec.engine == "openai":
+        from outcrop.engines.openai_upstream import OpenAIUpstreamEngine
+
+        assert spec.url is not None
+        return OpenAIUpstreamEngine(
+            spec.url,
+            model=spec.upstream_model or spec.id,
+            api_key=os.environ.get(spec.api_key_env) if spec.api_key_env else None,
+            context_length=spec.n_ctx,
+            max_queue=spec.max_queue,
         )
     if spec.engine == "echo":
         from outcrop.engines.echo import EchoEngine

@@ -1,0 +1,231 @@
+"""Forward to any OpenAI-compatible server already running (vLLM, Ollama, llama-server, another Outcrop).
+
+The canonical request becomes a streamed `POST {base_url}/chat/completions` (or `/completions` for a raw
+prompt); the upstream's chunks become typed events. The upstream does its own templating, sampling and
+tool-call parsing; its errors come back as ours (4xx -> InvalidRequest / NotFound, 429 or 503 ->
+Overloaded, anything else -> ModelFailure). Like the local engine, a bounded number of requests may be
+in flight at once, so a slow upstream cannot pile up work without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from outcrop import errors
+from outcrop.conversation import (
+    BlockStop,
+    ChatRequest,
+    Event,
+    MessageStart,
+    MessageStop,
+    StopReason,
+    Text,
+    TextDelta,
+    ToolResult,
+    ToolUse,
+    ToolUseDelta,
+    ToolUseStart,
+    Usage,
+)
+from outcrop.engines.base import Capabilities, EngineStats
+from outcrop.engines.chat_template import tool_result_text
+
+_FINISH = {"stop": StopReason.END_TURN, "length": StopReason.MAX_TOKENS, "tool_calls": StopReason.TOOL_USE}
+
+
+def _messages(request: ChatRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"role": "system", "content": request.system}] if request.system else []
+    for m in request.messages:
+        if m.role == "assistant":
+            entry: dict[str, Any] = {"role": "assistant", "content": m.text or None}
+            calls = [
+                {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": json.dumps(dict(p.input))}}
+                for p in m.parts
+                if isinstance(p, ToolUse)
+            ]
+            if calls:
+                entry["tool_calls"] = calls
+            out.append(entry)
+            continue
+        for p in m.parts:
+            if isinstance(p, ToolResult):
+                out.append({"role": "tool", "tool_call_id": p.tool_use_id, "content": tool_result_text(p)})
+        if any(isinstance(p, Text) for p in m.parts):
+            out.append({"role": "user", "content": m.text})
+    return out
+
+
+def _tool_choice(request: ChatRequest) -> Any:
+    kind = request.tool_choice.kind
+    if kind == "tool":
+        return {"type": "function", "function": {"name": request.tool_choice.name}}
+    return {"auto": "auto", "any": "required", "none": "none"}[kind]
+
+
+def build_body(request: ChatRequest, upstream_model: str) -> tuple[str, dict[str, Any]]:
+    """The upstream path and JSON body for one canonical request."""
+    s = request.sampling
+    body: dict[str, Any] = {"model": upstream_model, "stream": True, "stream_options": {"include_usage": True}}
+    for key, value in (("max_tokens", s.max_tokens), ("temperature", s.temperature), ("top_p", s.top_p),
+                       ("seed", s.seed)):  # fmt: skip
+        if value is not None:
+            body[key] = value
+    if s.stop:
+        body["stop"] = list(s.stop)
+    if s.frequency_penalty:
+        body["frequency_penalty"] = s.frequency_penalty
+    if s.presence_penalty:
+        body["presence_penalty"] = s.presence_penalty
+    if request.prompt is not None:
+        return "/completions", {**body, "prompt": request.prompt}
+    body["messages"] = _messages(request)
+    if request.tools:
+        body["tools"] = [
+            {"type": "function", "function": {"name": t.name, "description": t.description,
+                                              "parameters": dict(t.input_schema)}}
+            for t in request.tools
+        ]  # fmt: skip
+        body["tool_choice"] = _tool_choice(request)
+    fmt = request.response_format
+    if fmt is not None:
+        body["response_format"] = (
+            {"type": "json_schema", "json_schema": {"name": "response", "schema": dict(fmt.schema)}}
+            if fmt.kind == "json_schema" and fmt.schema is not None
+            else {"type": "json_object"}
+        )
+    return "/chat/completions", body
+
+
+def _upstream_error(status: int, text: str) -> errors.OutcropError:
+    try:
+        message = json.loads(text)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = text[:500] or f"HTTP {status}"
+    if status in (429, 503):
+        return errors.Overloaded(f"The upstream server is busy: {message}")
+    if status == 404:
+        return errors.NotFound(f"The upstream server does not know this model: {message}")
+    if 400 <= status < 500:
+        return errors.InvalidRequest(f"The upstream server refused the request: {message}")
+    return errors.ModelFailure(f"The upstream server failed (HTTP {status}): {message}")
+
+
+class OpenAIUpstreamEngine:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        api_key: str | None = None,
+        context_length: int = 8192,
+        max_queue: int = 8,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.capabilities = Capabilities(context_length=context_length, tools=True, grammar=True)
+        self.max_queue = max_queue
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        self._slots = asyncio.Semaphore(1 + max_queue)
+        self._running = 0
+        self.completed = 0
+        self.cancelled = 0
+
+    def stats(self) -> EngineStats:
+        return EngineStats(self._running, 0, self.max_queue, self.completed, self.cancelled)
+
+    async def count_tokens(self, request: ChatRequest) -> int:
+        """Upstreams have no standard token-count call: estimate ~4 characters a token."""
+        _, body = build_body(request, self.model)
+        return max(1, len(json.dumps(body.get("messages") or body.get("prompt"))) // 4)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        if self._slots.locked():
+            raise errors.Overloaded(f"The upstream model '{self.model}' has {1 + self.max_queue} requests in flight.")
+        path, body = build_body(request, self.model)
+        async with self._slots:
+            self._running += 1
+            finished = False
+            try:
+                async for event in self._events(path, body):
+                    yield event
+                finished = True
+            finally:
+                self._running -= 1
+                if finished:
+                    self.completed += 1
+                else:
+                    self.cancelled += 1
+
+    async def _events(self, path: str, body: dict[str, Any]) -> AsyncIterator[Event]:
+        try:
+            async with self._client.stream("POST", path, json=body) as r:
+                if r.status_code != 200:
+                    raise _upstream_error(r.status_code, (await r.aread()).decode(errors="replace"))
+                async for event in _parse(r.aiter_lines()):
+                    yield event
+        except httpx.HTTPError as exc:
+            raise errors.ModelFailure(f"Could not reach the upstream server at {self.base_url}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+async def _parse(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
+    """OpenAI stream chunks -> canonical events (text block 0, then one block per tool call)."""
+    started = text_open = False
+    index = 0
+    calls: dict[int, int] = {}  # upstream tool_calls index -> our block index
+    finish: str | None = None
+    usage = Usage()
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        chunk = json.loads(data)
+        if "error" in chunk:
+            raise errors.ModelFailure(f"The upstream server failed mid-stream: {chunk['error']}")
+        if chunk.get("usage"):
+            usage = Usage(chunk["usage"].get("prompt_tokens", 0), chunk["usage"].get("completion_tokens", 0))
+        if not started:
+            started = True
+            yield MessageStart(input_tokens=0)
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text = delta.get("content") if "delta" in choice else choice.get("text")
+            if text:
+                if not text_open and not calls:
+                    text_open = True
+                yield TextDelta(index, text)
+            for call in delta.get("tool_calls") or []:
+                k = call.get("index", 0)
+                if k not in calls:
+                    if text_open:
+                        yield BlockStop(index)
+                        text_open = False
+                        index += 1
+                    elif calls:
+                        yield BlockStop(calls[max(calls)])
+                    calls[k] = index + len(calls)
+                    fn = call.get("function") or {}
+                    yield ToolUseStart(calls[k], call.get("id") or f"call_{k}", fn.get("name", ""))
+                arguments = (call.get("function") or {}).get("arguments")
+                if arguments:
+                    yield ToolUseDelta(calls[k], arguments)
+            finish = choice.get("finish_reason") or finish
+    if not started:
+        raise errors.ModelFailure("The upstream server ended the stream without an answer.")
+    if calls:
+        yield BlockStop(max(calls.values()))
+    elif text_open:
+        yield BlockStop(index)
+    reason = _FINISH.get(finish or "stop", StopReason.END_TURN)
+    yield MessageStop(reason, usage)
