@@ -64,15 +64,18 @@ class Server:
 def outcrop_server(models: Sequence[dict[str, Any]], *, startup_timeout_s: float = 180.0) -> Iterator[Server]:
     """`python -m outcrop.cli --config TMP serve --port N` in a subprocess, until the block exits.
 
-    `outcrop serve` loads its first model before it listens, so the server is ready (and that model is
-    loaded) once GET /foundation-models answers.
+    The config and OUTCROP_HOME are a temporary directory, removed afterwards. The server is ready
+    once GET /foundation-models answers (`outcrop serve` loads its first model before it listens;
+    the benchmarks' warm-up requests load any other).
     """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="outcrop-bench-") as tmp:
         cfg = Path(tmp) / "config.toml"
         cfg.write_text(config_toml(models))
         log_path = Path(tmp) / "server.log"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        # OUTCROP_HOME too, so that nothing the server keeps (a key store, ...) lands in the user's home.
+        env = {**os.environ, "PYTHONPATH": pythonpath, "OUTCROP_HOME": tmp}
         cmd = [
             sys.executable,
             "-m",
@@ -122,6 +125,88 @@ def _wait_ready(server: Server, timeout_s: float) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"outcrop serve did not start within {timeout_s:.0f}s:\n{server.log_path.read_text()}")
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def pinned_in_memory(path: Path) -> Iterator[bool]:
+    """Keep `path`'s pages in the page cache (mmap + mlock) until the block exits; yields whether it could.
+
+    llama.cpp mmaps GGUF files, so an idle model's weights are ordinary page cache: a machine under
+    memory pressure, or one that reclaims cold pages proactively (DAMON `pageout`, as on some VMs),
+    drops them while the other path runs, and the next run then reads its weights back from disk,
+    token after token. Both processes map the same file, so pinning its pages here keeps them
+    resident for the direct path and the server alike, without changing how either loads the model.
+    """
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    finally:
+        os.close(fd)
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        yield False
+        return
+    locked = libc.mlock(addr, size) == 0
+    try:
+        yield locked
+    finally:
+        if locked:
+            libc.munlock(addr, size)
+        libc.munmap(addr, size)
+
+
+class CpuWatch:
+    """How much CPU other processes used while a benchmark ran (Linux; None elsewhere).
+
+    Busy time of the whole machine (/proc/stat) minus that of this process and the given ones
+    (/proc/PID/stat). Two cores shared with anything else (a test run, another benchmark) make
+    llama.cpp's threads wait on each other at every step, so a run with much foreign CPU use
+    measures the neighbour, not Outcrop.
+    """
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[int, int] | None:
+        try:
+            cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+            busy = sum(int(x) for x in cpu[:8]) - int(cpu[3]) - int(cpu[4])  # all but idle and iowait
+            ours = 0
+            for pid in (os.getpid(), *self.pids):
+                # /proc/PID/stat after the ")": state is field 0, utime 11, stime 12 (clock ticks)
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+                ours += int(fields[11]) + int(fields[12])
+            return busy, ours
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def foreign_cores(self, wall_s: float) -> float | None:
+        """Average number of cores other processes kept busy since the watch started."""
+        end = self._sample()
+        if self.start is None or end is None or wall_s <= 0:
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        foreign = (end[0] - self.start[0]) - (end[1] - self.start[1])
+        return max(0.0, foreign / ticks / wall_s)
+
+
+def foreign_cpu_note(cores: float | None) -> str:
+    if cores is None:
+        return "other processes' CPU use: unknown"
+    note = f"other processes' CPU use during the run: {cores:.2f} cores on average"
+    if cores > 0.1:
+        note += " -- WARNING: the machine was not quiet; figures include that contention"
+    return note
 
 
 def server_log_tail(server: Server, lines: int = 20) -> str:

@@ -21,9 +21,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from outcrop.api.app import build_app
+    from outcrop.auth.authenticate import Authenticator, effective_mode
     from outcrop.registry import Registry
 
-    settings = _settings(args).with_overrides(host=args.host, port=args.port)
+    settings = _settings(args).with_overrides(host=args.host, port=args.port, auth=args.auth)
+    mode = effective_mode(settings.auth, settings.host)
+    authenticator = Authenticator(mode, _keyring(settings) if mode == "keys" else None)
     registry = Registry(settings)
     for spec in registry.specs():
         if spec.engine == "llamacpp" and spec.path and not Path(spec.path).is_file():
@@ -33,9 +36,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     first = registry.specs()[0].id if registry.specs() else None
     if first:
         asyncio.run(registry.engine(first))
-    app = build_app(settings, registry)
+    app = build_app(settings, registry, authenticator)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Outcrop {__version__} serving on {url}")
+    if mode == "local":
+        print("  auth: local mode (loopback only): any credentials are accepted")
+    else:
+        print("  auth: keys required (create them with `outcrop keys create NAME`)")
     print(f"  boto3:   boto3.client('bedrock-runtime', endpoint_url='{url}')")
     print(f"  AWS CLI: aws bedrock-runtime converse --endpoint-url {url} --model-id ID ...")
     print("Models:")
@@ -45,6 +52,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def _keyring(settings: Settings):  # type: ignore[no-untyped-def]
+    from outcrop import store
+    from outcrop.auth.keys import Keyring
+
+    return Keyring(store.connect(config.database_url(settings)), config.key_file())
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    keyring = _keyring(_settings(args))
+    keyring.ensure_principal(args.name, admin=args.admin, group_names=tuple(args.group or ()))
+    if args.aws:
+        akid, secret = keyring.create_aws_key(args.name, args.label)
+        print(f"AWS access key for {args.name} (shown once; keep the secret safe):")
+        print(f"  AWS_ACCESS_KEY_ID={akid}")
+        print(f"  AWS_SECRET_ACCESS_KEY={secret}")
+    else:
+        key_id, token = keyring.create_api_key(args.name, args.label)
+        print(f"API key {key_id} for {args.name} (shown once; keep it safe):")
+        print(f"  {token}")
+        print("  use it as AWS_BEARER_TOKEN_BEDROCK, OPENAI_API_KEY or ANTHROPIC_API_KEY")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    rows = [("KEY", "PRINCIPAL", "KIND", "CREATED", "LAST USED", "STATE", "LABEL")]
+    for k in _keyring(_settings(args)).list():
+        state = "revoked" if k.revoked_at else "active"
+        used = k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "-"
+        rows.append((k.id, k.principal, k.kind, k.created_at.strftime("%Y-%m-%d %H:%M"), used, state, k.label or ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(f"{c:<{w}}" for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    if not _keyring(_settings(args)).revoke(args.key_id):
+        print(f"error: no active key {args.key_id}", file=sys.stderr)
+        return 2
+    print(f"revoked {args.key_id}")
     return 0
 
 
@@ -75,7 +125,7 @@ def cmd_models_add(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"error: {path} does not exist", file=sys.stderr)
         return 2
-    spec = ModelSpec(id=args.id, path=str(path), aliases=tuple(args.alias or ()), n_ctx=args.n_ctx)
+    spec = ModelSpec(id=args.id, path=str(path), aliases=tuple(args.alias or ()), n_ctx=args.n_ctx, kind=args.kind)
     _add(settings, spec)
     print(f"added {args.id} -> {path} (in {settings.config_path})")
     return 0
@@ -112,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the configured models (and the built-in one)")
     serve.add_argument("--host", help=f"address to bind (default {config.DEFAULT_HOST})")
     serve.add_argument("--port", type=int, help=f"port (default {config.DEFAULT_PORT})")
+    serve.add_argument("--auth", choices=["auto", "keys", "local"], help="auto (default): keys required off loopback")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=cmd_serve)
 
@@ -124,6 +175,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--id", required=True, help="model id, e.g. anthropic.claude-3-haiku-20240307-v1:0")
     add.add_argument("--alias", action="append", help="another id for the same model (repeatable)")
     add.add_argument("--n-ctx", type=int, default=8192, help="context window to allocate (default 8192)")
+    add.add_argument("--kind", choices=config.KINDS, default="chat", help="chat (default) or embedding")
     add.set_defaults(func=cmd_models_add)
     rm = models.add_parser("rm", help="stop serving a model id")
     rm.add_argument("id")
@@ -133,6 +185,20 @@ def parser() -> argparse.ArgumentParser:
     pull.add_argument("--revision", default=None)
     pull.add_argument("--id", help="also add it under this model id")
     pull.set_defaults(func=cmd_models_pull)
+    keys = sub.add_parser("keys", help="create, list or revoke credentials").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create an API key (or, with --aws, an AWS access key) for NAME")
+    create.add_argument("name", help="the principal (user or application) the key belongs to")
+    create.add_argument("--aws", action="store_true", help="an AWS access key pair for SigV4 (boto3, AWS CLI)")
+    create.add_argument("--label", help="a note to recognise the key by")
+    create.add_argument("--group", action="append", help="put the principal in this group (repeatable)")
+    create.add_argument("--admin", action="store_true", help="make the principal an administrator")
+    create.set_defaults(func=cmd_keys_create)
+    keys.add_parser("list", help="list keys (never their secrets)").set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(func=cmd_keys_revoke)
     return p
 
 

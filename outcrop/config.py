@@ -9,6 +9,8 @@ defaults to ~/.outcrop). Every key is optional:
     region = "us-east-1"
     builtin_model = true          # also serve the built-in tiny model as outcrop.tiny-chat-v1:0
     builtin_embedding_model = true  # and all-MiniLM-L6-v2 as outcrop.all-minilm-l6-v2 (if installed)
+    auth = "auto"                 # auto: no keys needed on loopback, keys required elsewhere | keys | local
+    database = "postgresql+psycopg://outcrop@db/outcrop"   # default: SQLite in $OUTCROP_HOME
 
     [[models]]
     id = "anthropic.claude-3-haiku-20240307-v1:0"   # any Bedrock-style id
@@ -98,6 +100,8 @@ class Settings:
     region: str = "us-east-1"
     builtin_model: bool = True
     builtin_embedding_model: bool = True
+    auth: str = "auto"  # auto | keys | local (see outcrop.auth.authenticate)
+    database: str | None = None  # SQLAlchemy URL; default sqlite:///$OUTCROP_HOME/outcrop.db
     models: tuple[ModelSpec, ...] = field(default=())
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -126,7 +130,7 @@ def load(path: Path | None = None) -> Settings:
     path = path or default_config_path()
     raw = _read(path)
     server = raw.get("server", {})
-    known = {"host", "port", "region", "builtin_model", "builtin_embedding_model"}
+    known = {"host", "port", "region", "builtin_model", "builtin_embedding_model", "auth", "database"}
     unknown = sorted(set(server) - known)
     if unknown:
         raise InvalidRequest(f"{path}: unknown [server] key(s) {unknown}; known keys are {sorted(known)}")
@@ -143,3 +147,11 @@ def save_models(path: Path, models: list[ModelSpec]) -> None:
     raw["models"] = [m.to_dict() for m in models]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(tomli_w.dumps(raw))
+
+
+def database_url(settings: Settings) -> str:
+    return os.environ.get("OUTCROP_DATABASE_URL") or settings.database or f"sqlite:///{home() / 'outcrop.db'}"
+
+
+def key_file() -> Path:
+    return home() / "secret.key"

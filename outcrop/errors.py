@@ -3,6 +3,8 @@
     OutcropError
     ├── InvalidRequest          the caller sent something wrong (bad JSON, unknown field, bad type)
     │   └── ContextWindowExceeded   the prompt does not fit the model's context
+    ├── AuthenticationFailed    no credentials, unknown or revoked key, bad signature, expired date
+    ├── AccessDenied            an authenticated caller that may not do this
     ├── NotFound                a model (or other resource) that does not exist
     ├── UnknownOperation        no such route / operation
     ├── Overloaded              the model's queue is full: retry later
@@ -28,6 +30,19 @@ class InvalidRequest(OutcropError):
 
 
 class ContextWindowExceeded(InvalidRequest):
+    pass
+
+
+class AuthenticationFailed(OutcropError):
+    """`aws_code` is what AWS front-ends send for this failure: UnrecognizedClientException (unknown
+    key), InvalidSignatureException (wrong signature, expired or future date), MissingAuthenticationToken."""
+
+    def __init__(self, message: str, aws_code: str = "UnrecognizedClientException") -> None:
+        super().__init__(message)
+        self.aws_code = aws_code
+
+
+class AccessDenied(OutcropError):
     pass
 
 

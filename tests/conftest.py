@@ -101,3 +101,22 @@ def runtime(base_url: str):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def control(base_url: str):  # type: ignore[no-untyped-def]
     return client("bedrock", base_url)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    from tests.postgres import postgres_server
+
+    with postgres_server(free_port()) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'outcrop.db'}"
+    from tests.postgres import fresh_database
+
+    admin = request.getfixturevalue("postgres_url")
+    return fresh_database(admin, f"t_{abs(hash(request.node.nodeid)) % 10**12}")

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from outcrop import errors
+from outcrop.auth.authenticate import Authenticator
 from outcrop.config import Settings
 from outcrop.inference import Inference
 from outcrop.registry import Registry
@@ -36,6 +37,7 @@ class Route:
     pattern: re.Pattern[str]
     handler: Handler
     dialect: str
+    public: bool = False  # answered without credentials (health checks)
 
 
 @dataclass
@@ -43,12 +45,13 @@ class Context:
     settings: Settings
     registry: Registry
     inference: Inference
+    authenticator: Authenticator
 
 
-def route(method: str, template: str, handler: Handler, dialect: str) -> Route:
+def route(method: str, template: str, handler: Handler, dialect: str, public: bool = False) -> Route:
     """`/model/{modelId}/converse` -> a regex over the raw path; labels never span a `/`."""
     regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-    return Route(method, re.compile(f"^{regex}$"), handler, dialect)
+    return Route(method, re.compile(f"^{regex}$"), handler, dialect, public)
 
 
 class App:
@@ -90,6 +93,8 @@ class App:
                     continue
                 dialect = r.dialect
                 params = {k: unquote(v) for k, v in m.groupdict().items()}
+                if not r.public:
+                    request.state.principal = await self.context.authenticator.authenticate(request)
                 return await r.handler(self.context, request, **params)
             if allowed:
                 raise errors.UnknownOperation(f"Method {method} is not allowed on {path}.")
@@ -114,7 +119,7 @@ class App:
                 return
 
 
-def build_app(settings: Settings, registry: Registry | None = None) -> App:
+def build_app(settings: Settings, registry: Registry | None = None, authenticator: Authenticator | None = None) -> App:
     from outcrop.api import status
     from outcrop.api.anthropic import errors as anthropic_errors
     from outcrop.api.anthropic import routes as anthropic_routes
@@ -124,7 +129,8 @@ def build_app(settings: Settings, registry: Registry | None = None) -> App:
     from outcrop.api.openai import routes as openai_routes
 
     registry = registry or Registry(settings)
-    context = Context(settings, registry, Inference(registry))
+    authenticator = authenticator or Authenticator("local", None)
+    context = Context(settings, registry, Inference(registry), authenticator)
     routes = [*status.ROUTES, *bedrock_routes.ROUTES, *openai_routes.ROUTES, *anthropic_routes.ROUTES]
     encoders: dict[str, ErrorEncoder] = {
         "bedrock": bedrock_errors.encode_error,

@@ -45,6 +45,6 @@ async def status(ctx: Context, request: Request) -> Response:
 
 
 ROUTES = [
-    route("GET", "/healthz", healthz, "bedrock"),
+    route("GET", "/healthz", healthz, "bedrock", public=True),
     route("GET", "/outcrop/status", status, "bedrock"),
 ]

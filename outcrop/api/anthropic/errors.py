@@ -13,6 +13,8 @@ from outcrop import errors
 TABLE: dict[type[errors.OutcropError], tuple[int, str]] = {
     errors.InvalidRequest: (400, "invalid_request_error"),
     errors.ContextWindowExceeded: (400, "invalid_request_error"),
+    errors.AuthenticationFailed: (401, "authentication_error"),
+    errors.AccessDenied: (403, "permission_error"),
     errors.NotFound: (404, "not_found_error"),
     errors.UnknownOperation: (404, "not_found_error"),
     errors.Overloaded: (529, "overloaded_error"),

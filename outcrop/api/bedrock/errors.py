@@ -15,6 +15,8 @@ from outcrop.api.bedrock import eventstream
 TABLE: dict[type[errors.OutcropError], tuple[int, str, str]] = {
     errors.InvalidRequest: (400, "ValidationException", "validationException"),
     errors.ContextWindowExceeded: (400, "ValidationException", "validationException"),
+    errors.AuthenticationFailed: (403, "UnrecognizedClientException", "internalServerException"),
+    errors.AccessDenied: (403, "AccessDeniedException", "internalServerException"),
     errors.NotFound: (404, "ResourceNotFoundException", "validationException"),
     errors.UnknownOperation: (404, "UnknownOperationException", "internalServerException"),
     errors.Overloaded: (429, "ThrottlingException", "throttlingException"),
@@ -32,6 +34,8 @@ def _lookup(exc: errors.OutcropError) -> tuple[int, str, str]:
 
 def encode_error(exc: errors.OutcropError) -> Response:
     status, code, _ = _lookup(exc)
+    if isinstance(exc, errors.AuthenticationFailed):
+        code = exc.aws_code  # AWS names the failure: unknown key, bad signature, missing token
     body: dict[str, object] = {"message": exc.message}
     if isinstance(exc, errors.ModelFailure):
         body.update(originalStatusCode=500, resourceName="")

@@ -1,0 +1,1 @@
+"""Who is calling: principals, their credentials, and how each dialect's credentials are verified."""

@@ -1,0 +1,174 @@
+"""Principals and their keys, kept in the store.
+
+- API keys (`ocp_` + 43 random characters) serve as Bedrock API keys (`Authorization: Bearer`), OpenAI
+  keys (`Authorization: Bearer`) and Anthropic keys (`x-api-key`). Only their SHA-256 is stored.
+- AWS access keys (`OCAK…` id + 40-character secret) are verified by SigV4, which needs the secret
+  itself: it is stored encrypted with Fernet under `$OUTCROP_HOME/secret.key`, created 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import Engine, func, insert, select, update
+
+from outcrop import errors
+from outcrop.auth.principal import Principal
+from outcrop.store.schema import credentials, groups, memberships, principals
+
+API_KEY_PREFIX = "ocp_"
+_UPPER = string.ascii_uppercase + string.digits
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def load_fernet(key_file: Path) -> Fernet:
+    """The server's encryption key; created on first use, readable by its owner only."""
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(Fernet.generate_key())
+    mode = key_file.stat().st_mode & 0o077
+    if mode:
+        raise errors.InvalidRequest(f"{key_file} is readable by others (mode {oct(mode)}); run: chmod 600 {key_file}")
+    return Fernet(key_file.read_bytes().strip())
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    principal: str
+    kind: str
+    label: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class Keyring:
+    def __init__(self, engine: Engine, key_file: Path) -> None:
+        self.engine = engine
+        self.key_file = key_file
+        self._fernet: Fernet | None = None
+
+    @property
+    def fernet(self) -> Fernet:
+        if self._fernet is None:
+            self._fernet = load_fernet(self.key_file)
+        return self._fernet
+
+    # --- principals ------------------------------------------------------------------------------
+
+    def ensure_principal(
+        self, name: str, *, kind: str = "user", admin: bool = False, group_names: tuple[str, ...] = ()
+    ) -> str:
+        with self.engine.begin() as db:
+            row = db.execute(select(principals.c.id).where(principals.c.name == name)).first()
+            if row is None:
+                pid = "p_" + secrets.token_hex(8)
+                db.execute(insert(principals).values(id=pid, name=name, kind=kind, is_admin=admin, created_at=_now()))
+            else:
+                pid = row.id
+                if admin:
+                    db.execute(update(principals).where(principals.c.id == pid).values(is_admin=True))
+            for g in group_names:
+                gid = db.execute(select(groups.c.id).where(groups.c.name == g)).scalar()
+                if gid is None:
+                    gid = "g_" + secrets.token_hex(8)
+                    db.execute(insert(groups).values(id=gid, name=g, created_at=_now()))
+                present = db.execute(
+                    select(func.count())
+                    .select_from(memberships)
+                    .where(memberships.c.principal_id == pid, memberships.c.group_id == gid)
+                ).scalar()
+                if not present:
+                    db.execute(insert(memberships).values(principal_id=pid, group_id=gid))
+        return str(pid)
+
+    def _principal(self, db: object, pid: str, credential_id: str) -> Principal | None:
+        row = db.execute(select(principals).where(principals.c.id == pid)).first()  # type: ignore[attr-defined]
+        if row is None or row.disabled_at is not None:
+            return None
+        names = db.execute(  # type: ignore[attr-defined]
+            select(groups.c.name)
+            .join(memberships, memberships.c.group_id == groups.c.id)
+            .where(memberships.c.principal_id == pid)
+        ).scalars()
+        return Principal(row.id, row.name, tuple(sorted(names)), bool(row.is_admin), credential_id)
+
+    # --- keys ------------------------------------------------------------------------------------
+
+    def create_api_key(self, principal_name: str, label: str | None = None) -> tuple[str, str]:
+        pid = self.ensure_principal(principal_name)
+        token = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        key_id = "key_" + secrets.token_hex(6)
+        with self.engine.begin() as db:
+            db.execute(insert(credentials).values(id=key_id, principal_id=pid, kind="api_key", secret_hash=_hash(token),
+                                                  label=label, created_at=_now()))  # fmt: skip
+        return key_id, token
+
+    def create_aws_key(self, principal_name: str, label: str | None = None) -> tuple[str, str]:
+        pid = self.ensure_principal(principal_name)
+        akid = "OCAK" + "".join(secrets.choice(_UPPER) for _ in range(16))
+        secret = secrets.token_urlsafe(30)[:40]
+        with self.engine.begin() as db:
+            db.execute(insert(credentials).values(id=akid, principal_id=pid, kind="aws",
+                                                  secret_encrypted=self.fernet.encrypt(secret.encode()).decode(),
+                                                  label=label, created_at=_now()))  # fmt: skip
+        return akid, secret
+
+    def revoke(self, key_id: str) -> bool:
+        with self.engine.begin() as db:
+            done = db.execute(
+                update(credentials)
+                .where(credentials.c.id == key_id, credentials.c.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            )
+        return bool(done.rowcount)
+
+    def list(self) -> list[KeyInfo]:
+        query = select(credentials, principals.c.name).join(principals).order_by(credentials.c.created_at)
+        with self.engine.connect() as db:
+            return [
+                KeyInfo(r.id, r.name, r.kind, r.label, r.created_at, r.last_used_at, r.revoked_at)
+                for r in db.execute(query)
+            ]
+
+    def by_api_key(self, token: str) -> Principal | None:
+        with self.engine.connect() as db:
+            row = db.execute(
+                select(credentials).where(credentials.c.secret_hash == _hash(token), credentials.c.kind == "api_key")
+            ).first()
+            if row is None or row.revoked_at is not None:
+                return None
+            return self._principal(db, row.principal_id, row.id)
+
+    def aws_secret(self, akid: str) -> tuple[Principal, str] | None:
+        with self.engine.connect() as db:
+            row = db.execute(select(credentials).where(credentials.c.id == akid, credentials.c.kind == "aws")).first()
+            if row is None or row.revoked_at is not None:
+                return None
+            principal = self._principal(db, row.principal_id, row.id)
+        if principal is None:
+            return None
+        try:
+            secret = self.fernet.decrypt(row.secret_encrypted.encode()).decode()
+        except InvalidToken as exc:
+            raise errors.InternalFailure(
+                f"The secret of {akid} cannot be decrypted with {self.key_file}: was the key file replaced?"
+            ) from exc
+        return principal, secret

@@ -1,0 +1,52 @@
+"""Every table Outcrop keeps. Changes go through a migration in migrations/versions/."""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Index, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+principals = Table(
+    "principals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(20), nullable=False, default="user"),  # user | application
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True)),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("principal_id", String(40), ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", String(40), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# One row per credential. API keys (Bedrock API keys, OpenAI and Anthropic keys alike) are stored as a
+# SHA-256 of the whole key: they are long random strings, so a fast hash is enough and the key itself
+# is never kept. AWS secret keys must be usable to recompute SigV4, so they are encrypted (Fernet) with
+# a key file only the server's owner can read.
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", String(64), primary_key=True),  # API key id, or the AWS access key id
+    Column("principal_id", String(40), ForeignKey("principals.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(20), nullable=False),  # api_key | aws
+    Column("secret_hash", String(64), unique=True),  # api_key: sha256 hex of the whole key
+    Column("secret_encrypted", Text),  # aws: Fernet token of the secret access key
+    Column("label", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+Index("ix_credentials_principal", credentials.c.principal_id)

@@ -1,0 +1,62 @@
+"""Principals and keys in the store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from outcrop import errors, store
+from outcrop.auth.keys import Keyring
+
+
+@pytest.fixture
+def keyring(database_url: str, tmp_path: Path) -> Keyring:
+    return Keyring(store.connect(database_url), tmp_path / "secret.key")
+
+
+def test_api_keys(keyring: Keyring) -> None:
+    key_id, token = keyring.create_api_key("alice", "laptop")
+    assert token.startswith("ocp_") and len(token) > 40
+    principal = keyring.by_api_key(token)
+    assert principal is not None and principal.name == "alice" and principal.credential_id == key_id
+    assert keyring.by_api_key(token + "x") is None
+    # the key itself is never stored
+    with keyring.engine.connect() as db:
+        dump = str([tuple(r) for r in db.exec_driver_sql("SELECT * FROM credentials")])
+    assert token not in dump
+    assert keyring.revoke(key_id) and not keyring.revoke(key_id)
+    assert keyring.by_api_key(token) is None
+    [info] = keyring.list()
+    assert info.id == key_id and info.revoked_at is not None and info.label == "laptop"
+
+
+def test_aws_keys_are_encrypted_at_rest(keyring: Keyring, tmp_path: Path) -> None:
+    akid, secret = keyring.create_aws_key("app", None)
+    assert akid.startswith("OCAK") and len(akid) == 20 and len(secret) == 40
+    principal, recovered = keyring.aws_secret(akid) or (None, None)
+    assert recovered == secret and principal is not None and principal.name == "app"
+    with keyring.engine.connect() as db:
+        dump = str([tuple(r) for r in db.exec_driver_sql("SELECT * FROM credentials")])
+    assert secret not in dump
+    assert os.stat(tmp_path / "secret.key").st_mode & 0o777 == 0o600
+    keyring.revoke(akid)
+    assert keyring.aws_secret(akid) is None
+
+
+def test_groups_and_admin(keyring: Keyring) -> None:
+    keyring.ensure_principal("bob", admin=True, group_names=("beta", "staff"))
+    keyring.ensure_principal("bob", group_names=("beta",))
+    _, token = keyring.create_api_key("bob")
+    principal = keyring.by_api_key(token)
+    assert principal is not None and principal.groups == ("beta", "staff") and principal.is_admin
+
+
+def test_key_file_readable_by_others_is_refused(tmp_path: Path, database_url: str) -> None:
+    key = tmp_path / "secret.key"
+    key.write_bytes(b"x")
+    key.chmod(0o644)
+    keyring = Keyring(store.connect(database_url), key)
+    with pytest.raises(errors.InvalidRequest, match="chmod 600"):
+        keyring.create_aws_key("x", None)
