@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -25,9 +26,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from outcrop.registry import Registry
 
     settings = _settings(args).with_overrides(host=args.host, port=args.port, auth=args.auth)
+    from outcrop.auth.access import AccessControl
+
     mode = effective_mode(settings.auth, settings.host)
-    authenticator = Authenticator(mode, _keyring(settings) if mode == "keys" else None)
+    keyring = _keyring(settings) if mode == "keys" else None
+    authenticator = Authenticator(mode, keyring)
     registry = Registry(settings)
+    access = AccessControl(keyring.engine if keyring else None, {s.id: s.access for s in registry.specs()})
     for spec in registry.specs():
         if spec.engine == "llamacpp" and spec.path and not Path(spec.path).is_file():
             print(f"error: model {spec.id}: file {spec.path} does not exist", file=sys.stderr)
@@ -36,7 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     first = registry.specs()[0].id if registry.specs() else None
     if first:
         asyncio.run(registry.engine(first))
-    app = build_app(settings, registry, authenticator)
+    app = build_app(settings, registry, authenticator, access)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Outcrop {__version__} serving on {url}")
     if mode == "local":
@@ -98,6 +103,55 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _access(settings: Settings):  # type: ignore[no-untyped-def]
+    from outcrop.auth.access import AccessControl
+    from outcrop.registry import Registry
+
+    registry = Registry(settings)
+    return registry, AccessControl(_keyring(settings).engine, {s.id: s.access for s in registry.specs()})
+
+
+def cmd_access_request(args: argparse.Namespace) -> int:
+    from outcrop.auth.principal import Principal
+
+    settings = _settings(args)
+    registry, access = _access(settings)
+    keyring = _keyring(settings)
+    keyring.ensure_principal(args.principal)
+    made = access.request(Principal(id="", name=args.principal), registry.resolve(args.model), args.reason)
+    print(f"access request {made.id}: {made.principal} -> {made.model_id} ({made.status})")
+    return 0
+
+
+def cmd_access_list(args: argparse.Namespace) -> int:
+    _, access = _access(_settings(args))
+    rows = [("REQUEST", "MODEL", "PRINCIPAL", "STATUS", "REQUESTED", "DECIDED BY", "NOTE")]
+    for r in access.requests(args.status):
+        when = r.requested_at.strftime("%Y-%m-%d %H:%M")
+        rows.append(
+            (r.id, r.model_id, r.principal, r.status, when, r.decided_by or "-", r.decision_note or r.reason or "")
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _decide(args: argparse.Namespace, approve: bool) -> int:
+    _, access = _access(_settings(args))
+    done = access.decide(args.request_id, approve, args.by, args.note)
+    print(f"{done.id}: {done.status} by {done.decided_by} at {done.decided_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
+def cmd_access_grant(args: argparse.Namespace) -> int:
+    registry, access = _access(_settings(args))
+    subject = f"group:{args.group}" if args.group else f"principal:{args.principal}"
+    access.grant(registry.resolve(args.model), subject, args.by)
+    print(f"granted {registry.resolve(args.model)} to {subject}")
+    return 0
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
     from outcrop.registry import Registry
 
@@ -125,7 +179,14 @@ def cmd_models_add(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"error: {path} does not exist", file=sys.stderr)
         return 2
-    spec = ModelSpec(id=args.id, path=str(path), aliases=tuple(args.alias or ()), n_ctx=args.n_ctx, kind=args.kind)
+    spec = ModelSpec(
+        id=args.id,
+        path=str(path),
+        aliases=tuple(args.alias or ()),
+        n_ctx=args.n_ctx,
+        kind=args.kind,
+        access=args.access,
+    )
     _add(settings, spec)
     print(f"added {args.id} -> {path} (in {settings.config_path})")
     return 0
@@ -176,6 +237,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--alias", action="append", help="another id for the same model (repeatable)")
     add.add_argument("--n-ctx", type=int, default=8192, help="context window to allocate (default 8192)")
     add.add_argument("--kind", choices=config.KINDS, default="chat", help="chat (default) or embedding")
+    add.add_argument("--access", choices=config.ACCESS_STATES, default="ga", help="ga (default), early or disabled")
     add.set_defaults(func=cmd_models_add)
     rm = models.add_parser("rm", help="stop serving a model id")
     rm.add_argument("id")
@@ -199,6 +261,31 @@ def parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=cmd_keys_revoke)
+
+    acc = sub.add_parser("access", help="early access to models: requests, decisions, grants").add_subparsers(
+        dest="access_command", required=True
+    )
+    req = acc.add_parser("request", help="ask for access to an early-access model")
+    req.add_argument("model")
+    req.add_argument("--as", dest="principal", required=True, help="the principal asking")
+    req.add_argument("--reason")
+    req.set_defaults(func=cmd_access_request)
+    lst = acc.add_parser("list", help="list access requests")
+    lst.add_argument("--status", choices=["pending", "approved", "denied"])
+    lst.set_defaults(func=cmd_access_list)
+    for name, approve in (("approve", True), ("deny", False)):
+        decide = acc.add_parser(name, help=f"{name} an access request")
+        decide.add_argument("request_id")
+        decide.add_argument("--by", default=os.environ.get("USER") or "admin", help="who decides (default $USER)")
+        decide.add_argument("--note")
+        decide.set_defaults(func=lambda a, approve=approve: _decide(a, approve))
+    grant = acc.add_parser("grant", help="give a principal or a group access to an early-access model")
+    grant.add_argument("model")
+    who = grant.add_mutually_exclusive_group(required=True)
+    who.add_argument("--principal")
+    who.add_argument("--group")
+    grant.add_argument("--by", default=os.environ.get("USER") or "admin")
+    grant.set_defaults(func=cmd_access_grant)
     return p
 
 

@@ -45,6 +45,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8300
 ENGINES = ("llamacpp", "echo", "sentence-transformers", "openai")
 KINDS = ("chat", "embedding")
+ACCESS_STATES = ("ga", "early", "disabled")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class ModelSpec:
     path: str | None = None
     engine: str = "llamacpp"
     kind: str = "chat"  # chat | embedding
+    access: str = "ga"  # ga (everyone) | early (granted principals and groups) | disabled
     aliases: tuple[str, ...] = ()
     n_ctx: int = 8192
     n_threads: int | None = None
@@ -75,6 +77,8 @@ class ModelSpec:
         spec = cls(**{**raw, "aliases": tuple(raw.get("aliases", ()))})
         if spec.engine not in ENGINES:
             raise InvalidRequest(f"{where}: engine must be one of {ENGINES}, not {spec.engine!r}")
+        if spec.access not in ACCESS_STATES:
+            raise InvalidRequest(f"{where}: access must be one of {ACCESS_STATES}, not {spec.access!r}")
         if spec.kind not in KINDS:
             raise InvalidRequest(f"{where}: kind must be one of {KINDS}, not {spec.kind!r}")
         if spec.engine == "sentence-transformers" and spec.kind != "embedding":

@@ -6,6 +6,7 @@ A non-streaming answer is `collect()`: a fold over the same event stream.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -13,6 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 from outcrop import errors
+from outcrop.auth.access import AccessControl
+from outcrop.auth.principal import Principal
 from outcrop.conversation import (
     BlockStop,
     ChatRequest,
@@ -69,11 +72,25 @@ class Stream:
 
 
 class Inference:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, access: AccessControl | None = None) -> None:
         self.registry = registry
+        self.access = access or AccessControl(None, {})
 
-    async def stream(self, request: ChatRequest) -> Stream:
+    async def authorize(self, identifier: str, principal: Principal) -> str:
+        """The model id `identifier` names, if `principal` may use it: NotFound / AccessDenied otherwise.
+        Dialects call it before looking at the body, so a caller learns nothing from validation errors
+        about a model it may not use."""
+        model_id = self.registry.resolve(identifier)
+        if self.access.state(model_id) != "ga":  # only early access needs the store
+            await asyncio.to_thread(self.access.check, principal, model_id)
+        return model_id
+
+    async def _check(self, principal: Principal, identifier: str) -> None:
+        await self.authorize(identifier, principal)
+
+    async def stream(self, request: ChatRequest, principal: Principal) -> Stream:
         started = time.perf_counter()
+        await self._check(principal, request.model)
         model_id, engine = await self.registry.engine(request.model)
         events = engine.stream(replace(request, model=model_id))
         try:
@@ -87,14 +104,15 @@ class Inference:
             raise errors.ModelFailure(f"The model failed: {exc}") from exc
         return Stream(model_id, started, first, events)
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        stream = await self.stream(request)
+    async def complete(self, request: ChatRequest, principal: Principal) -> ChatResult:
+        stream = await self.stream(request, principal)
         try:
             return await collect(stream)
         finally:
             await stream.aclose()
 
-    async def count_tokens(self, request: ChatRequest) -> int:
+    async def count_tokens(self, request: ChatRequest, principal: Principal) -> int:
+        await self._check(principal, request.model)
         model_id, engine = await self.registry.engine(request.model)
         return await engine.count_tokens(replace(request, model=model_id))
 

@@ -20,7 +20,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from outcrop import errors
+from outcrop.auth.access import AccessControl
 from outcrop.auth.authenticate import Authenticator
+from outcrop.auth.principal import Principal
 from outcrop.config import Settings
 from outcrop.inference import Inference
 from outcrop.registry import Registry
@@ -46,6 +48,7 @@ class Context:
     registry: Registry
     inference: Inference
     authenticator: Authenticator
+    access: AccessControl
 
 
 def route(method: str, template: str, handler: Handler, dialect: str, public: bool = False) -> Route:
@@ -119,8 +122,13 @@ class App:
                 return
 
 
-def build_app(settings: Settings, registry: Registry | None = None, authenticator: Authenticator | None = None) -> App:
-    from outcrop.api import status
+def build_app(
+    settings: Settings,
+    registry: Registry | None = None,
+    authenticator: Authenticator | None = None,
+    access: AccessControl | None = None,
+) -> App:
+    from outcrop.api import admin, status
     from outcrop.api.anthropic import errors as anthropic_errors
     from outcrop.api.anthropic import routes as anthropic_routes
     from outcrop.api.bedrock import errors as bedrock_errors
@@ -130,14 +138,20 @@ def build_app(settings: Settings, registry: Registry | None = None, authenticato
 
     registry = registry or Registry(settings)
     authenticator = authenticator or Authenticator("local", None)
-    context = Context(settings, registry, Inference(registry), authenticator)
-    routes = [*status.ROUTES, *bedrock_routes.ROUTES, *openai_routes.ROUTES, *anthropic_routes.ROUTES]
+    access = access or AccessControl(None, {s.id: s.access for s in registry.specs()})
+    context = Context(settings, registry, Inference(registry, access), authenticator, access)
+    routes = [*status.ROUTES, *admin.ROUTES, *bedrock_routes.ROUTES, *openai_routes.ROUTES, *anthropic_routes.ROUTES]
     encoders: dict[str, ErrorEncoder] = {
         "bedrock": bedrock_errors.encode_error,
         "openai": openai_errors.encode_error,
         "anthropic": anthropic_errors.encode_error,
     }
     return App(context, routes, encoders)
+
+
+def caller(request: Request) -> Principal:
+    """The authenticated principal of this request (set by App before any handler runs)."""
+    return request.state.principal  # type: ignore[no-any-return]
 
 
 def json_body(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

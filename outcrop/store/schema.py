@@ -50,3 +50,29 @@ credentials = Table(
     Column("revoked_at", DateTime(timezone=True)),
 )
 Index("ix_credentials_principal", credentials.c.principal_id)
+
+# Who may use an early-access model: a principal or a group, by name. Approving an access request
+# adds a grant; revoking removes it. Generally available models need none; disabled ones admit none.
+access_grants = Table(
+    "access_grants",
+    metadata,
+    Column("model_id", String(200), primary_key=True),
+    Column("subject", String(220), primary_key=True),  # "principal:NAME" | "group:NAME"
+    Column("granted_by", String(200), nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+)
+
+access_requests = Table(
+    "access_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("model_id", String(200), nullable=False),
+    Column("principal", String(200), nullable=False),
+    Column("reason", Text),
+    Column("status", String(20), nullable=False),  # pending | approved | denied
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(200)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decision_note", Text),
+)
+Index("ix_access_requests_status", access_requests.c.status)

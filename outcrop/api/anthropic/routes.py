@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from outcrop import errors
 from outcrop.api.anthropic import convert
-from outcrop.api.app import Context, json_body, route
+from outcrop.api.app import Context, caller, json_body, route
 from outcrop.api.streaming import event_response
 
 DIALECT = "anthropic"
@@ -26,9 +26,9 @@ async def messages(ctx: Context, request: Request) -> Response:
     chat, stream = convert.decode_request(await _json(request))
     model = chat.model
     if not stream:
-        result = await ctx.inference.complete(chat)
+        result = await ctx.inference.complete(chat, caller(request))
         return json_body(convert.encode_response(model, result))
-    events = await ctx.inference.stream(chat)
+    events = await ctx.inference.stream(chat, caller(request))
     return event_response(
         events,
         convert.StreamEncoder(model),
@@ -40,7 +40,7 @@ async def messages(ctx: Context, request: Request) -> Response:
 
 async def count_tokens(ctx: Context, request: Request) -> Response:
     chat = convert.decode_count_tokens(await _json(request))
-    return json_body({"input_tokens": await ctx.inference.count_tokens(chat)})
+    return json_body({"input_tokens": await ctx.inference.count_tokens(chat, caller(request))})
 
 
 ROUTES = [

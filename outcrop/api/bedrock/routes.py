@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -12,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.api.app import Context, json_body, route
+from outcrop.api.app import Context, caller, json_body, route
 from outcrop.api.bedrock import converse, eventstream, invoke
 from outcrop.api.bedrock.errors import encode_stream_error
 from outcrop.api.streaming import event_response
+from outcrop.auth.access import WIRE_STATES
 from outcrop.conversation import Event, MessageStop, TextDelta, ToolUseStart
 from outcrop.inference import Stream
 from outcrop.registry import provider_of
@@ -47,14 +49,16 @@ def _event_stream(
 
 
 async def converse_op(ctx: Context, request: Request, modelId: str) -> Response:
+    await ctx.inference.authorize(modelId, caller(request))
     chat = converse.decode_request(modelId, await _json(request))
-    result = await ctx.inference.complete(chat)
+    result = await ctx.inference.complete(chat, caller(request))
     return json_body(converse.encode_response(result), headers=_request_id())
 
 
 async def converse_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
+    await ctx.inference.authorize(modelId, caller(request))
     chat = converse.decode_request(modelId, await _json(request))
-    stream = await ctx.inference.stream(chat)
+    stream = await ctx.inference.stream(chat, caller(request))
     return _event_stream(stream, lambda e: converse.encode_event(e, stream.latency_ms))
 
 
@@ -62,9 +66,9 @@ async def converse_stream_op(ctx: Context, request: Request, modelId: str) -> Re
 
 
 async def invoke_op(ctx: Context, request: Request, modelId: str) -> Response:
-    ctx.registry.resolve(modelId)  # an unknown model is a 404 whatever the body says
+    await ctx.inference.authorize(modelId, caller(request))  # unknown: 404, not allowed: 403, whatever the body
     fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
-    result = await ctx.inference.complete(chat)
+    result = await ctx.inference.complete(chat, caller(request))
     headers = {
         **_request_id(),
         "X-Amzn-Bedrock-Input-Token-Count": str(result.usage.input_tokens),
@@ -80,9 +84,9 @@ def _chunk(payload: dict[str, Any]) -> bytes:
 
 
 async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
-    ctx.registry.resolve(modelId)  # an unknown model is a 404 whatever the body says
+    await ctx.inference.authorize(modelId, caller(request))  # unknown: 404, not allowed: 403, whatever the body
     fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
-    stream = await ctx.inference.stream(chat)
+    stream = await ctx.inference.stream(chat, caller(request))
     encode = invoke.chunk_encoder(fam, modelId)
     first_byte: list[int] = []
 
@@ -106,9 +110,9 @@ async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Resp
 
 
 async def count_tokens_op(ctx: Context, request: Request, modelId: str) -> Response:
-    ctx.registry.resolve(modelId)
+    await ctx.inference.authorize(modelId, caller(request))
     chat = converse.decode_count_tokens(modelId, await _json(request), invoke.decode_for_count)
-    n = await ctx.inference.count_tokens(chat)
+    n = await ctx.inference.count_tokens(chat, caller(request))
     return json_body({"inputTokens": n}, headers=_request_id())
 
 
@@ -131,16 +135,46 @@ def _matches(summary: dict[str, Any], query: dict[str, str]) -> bool:
     )
 
 
+def _summary(ctx: Context, name: str) -> dict[str, Any]:
+    # accessState is ours (clients ignore members they don't know): GENERALLY_AVAILABLE or EARLY_ACCESS.
+    state = ctx.access.state(ctx.registry.resolve(name))
+    return {**ctx.registry.foundation_model(name), "accessState": WIRE_STATES[state]}
+
+
 async def list_foundation_models(ctx: Context, request: Request) -> Response:
     query = dict(request.query_params)
-    summaries = [ctx.registry.foundation_model(name) for name in ctx.registry.names()]
+    who = caller(request)
+    names = [n for n in ctx.registry.names() if ctx.access.allowed(who, ctx.registry.resolve(n))]
+    summaries = [_summary(ctx, name) for name in names]
     return json_body({"modelSummaries": [s for s in summaries if _matches(s, query)]}, headers=_request_id())
 
 
 async def get_foundation_model(ctx: Context, request: Request, modelIdentifier: str) -> Response:
-    ctx.registry.resolve(modelIdentifier)
+    model_id = ctx.registry.resolve(modelIdentifier)
     name = modelIdentifier.rsplit("/", 1)[-1] if modelIdentifier.startswith("arn:") else modelIdentifier
-    return json_body({"modelDetails": ctx.registry.foundation_model(name)}, headers=_request_id())
+    details = {**_summary(ctx, name), "accessGranted": ctx.access.allowed(caller(request), model_id)}
+    return json_body({"modelDetails": details}, headers=_request_id())
+
+
+async def get_foundation_model_availability(ctx: Context, request: Request, modelId: str) -> Response:
+    """Bedrock's own way to tell a caller whether it may use a model (boto3 drops members it doesn't
+    know, so this, not accessState, is what SDK users read)."""
+    who = caller(request)
+    model_id = ctx.registry.resolve(modelId)
+    allowed = ctx.access.allowed(who, model_id)
+    agreement = "AVAILABLE" if allowed else "NOT_AVAILABLE"
+    if not allowed and ctx.access.engine is not None and ctx.access.state(model_id) == "early":
+        pending = await asyncio.to_thread(ctx.access.requests, "pending", who.name)
+        if any(r.model_id == model_id for r in pending):
+            agreement = "PENDING"
+    body = {
+        "modelId": modelId,
+        "agreementAvailability": {"status": agreement},
+        "authorizationStatus": "AUTHORIZED" if allowed else "NOT_AUTHORIZED",
+        "entitlementAvailability": "NOT_AVAILABLE" if ctx.access.state(model_id) == "disabled" else "AVAILABLE",
+        "regionAvailability": "AVAILABLE",
+    }
+    return json_body(body, headers=_request_id())
 
 
 ROUTES = [
@@ -151,4 +185,5 @@ ROUTES = [
     route("POST", "/model/{modelId}/count-tokens", count_tokens_op, DIALECT),
     route("GET", "/foundation-models", list_foundation_models, DIALECT),
     route("GET", "/foundation-models/{modelIdentifier}", get_foundation_model, DIALECT),
+    route("GET", "/foundation-model-availability/{modelId}", get_foundation_model_availability, DIALECT),
 ]

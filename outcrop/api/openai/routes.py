@@ -8,9 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.api.app import Context, json_body, route
+from outcrop.api.app import Context, caller, json_body, route
 from outcrop.api.openai import convert
 from outcrop.api.streaming import event_response
+from outcrop.auth.access import WIRE_STATES
 from outcrop.registry import provider_of
 
 DIALECT = "openai"
@@ -27,9 +28,9 @@ async def _json(request: Request) -> object:
 async def chat_completions(ctx: Context, request: Request) -> Response:
     chat, body = convert.decode_chat(await _json(request))
     if not body.stream:
-        return json_body(convert.encode_chat(body.model, await ctx.inference.complete(chat)))
+        return json_body(convert.encode_chat(body.model, await ctx.inference.complete(chat, caller(request))))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    stream = await ctx.inference.stream(chat)
+    stream = await ctx.inference.stream(chat, caller(request))
     encode = convert.ChatStream(body.model, include_usage)
     return event_response(stream, encode, convert.encode_stream_error, SSE, closing=convert.DONE)
 
@@ -37,9 +38,9 @@ async def chat_completions(ctx: Context, request: Request) -> Response:
 async def completions(ctx: Context, request: Request) -> Response:
     chat, body = convert.decode_completion(await _json(request))
     if not body.stream:
-        return json_body(convert.encode_completion(body.model, await ctx.inference.complete(chat)))
+        return json_body(convert.encode_completion(body.model, await ctx.inference.complete(chat, caller(request))))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    stream = await ctx.inference.stream(chat)
+    stream = await ctx.inference.stream(chat, caller(request))
     encode = convert.CompletionStream(body.model, include_usage)
     return event_response(stream, encode, convert.encode_stream_error, SSE, closing=convert.DONE)
 
@@ -50,17 +51,20 @@ async def embeddings(ctx: Context, request: Request) -> Response:
     return json_body(convert.encode_embeddings(body.model, result, body.encoding_format))
 
 
-def _model(name: str) -> dict[str, object]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": provider_of(name)}
+def _model(ctx: Context, name: str) -> dict[str, object]:
+    state = WIRE_STATES[ctx.access.state(ctx.registry.resolve(name))]
+    return {"id": name, "object": "model", "created": 0, "owned_by": provider_of(name), "access": state}
 
 
 async def list_models(ctx: Context, request: Request) -> Response:
-    return json_body({"object": "list", "data": [_model(n) for n in ctx.registry.names()]})
+    who = caller(request)
+    names = [n for n in ctx.registry.names() if ctx.access.allowed(who, ctx.registry.resolve(n))]
+    return json_body({"object": "list", "data": [_model(ctx, n) for n in names]})
 
 
 async def get_model(ctx: Context, request: Request, model: str) -> Response:
-    ctx.registry.resolve(model)
-    return json_body(_model(model))
+    ctx.access.check(caller(request), ctx.registry.resolve(model))
+    return json_body(_model(ctx, model))
 
 
 ROUTES = [
