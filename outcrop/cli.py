@@ -27,12 +27,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args).with_overrides(host=args.host, port=args.port, auth=args.auth)
     from outcrop.auth.access import AccessControl
+    from outcrop.metering.quotas import Quotas
+    from outcrop.metering.usage import UsageRecorder
 
     mode = effective_mode(settings.auth, settings.host)
-    keyring = _keyring(settings) if mode == "keys" else None
-    authenticator = Authenticator(mode, keyring)
+    keyring = _keyring(settings)  # the store: keys, access, quotas and usage all live there
+    authenticator = Authenticator(mode, keyring if mode == "keys" else None)
     registry = Registry(settings)
-    access = AccessControl(keyring.engine if keyring else None, {s.id: s.access for s in registry.specs()})
+    access = AccessControl(keyring.engine, {s.id: s.access for s in registry.specs()})
+    quotas = Quotas(keyring.engine, settings.quotas)
+    usage = UsageRecorder(keyring.engine)
     for spec in registry.specs():
         if spec.engine == "llamacpp" and spec.path and not Path(spec.path).is_file():
             print(f"error: model {spec.id}: file {spec.path} does not exist", file=sys.stderr)
@@ -41,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     first = registry.specs()[0].id if registry.specs() else None
     if first:
         asyncio.run(registry.engine(first))
-    app = build_app(settings, registry, authenticator, access)
+    app = build_app(settings, registry, authenticator, access, quotas, usage)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Outcrop {__version__} serving on {url}")
     if mode == "local":
@@ -149,6 +153,35 @@ def cmd_access_grant(args: argparse.Namespace) -> int:
     subject = f"group:{args.group}" if args.group else f"principal:{args.principal}"
     access.grant(registry.resolve(args.model), subject, args.by)
     print(f"granted {registry.resolve(args.model)} to {subject}")
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    import json
+    from datetime import date
+
+    from outcrop.metering.usage import summarize
+
+    settings = _settings(args)
+    group_by = tuple(g for g in args.by.split(",") if g)
+    try:
+        rows = summarize(_keyring(settings).engine, group_by, date.fromisoformat(args.since) if args.since else None)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = [*group_by, "requests", "input_tokens", "output_tokens", "errors", "avg_latency_ms"]
+    table = [header] + [[str(r[h]) for h in header] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print(
+            "  ".join(
+                f"{c:<{w}}" if i < len(group_by) else f"{c:>{w}}"
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     return 0
 
 
@@ -261,6 +294,14 @@ def parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=cmd_keys_revoke)
+
+    usage = sub.add_parser("usage", help="usage totals by principal, model and day")
+    usage.add_argument(
+        "--by", default="principal,model,day", help="any of principal, model, dialect, day (comma-separated)"
+    )
+    usage.add_argument("--since", help="only from this day on (YYYY-MM-DD)")
+    usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    usage.set_defaults(func=cmd_usage)
 
     acc = sub.add_parser("access", help="early access to models: requests, decisions, grants").add_subparsers(
         dest="access_command", required=True

@@ -27,6 +27,13 @@ defaults to ~/.outcrop). Every key is optional:
     url = "http://127.0.0.1:8000/v1"
     upstream_model = "meta-llama/Llama-3.1-70B-Instruct"
     api_key_env = "VLLM_API_KEY"
+
+    [[quotas]]                    # see outcrop.metering.quotas
+    principal = "alice"           # or group = "beta"; neither: everyone
+    model = "*"
+    requests_per_minute = 60
+    tokens_per_minute = 100000
+    concurrent_streams = 4
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from typing import Any
 import tomli_w
 
 from outcrop.errors import InvalidRequest
+from outcrop.metering.quotas import QuotaRule
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8300
@@ -107,6 +115,7 @@ class Settings:
     auth: str = "auto"  # auto | keys | local (see outcrop.auth.authenticate)
     database: str | None = None  # SQLAlchemy URL; default sqlite:///$OUTCROP_HOME/outcrop.db
     models: tuple[ModelSpec, ...] = field(default=())
+    quotas: tuple[QuotaRule, ...] = field(default=())
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -143,7 +152,8 @@ def load(path: Path | None = None) -> Settings:
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise InvalidRequest(f"{path}: model id(s) declared twice: {dupes}")
-    return Settings(config_path=path, models=models, **server)
+    quotas = tuple(QuotaRule.from_dict(q, f"{path}: [[quotas]] #{i + 1}") for i, q in enumerate(raw.get("quotas", [])))
+    return Settings(config_path=path, models=models, quotas=quotas, **server)
 
 
 def save_models(path: Path, models: list[ModelSpec]) -> None:

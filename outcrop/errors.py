@@ -8,6 +8,7 @@
     ├── NotFound                a model (or other resource) that does not exist
     ├── UnknownOperation        no such route / operation
     ├── Overloaded              the model's queue is full: retry later
+    ├── QuotaExceeded           the caller used up its requests, tokens or streams for now
     ├── ModelFailure            the engine failed while generating
     └── InternalFailure         anything else; never shows a traceback to the caller
 
@@ -55,6 +56,12 @@ class UnknownOperation(OutcropError):
 
 
 class Overloaded(OutcropError):
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QuotaExceeded(OutcropError):
     def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s

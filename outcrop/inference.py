@@ -1,5 +1,6 @@
-"""The only place that orders the steps of one invocation: resolve the model, (later: check access,
-quota and guardrails), run the engine, and hand typed events back to the dialect.
+"""The only place that orders the steps of one invocation: resolve the model, check access, admit it
+under the caller's quotas, run the engine, hand typed events back to the dialect, and, when the stream
+closes, settle the quota and record usage (later: guardrails).
 
 A non-streaming answer is `collect()`: a fold over the same event stream.
 """
@@ -10,8 +11,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from outcrop import errors
 from outcrop.auth.access import AccessControl
@@ -31,22 +34,39 @@ from outcrop.conversation import (
     ToolUseStart,
     Usage,
 )
+from outcrop.metering.quotas import Quotas
+from outcrop.metering.usage import UsageRecord, UsageRecorder
 from outcrop.registry import Registry
 
 log = logging.getLogger("outcrop.inference")
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a dialect is answering, for usage records (set per request by the app)."""
+
+    dialect: str = "bedrock"
+    operation: str = "-"
+
+
+current_call: ContextVar[Call | None] = ContextVar("current_call", default=None)
 
 
 @dataclass
 class Stream:
     """An engine's event stream whose first event has already arrived, so that every error that
     can happen before generation (unknown model, queue full, prompt too long) is raised by
-    `Inference.stream` itself, while the caller can still answer with a plain HTTP error."""
+    `Inference.stream` itself, while the caller can still answer with a plain HTTP error.
+    Closing it (always done by the dialect) settles quotas and records usage, once."""
 
     model_id: str
     started: float
     first: Event
     rest: AsyncIterator[Event]
     first_token_at: float | None = None
+    usage: Usage | None = None
+    status: str = "cancelled"  # until the stream ends: ok, or the failure's class
+    on_close: Callable[[Stream], Awaitable[None]] | None = None
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         yield self.first
@@ -54,10 +74,14 @@ class Stream:
             async for event in self.rest:
                 if self.first_token_at is None and isinstance(event, TextDelta | ToolUseStart):
                     self.first_token_at = time.perf_counter()
+                if isinstance(event, MessageStop):
+                    self.usage, self.status = event.usage, "ok"
                 yield event
-        except errors.OutcropError:
+        except errors.OutcropError as exc:
+            self.status = type(exc).__name__
             raise
         except Exception as exc:
+            self.status = "ModelFailure"
             log.exception("engine failure on %s", self.model_id)
             raise errors.ModelFailure(f"The model failed while generating: {exc}") from exc
 
@@ -65,16 +89,31 @@ class Stream:
         aclose = getattr(self.rest, "aclose", None)
         if aclose is not None:
             await aclose()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            await on_close(self)
 
     @property
     def latency_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
 
+    @property
+    def ttft_ms(self) -> int | None:
+        return None if self.first_token_at is None else int((self.first_token_at - self.started) * 1000)
+
 
 class Inference:
-    def __init__(self, registry: Registry, access: AccessControl | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        access: AccessControl | None = None,
+        quotas: Quotas | None = None,
+        usage: UsageRecorder | None = None,
+    ) -> None:
         self.registry = registry
         self.access = access or AccessControl(None, {})
+        self.quotas = quotas or Quotas(None, ())
+        self.usage = usage
 
     async def authorize(self, identifier: str, principal: Principal) -> str:
         """The model id `identifier` names, if `principal` may use it: NotFound / AccessDenied otherwise.
@@ -85,24 +124,69 @@ class Inference:
             await asyncio.to_thread(self.access.check, principal, model_id)
         return model_id
 
-    async def _check(self, principal: Principal, identifier: str) -> None:
-        await self.authorize(identifier, principal)
+    def _record(
+        self,
+        principal: Principal,
+        model_id: str,
+        status: str,
+        usage: Usage | None,
+        latency_ms: int,
+        ttft_ms: int | None,
+    ) -> None:
+        if self.usage is None:
+            return
+        call = current_call.get() or Call()
+        u = usage or Usage()
+        self.usage.record(
+            UsageRecord(
+                datetime.now(UTC),
+                principal.name,
+                model_id,
+                call.dialect,
+                call.operation,
+                u.input_tokens,
+                u.output_tokens,
+                0,
+                latency_ms,
+                ttft_ms,
+                status,
+            )
+        )
 
     async def stream(self, request: ChatRequest, principal: Principal) -> Stream:
         started = time.perf_counter()
-        await self._check(principal, request.model)
-        model_id, engine = await self.registry.engine(request.model)
-        events = engine.stream(replace(request, model=model_id))
+        model_id = await self.authorize(request.model, principal)
+        limits = self.quotas.limits(principal, model_id)
+        ticket = await asyncio.to_thread(self.quotas.admit, principal, model_id, limits) if limits else None
+
+        async def settle(tokens: int) -> None:
+            if ticket is not None:
+                await asyncio.to_thread(self.quotas.settle, principal, model_id, tokens, ticket)
+
         try:
+            _, engine = await self.registry.engine(model_id)
+            events = engine.stream(replace(request, model=model_id))
             first = await anext(events)
-        except StopAsyncIteration as exc:
-            raise errors.ModelFailure("The engine ended without producing a message.") from exc
-        except errors.OutcropError:
-            raise
+        except StopAsyncIteration:
+            failure: errors.OutcropError = errors.ModelFailure("The engine ended without producing a message.")
+        except errors.OutcropError as exc:
+            failure = exc
         except Exception as exc:
             log.exception("engine failure on %s", model_id)
-            raise errors.ModelFailure(f"The model failed: {exc}") from exc
-        return Stream(model_id, started, first, events)
+            failure = errors.ModelFailure(f"The model failed: {exc}")
+        else:
+
+            async def finish(stream: Stream) -> None:
+                u = stream.usage
+                await settle(u.total_tokens if u else 0)
+                self._record(principal, model_id, stream.status, u, stream.latency_ms, stream.ttft_ms)
+
+            return Stream(model_id, started, first, events, on_close=finish)
+        await settle(0)
+        self._record(
+            principal, model_id, type(failure).__name__, None, int((time.perf_counter() - started) * 1000), None
+        )
+        raise failure
 
     async def complete(self, request: ChatRequest, principal: Principal) -> ChatResult:
         stream = await self.stream(request, principal)
@@ -112,8 +196,8 @@ class Inference:
             await stream.aclose()
 
     async def count_tokens(self, request: ChatRequest, principal: Principal) -> int:
-        await self._check(principal, request.model)
-        model_id, engine = await self.registry.engine(request.model)
+        model_id = await self.authorize(request.model, principal)
+        _, engine = await self.registry.engine(model_id)
         return await engine.count_tokens(replace(request, model=model_id))
 
 

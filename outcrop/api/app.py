@@ -24,7 +24,9 @@ from outcrop.auth.access import AccessControl
 from outcrop.auth.authenticate import Authenticator
 from outcrop.auth.principal import Principal
 from outcrop.config import Settings
-from outcrop.inference import Inference
+from outcrop.inference import Call, Inference, current_call
+from outcrop.metering.quotas import Quotas
+from outcrop.metering.usage import UsageRecorder
 from outcrop.registry import Registry
 
 log = logging.getLogger("outcrop")
@@ -98,6 +100,7 @@ class App:
                 params = {k: unquote(v) for k, v in m.groupdict().items()}
                 if not r.public:
                     request.state.principal = await self.context.authenticator.authenticate(request)
+                current_call.set(Call(r.dialect, r.handler.__name__))
                 return await r.handler(self.context, request, **params)
             if allowed:
                 raise errors.UnknownOperation(f"Method {method} is not allowed on {path}.")
@@ -115,8 +118,12 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.context.inference.usage is not None:
+                    self.context.inference.usage.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.context.inference.usage is not None:
+                    await self.context.inference.usage.stop()
                 await self.context.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -127,8 +134,10 @@ def build_app(
     registry: Registry | None = None,
     authenticator: Authenticator | None = None,
     access: AccessControl | None = None,
+    quotas: Quotas | None = None,
+    usage: UsageRecorder | None = None,
 ) -> App:
-    from outcrop.api import admin, status
+    from outcrop.api import admin, status, usage_api
     from outcrop.api.anthropic import errors as anthropic_errors
     from outcrop.api.anthropic import routes as anthropic_routes
     from outcrop.api.bedrock import errors as bedrock_errors
@@ -139,8 +148,15 @@ def build_app(
     registry = registry or Registry(settings)
     authenticator = authenticator or Authenticator("local", None)
     access = access or AccessControl(None, {s.id: s.access for s in registry.specs()})
-    context = Context(settings, registry, Inference(registry, access), authenticator, access)
-    routes = [*status.ROUTES, *admin.ROUTES, *bedrock_routes.ROUTES, *openai_routes.ROUTES, *anthropic_routes.ROUTES]
+    context = Context(settings, registry, Inference(registry, access, quotas, usage), authenticator, access)
+    routes = [
+        *status.ROUTES,
+        *admin.ROUTES,
+        *usage_api.ROUTES,
+        *bedrock_routes.ROUTES,
+        *openai_routes.ROUTES,
+        *anthropic_routes.ROUTES,
+    ]
     encoders: dict[str, ErrorEncoder] = {
         "bedrock": bedrock_errors.encode_error,
         "openai": openai_errors.encode_error,

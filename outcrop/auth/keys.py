@@ -117,8 +117,16 @@ class Keyring:
         token = API_KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = "key_" + secrets.token_hex(6)
         with self.engine.begin() as db:
-            db.execute(insert(credentials).values(id=key_id, principal_id=pid, kind="api_key", secret_hash=_hash(token),
-                                                  label=label, created_at=_now()))  # fmt: skip
+            db.execute(
+                insert(credentials).values(
+                    id=key_id,
+                    principal_id=pid,
+                    kind="api_key",
+                    secret_hash=_hash(token),
+                    label=label,
+                    created_at=_now(),
+                )
+            )
         return key_id, token
 
     def create_aws_key(self, principal_name: str, label: str | None = None) -> tuple[str, str]:
@@ -126,9 +134,16 @@ class Keyring:
         akid = "OCAK" + "".join(secrets.choice(_UPPER) for _ in range(16))
         secret = secrets.token_urlsafe(30)[:40]
         with self.engine.begin() as db:
-            db.execute(insert(credentials).values(id=akid, principal_id=pid, kind="aws",
-                                                  secret_encrypted=self.fernet.encrypt(secret.encode()).decode(),
-                                                  label=label, created_at=_now()))  # fmt: skip
+            db.execute(
+                insert(credentials).values(
+                    id=akid,
+                    principal_id=pid,
+                    kind="aws",
+                    secret_encrypted=self.fernet.encrypt(secret.encode()).decode(),
+                    label=label,
+                    created_at=_now(),
+                )
+            )
         return akid, secret
 
     def revoke(self, key_id: str) -> bool:

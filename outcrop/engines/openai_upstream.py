@@ -71,8 +71,12 @@ def build_body(request: ChatRequest, upstream_model: str) -> tuple[str, dict[str
     """The upstream path and JSON body for one canonical request."""
     s = request.sampling
     body: dict[str, Any] = {"model": upstream_model, "stream": True, "stream_options": {"include_usage": True}}
-    for key, value in (("max_tokens", s.max_tokens), ("temperature", s.temperature), ("top_p", s.top_p),
-                       ("seed", s.seed)):  # fmt: skip
+    for key, value in (
+        ("max_tokens", s.max_tokens),
+        ("temperature", s.temperature),
+        ("top_p", s.top_p),
+        ("seed", s.seed),
+    ):
         if value is not None:
             body[key] = value
     if s.stop:
@@ -86,10 +90,12 @@ def build_body(request: ChatRequest, upstream_model: str) -> tuple[str, dict[str
     body["messages"] = _messages(request)
     if request.tools:
         body["tools"] = [
-            {"type": "function", "function": {"name": t.name, "description": t.description,
-                                              "parameters": dict(t.input_schema)}}
+            {
+                "type": "function",
+                "function": {"name": t.name, "description": t.description, "parameters": dict(t.input_schema)},
+            }
             for t in request.tools
-        ]  # fmt: skip
+        ]
         body["tool_choice"] = _tool_choice(request)
     fmt = request.response_format
     if fmt is not None:

@@ -203,10 +203,15 @@ class StreamEncoder:
         match event:
             case MessageStart(input_tokens=n):
                 message: dict[str, Any] = {
-                    "id": message_id(self.id_prefix), "type": "message", "role": "assistant", "model": self.model,
-                    "content": [], "stop_reason": None, "stop_sequence": None,
+                    "id": message_id(self.id_prefix),
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
                     "usage": {"input_tokens": n, "output_tokens": 0},
-                }  # fmt: skip
+                }
                 return [{"type": "message_start", "message": message}]
             case TextDelta(index=i, text=t):
                 out = [] if i in self._open else self._start(i, {"type": "text", "text": ""})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -76,3 +76,44 @@ access_requests = Table(
     Column("decision_note", Text),
 )
 Index("ix_access_requests_status", access_requests.c.status)
+
+# Quota counters: one row per principal, model and minute, shared by every process on the database.
+quota_usage = Table(
+    "quota_usage",
+    metadata,
+    Column("principal", String(200), primary_key=True),
+    Column("model_id", String(200), primary_key=True),
+    Column("window", Integer, primary_key=True),  # minutes since the epoch
+    Column("requests", Integer, nullable=False, default=0),
+    Column("tokens", Integer, nullable=False, default=0),
+)
+
+# Streams in progress, for the concurrent-streams quota. A process that dies leaves its rows behind;
+# they stop counting once older than the lease (see metering.quotas.LEASE_S).
+active_streams = Table(
+    "active_streams",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("principal", String(200), nullable=False),
+    Column("started_at", Float, nullable=False),
+)
+Index("ix_active_streams_principal", active_streams.c.principal)
+
+# One row per invocation, written in batches by metering.usage.UsageRecorder.
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("principal", String(200), nullable=False),
+    Column("model_id", String(200), nullable=False),
+    Column("dialect", String(20), nullable=False),
+    Column("operation", String(60), nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cache_tokens", Integer, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("ttft_ms", Integer),
+    Column("status", String(60), nullable=False),  # ok | cancelled | the error's class name
+)
+Index("ix_usage_records_at", usage_records.c.at)

@@ -18,6 +18,7 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str]] = {
     errors.NotFound: (404, "not_found_error"),
     errors.UnknownOperation: (404, "not_found_error"),
     errors.Overloaded: (529, "overloaded_error"),
+    errors.QuotaExceeded: (429, "rate_limit_error"),
     errors.ModelFailure: (500, "api_error"),
     errors.InternalFailure: (500, "api_error"),
 }
@@ -36,6 +37,6 @@ def error_body(exc: errors.OutcropError) -> dict[str, object]:
 
 def encode_error(exc: errors.OutcropError) -> Response:
     headers = {"request-id": "req_outcrop"}
-    if isinstance(exc, errors.Overloaded):
+    if isinstance(exc, errors.Overloaded | errors.QuotaExceeded):
         headers["retry-after"] = str(max(1, round(exc.retry_after_s)))
     return Response(json.dumps(error_body(exc)), _lookup(exc)[0], headers, media_type="application/json")

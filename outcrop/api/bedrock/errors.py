@@ -20,6 +20,7 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str, str]] = {
     errors.NotFound: (404, "ResourceNotFoundException", "validationException"),
     errors.UnknownOperation: (404, "UnknownOperationException", "internalServerException"),
     errors.Overloaded: (429, "ThrottlingException", "throttlingException"),
+    errors.QuotaExceeded: (429, "ThrottlingException", "throttlingException"),
     errors.ModelFailure: (424, "ModelErrorException", "modelStreamErrorException"),
     errors.InternalFailure: (500, "InternalServerException", "internalServerException"),
 }
@@ -40,7 +41,7 @@ def encode_error(exc: errors.OutcropError) -> Response:
     if isinstance(exc, errors.ModelFailure):
         body.update(originalStatusCode=500, resourceName="")
     headers = {"x-amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())}
-    if isinstance(exc, errors.Overloaded):
+    if isinstance(exc, errors.Overloaded | errors.QuotaExceeded):
         headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
     return Response(json.dumps(body), status_code=status, headers=headers, media_type="application/json")
 

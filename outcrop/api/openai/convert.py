@@ -258,8 +258,12 @@ class ChatStream:
     """Events -> chat.completion.chunk server-sent events."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self._base = {"id": new_id("chatcmpl-"), "object": "chat.completion.chunk", "created": int(time.time()),
-                      "model": model}  # fmt: skip
+        self._base = {
+            "id": new_id("chatcmpl-"),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
         self._include_usage = include_usage
         self._calls: dict[int, int] = {}  # event block index -> tool_calls index
 

@@ -17,6 +17,7 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str, str | None]] = {
     errors.NotFound: (404, "invalid_request_error", "model_not_found"),
     errors.UnknownOperation: (404, "invalid_request_error", "unknown_url"),
     errors.Overloaded: (429, "rate_limit_error", "rate_limit_exceeded"),
+    errors.QuotaExceeded: (429, "rate_limit_error", "rate_limit_exceeded"),
     errors.ModelFailure: (500, "server_error", "model_error"),
     errors.InternalFailure: (500, "server_error", None),
 }
@@ -37,6 +38,6 @@ def error_body(exc: errors.OutcropError) -> dict[str, object]:
 def encode_error(exc: errors.OutcropError) -> Response:
     status = _lookup(exc)[0]
     headers = {}
-    if isinstance(exc, errors.Overloaded):
+    if isinstance(exc, errors.Overloaded | errors.QuotaExceeded):
         headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
     return Response(json.dumps(error_body(exc)), status, headers, media_type="application/json")

@@ -1,0 +1,1 @@
+"""Quotas and usage: what each principal may still do, and what it did."""

@@ -1,0 +1,178 @@
+"""Quotas: requests and tokens per minute per principal and model, concurrent streams per principal.
+
+Counted in the store, so several `outcrop serve` processes on one database enforce one quota. Windows
+are whole minutes; a request is admitted only if both its request and token counts are still under
+their limits, by one conditional UPDATE (atomic in SQLite and PostgreSQL alike). Tokens are added once
+the answer is known, so a minute can overshoot its token limit by one request's tokens, never more.
+
+    [[quotas]]
+    principal = "alice"          # or group = "beta"; neither: everyone
+    model = "*"                  # a model id, or every model (each counted on its own)
+    requests_per_minute = 60
+    tokens_per_minute = 100000
+    concurrent_streams = 4
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+
+from outcrop import errors
+from outcrop.auth.principal import Principal
+from outcrop.store.schema import active_streams, quota_usage
+
+LEASE_S = 900  # a stream row older than this no longer counts (its process died)
+
+
+@dataclass(frozen=True)
+class QuotaRule:
+    principal: str | None = None
+    group: str | None = None
+    model: str = "*"
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    concurrent_streams: int | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str) -> QuotaRule:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise errors.InvalidRequest(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        rule = cls(**raw)
+        for name in ("requests_per_minute", "tokens_per_minute", "concurrent_streams"):
+            value = getattr(rule, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise errors.InvalidRequest(f"{where}: {name} must be a whole number >= 0")
+        return rule
+
+    def applies(self, principal: Principal, model_id: str) -> bool:
+        if self.principal is not None and self.principal != principal.name:
+            return False
+        if self.group is not None and self.group not in principal.groups:
+            return False
+        return self.model in ("*", model_id)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    window: int  # the minute the request was counted in
+    lease: str | None  # its row in active_streams, when concurrent streams are limited
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    concurrent_streams: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.requests_per_minute, self.tokens_per_minute, self.concurrent_streams))
+
+
+def _strictest(values: list[int | None]) -> int | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+class Quotas:
+    def __init__(self, engine: Engine | None, rules: tuple[QuotaRule, ...]) -> None:
+        if rules and engine is None:
+            raise errors.InvalidRequest("quotas need the store (a database)")
+        self.engine = engine
+        self.rules = rules
+
+    def limits(self, principal: Principal, model_id: str) -> Limits:
+        rules = [r for r in self.rules if r.applies(principal, model_id)]
+        return Limits(
+            _strictest([r.requests_per_minute for r in rules]),
+            _strictest([r.tokens_per_minute for r in rules]),
+            _strictest([r.concurrent_streams for r in rules]),
+        )
+
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
+
+    def admit(self, principal: Principal, model_id: str, limits: Limits) -> Ticket:
+        """Count one request, or raise QuotaExceeded. The ticket goes back to `settle` afterwards."""
+        now = time.time()
+        window = int(now // 60)
+        retry = 60 - now % 60
+        engine = self._engine()
+        key = and_(
+            quota_usage.c.principal == principal.name,
+            quota_usage.c.model_id == model_id,
+            quota_usage.c.window == window,
+        )
+        if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
+            with engine.begin() as db:
+                if db.execute(select(quota_usage.c.requests).where(key)).first() is None:
+                    try:
+                        with db.begin_nested():
+                            db.execute(
+                                insert(quota_usage).values(
+                                    principal=principal.name, model_id=model_id, window=window, requests=0, tokens=0
+                                )
+                            )
+                    except Exception:
+                        pass
+                cond = [key]
+                if limits.requests_per_minute is not None:
+                    cond.append(quota_usage.c.requests < limits.requests_per_minute)
+                if limits.tokens_per_minute is not None:
+                    cond.append(quota_usage.c.tokens < limits.tokens_per_minute)
+                done = db.execute(update(quota_usage).where(and_(*cond)).values(requests=quota_usage.c.requests + 1))
+                if not done.rowcount:
+                    row = db.execute(select(quota_usage).where(key)).first()
+                    over = (
+                        "requests"
+                        if limits.requests_per_minute is not None
+                        and row is not None
+                        and (row.requests >= limits.requests_per_minute)
+                        else "tokens"
+                    )
+                    limit = limits.requests_per_minute if over == "requests" else limits.tokens_per_minute
+                    raise errors.QuotaExceeded(
+                        f"Quota exceeded for '{principal.name}' on model '{model_id}': {limit} {over} per minute. "
+                        f"Retry in {retry:.0f} s.",
+                        retry_after_s=retry,
+                    )
+        if limits.concurrent_streams is None:
+            return Ticket(window, None)
+        lease = "s_" + secrets.token_hex(8)
+        with engine.begin() as db:
+            db.execute(insert(active_streams).values(id=lease, principal=principal.name, started_at=now))
+            running = db.execute(
+                select(func.count())
+                .select_from(active_streams)
+                .where(active_streams.c.principal == principal.name, active_streams.c.started_at > now - LEASE_S)
+            ).scalar_one()
+            if running > limits.concurrent_streams:
+                db.execute(delete(active_streams).where(active_streams.c.id == lease))
+                raise errors.QuotaExceeded(
+                    f"Too many concurrent requests for '{principal.name}': the limit is {limits.concurrent_streams}.",
+                    retry_after_s=1.0,
+                )
+        return Ticket(window, lease)
+
+    def settle(self, principal: Principal, model_id: str, tokens: int, ticket: Ticket) -> None:
+        """After the answer: add its tokens to the minute it was admitted in, and end its stream lease."""
+        with self._engine().begin() as db:
+            if tokens:
+                db.execute(
+                    update(quota_usage)
+                    .where(
+                        quota_usage.c.principal == principal.name,
+                        quota_usage.c.model_id == model_id,
+                        quota_usage.c.window == ticket.window,
+                    )
+                    .values(tokens=quota_usage.c.tokens + tokens)
+                )
+            if ticket.lease:
+                db.execute(delete(active_streams).where(active_streams.c.id == ticket.lease))
