@@ -34,14 +34,20 @@ class Bedrock:
             spec = {"name": WEATHER_TOOL["name"], "description": WEATHER_TOOL["description"],
                     "inputSchema": {"json": WEATHER_TOOL["input_schema"]}}  # fmt: skip
             body["toolConfig"] = {"tools": [{"toolSpec": spec}]}
-        return httpx.post(f"{url}/model/{model.replace(':', '%3A')}/converse", json={**body, **(extra or {})}, timeout=TIMEOUT)
+        return httpx.post(
+            f"{url}/model/{model.replace(':', '%3A')}/converse", json={**body, **(extra or {})}, timeout=TIMEOUT
+        )
 
     def answer(self, r: httpx.Response) -> tuple[str, list[tuple[str, Any]], str]:
         out = r.json()
         blocks = out["output"]["message"]["content"]
         text = "".join(b.get("text", "") for b in blocks)
         calls = [(b["toolUse"]["name"], b["toolUse"]["input"]) for b in blocks if "toolUse" in b]
-        return text, calls, {"end_turn": "end", "tool_use": "tool", "stop_sequence": "stop", "max_tokens": "length"}[out["stopReason"]]
+        return (
+            text,
+            calls,
+            {"end_turn": "end", "tool_use": "tool", "stop_sequence": "stop", "max_tokens": "length"}[out["stopReason"]],
+        )
 
     def error(self, r: httpx.Response) -> tuple[int, str, str]:
         assert set(r.json()) == {"message"}
@@ -71,7 +77,10 @@ class OpenAI:
         import json
 
         choice = r.json()["choices"][0]
-        calls = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in choice["message"].get("tool_calls") or []]
+        calls = [
+            (c["function"]["name"], json.loads(c["function"]["arguments"]))
+            for c in choice["message"].get("tool_calls") or []
+        ]
         kind = {"stop": "end", "tool_calls": "tool", "length": "length"}[choice["finish_reason"]]
         return choice["message"]["content"] or "", calls, kind
 
@@ -101,7 +110,9 @@ class Anthropic:
         out = r.json()
         text = "".join(b["text"] for b in out["content"] if b["type"] == "text")
         calls = [(b["name"], b["input"]) for b in out["content"] if b["type"] == "tool_use"]
-        kind = {"end_turn": "end", "tool_use": "tool", "stop_sequence": "stop", "max_tokens": "length"}[out["stop_reason"]]
+        kind = {"end_turn": "end", "tool_use": "tool", "stop_sequence": "stop", "max_tokens": "length"}[
+            out["stop_reason"]
+        ]
         return text, calls, kind
 
     def error(self, r: httpx.Response) -> tuple[int, str, str]:

@@ -28,7 +28,9 @@ def gateway(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         ModelSpec(id="x.missing-v1", engine="openai", url=f"{base_url}/v1", upstream_model="no-such-model"),
         ModelSpec(id="x.down-v1", engine="openai", url=f"http://127.0.0.1:{free_port()}/v1"),
     )
-    settings = Settings(config_path=Path(tmp) / "c.toml", builtin_model=False, builtin_embedding_model=False, models=models)
+    settings = Settings(
+        config_path=Path(tmp) / "c.toml", builtin_model=False, builtin_embedding_model=False, models=models
+    )
     with serve(settings) as (url, _):
         yield url
 
@@ -47,8 +49,15 @@ def test_tool_round_trip_through_the_upstream(gateway: str) -> None:
     assert first["stopReason"] == "tool_use"
     [block] = first["output"]["message"]["content"]
     assert block["toolUse"]["name"] == "get_weather" and block["toolUse"]["input"] == {"city": "Paris"}
-    result = {"toolUseId": block["toolUse"]["toolUseId"], "content": [{"json": {"temperature": 18, "condition": "sunny"}}]}
-    messages = [*question, {"role": "assistant", "content": [block]}, {"role": "user", "content": [{"toolResult": result}]}]
+    result = {
+        "toolUseId": block["toolUse"]["toolUseId"],
+        "content": [{"json": {"temperature": 18, "condition": "sunny"}}],
+    }
+    messages = [
+        *question,
+        {"role": "assistant", "content": [block]},
+        {"role": "user", "content": [{"toolResult": result}]},
+    ]
     second = rt.converse(modelId=UP, messages=messages, inferenceConfig=GREEDY, toolConfig=TOOLS)
     assert second["output"]["message"]["content"] == [{"text": ANSWERS["tool_answer"]}]
 
@@ -58,7 +67,14 @@ def test_stream_through_the_upstream(gateway: str) -> None:
     events = list(rt.converse_stream(modelId=UP, messages=[{"role": "user", "content": [{"text": "What is the weather in Paris?"}]}],
                                      inferenceConfig=GREEDY, toolConfig=TOOLS)["stream"])  # fmt: skip
     kinds = [next(iter(e)) for e in events]
-    assert kinds == ["messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"]
+    assert kinds == [
+        "messageStart",
+        "contentBlockStart",
+        "contentBlockDelta",
+        "contentBlockStop",
+        "messageStop",
+        "metadata",
+    ]
     args = "".join(e["contentBlockDelta"]["delta"]["toolUse"]["input"] for e in events if "contentBlockDelta" in e)
     assert json.loads(args) == {"city": "Paris"}
 
@@ -71,4 +87,7 @@ def test_upstream_errors_come_back_as_ours(gateway: str) -> None:
     assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
     with pytest.raises(ClientError) as err:
         rt.converse(modelId="x.down-v1", messages=hello)
-    assert err.value.response["Error"]["Code"] == "ModelErrorException" and "Could not reach" in err.value.response["Error"]["Message"]
+    assert (
+        err.value.response["Error"]["Code"] == "ModelErrorException"
+        and "Could not reach" in err.value.response["Error"]["Message"]
+    )

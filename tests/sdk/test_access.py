@@ -79,7 +79,9 @@ def _bedrock(env: Env, who: str, service: str = "bedrock-runtime", monkeypatch: 
 
 
 def _admin(env: Env, method: str, path: str, who: str, body: dict[str, Any] | None = None) -> httpx.Response:
-    return httpx.request(method, env.url + path, json=body, headers={"Authorization": f"Bearer {env.keys[who]}"}, timeout=60)
+    return httpx.request(
+        method, env.url + path, json=body, headers={"Authorization": f"Bearer {env.keys[who]}"}, timeout=60
+    )
 
 
 def test_denied_in_every_dialect(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +121,9 @@ def test_group_member_uses_it_and_sees_it(env: Env, monkeypatch: pytest.MonkeyPa
 
 
 def test_listings_show_only_what_the_caller_may_use(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    ids = {s["modelId"] for s in _bedrock(env, "carol", "bedrock", monkeypatch).list_foundation_models()["modelSummaries"]}
+    ids = {
+        s["modelId"] for s in _bedrock(env, "carol", "bedrock", monkeypatch).list_foundation_models()["modelSummaries"]
+    }
     assert BUILTIN_MODEL_ID in ids and EARLY not in ids and OFF not in ids
     oc = openai.OpenAI(base_url=env.url + "/v1", api_key=env.keys["carol"], max_retries=0)
     assert {m.id for m in oc.models.list()} == ids
@@ -132,11 +136,16 @@ def test_request_and_approval(env: Env, monkeypatch: pytest.MonkeyPatch) -> None
     assert made.status_code == 201 and made.json()["status"] == "PENDING"
     rid = made.json()["requestId"]
     pending = _bedrock(env, "alice", "bedrock", monkeypatch).get_foundation_model_availability(modelId=EARLY)
-    assert pending["authorizationStatus"] == "NOT_AUTHORIZED" and pending["agreementAvailability"]["status"] == "PENDING"
+    assert (
+        pending["authorizationStatus"] == "NOT_AUTHORIZED" and pending["agreementAvailability"]["status"] == "PENDING"
+    )
     # alice may not decide her own request
     nope = _admin(env, "POST", f"/outcrop/v1/access-requests/{rid}/approve", "alice")
     assert nope.status_code == 403 and nope.headers["x-amzn-errortype"] == "AccessDeniedException"
-    assert [r["requestId"] for r in _admin(env, "GET", "/outcrop/v1/access-requests?status=pending", "root").json()["accessRequests"]] == [rid]
+    assert [
+        r["requestId"]
+        for r in _admin(env, "GET", "/outcrop/v1/access-requests?status=pending", "root").json()["accessRequests"]
+    ] == [rid]
     decided = _admin(env, "POST", f"/outcrop/v1/access-requests/{rid}/approve", "root", {"note": "ok"}).json()
     assert decided["status"] == "APPROVED" and decided["decidedBy"] == "root" and decided["decidedAt"]
     rt = _bedrock(env, "alice", monkeypatch=monkeypatch)
@@ -145,7 +154,10 @@ def test_request_and_approval(env: Env, monkeypatch: pytest.MonkeyPatch) -> None
 
     denied = _admin(env, "POST", "/outcrop/v1/access-requests", "carol", {"modelId": EARLY})
     rid = denied.json()["requestId"]
-    assert _admin(env, "POST", f"/outcrop/v1/access-requests/{rid}/deny", "root", {"note": "later"}).json()["status"] == "DENIED"
+    assert (
+        _admin(env, "POST", f"/outcrop/v1/access-requests/{rid}/deny", "root", {"note": "later"}).json()["status"]
+        == "DENIED"
+    )
     mine = _admin(env, "GET", "/outcrop/v1/access-requests", "carol").json()["accessRequests"]
     assert [(r["status"], r["decisionNote"]) for r in mine] == [("DENIED", "later")]
     bad = _admin(env, "POST", "/outcrop/v1/access-requests", "carol", {"modelId": OFF})

@@ -24,7 +24,9 @@ def ac(base_url: str) -> anthropic.Anthropic:
 
 
 def _ask(ac: anthropic.Anthropic, text: str, **kw: Any) -> Any:
-    return ac.messages.create(model=M, max_tokens=100, messages=[{"role": "user", "content": text}], extra_body=GREEDY, **kw)
+    return ac.messages.create(
+        model=M, max_tokens=100, messages=[{"role": "user", "content": text}], extra_body=GREEDY, **kw
+    )
 
 
 def test_message(ac: anthropic.Anthropic) -> None:
@@ -62,7 +64,16 @@ def test_tools_round_trip(ac: anthropic.Anthropic) -> None:
         messages=[
             *WEATHER_Q,  # type: ignore[list-item]
             {"role": "assistant", "content": [use.model_dump()]},  # type: ignore[list-item]
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": '{"temperature": 18, "condition": "sunny"}'}]},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": use.id,
+                        "content": '{"temperature": 18, "condition": "sunny"}',
+                    }
+                ],
+            },
         ],
         extra_body=GREEDY,
     )
@@ -78,13 +89,17 @@ def test_stop_sequences_and_max_tokens(ac: anthropic.Anthropic) -> None:
     m = _ask(ac, "Count from one to twenty.", stop_sequences=[" four"])
     assert m.content[0].text == "one two three"
     assert m.stop_reason == "stop_sequence" and m.stop_sequence == " four"
-    m = ac.messages.create(model=M, max_tokens=2, messages=[{"role": "user", "content": "Count from one to twenty."}], extra_body=GREEDY)
+    m = ac.messages.create(
+        model=M, max_tokens=2, messages=[{"role": "user", "content": "Count from one to twenty."}], extra_body=GREEDY
+    )
     assert m.stop_reason == "max_tokens" and m.usage.output_tokens == 2
 
 
 def _sse(base_url: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     events = []
-    with httpx.stream("POST", f"{base_url}/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"}, timeout=120) as r:
+    with httpx.stream(
+        "POST", f"{base_url}/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"}, timeout=120
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         name = ""
         for line in r.iter_lines():
@@ -98,7 +113,16 @@ def _sse(base_url: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
 
 
 def test_stream_exact_event_sequence(base_url: str) -> None:
-    events = _sse(base_url, {"model": M, "max_tokens": 50, "stream": True, "temperature": 0, "messages": [{"role": "user", "content": "Hello"}]})
+    events = _sse(
+        base_url,
+        {
+            "model": M,
+            "max_tokens": 50,
+            "stream": True,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "Hello"}],
+        },
+    )
     names = [n for n, _ in events]
     n_deltas = names.count("content_block_delta")
     assert names == ["message_start", "content_block_start", "ping", *["content_block_delta"] * n_deltas,
@@ -109,7 +133,17 @@ def test_stream_exact_event_sequence(base_url: str) -> None:
 
 
 def test_stream_tool_use_input_json_delta(base_url: str) -> None:
-    events = _sse(base_url, {"model": M, "max_tokens": 80, "stream": True, "temperature": 0, "messages": WEATHER_Q, "tools": [WEATHER_TOOL]})
+    events = _sse(
+        base_url,
+        {
+            "model": M,
+            "max_tokens": 80,
+            "stream": True,
+            "temperature": 0,
+            "messages": WEATHER_Q,
+            "tools": [WEATHER_TOOL],
+        },
+    )
     start = next(d for n, d in events if n == "content_block_start")
     assert start["content_block"]["type"] == "tool_use" and start["content_block"]["name"] == "get_weather"
     partial = "".join(d["delta"]["partial_json"] for n, d in events if n == "content_block_delta")
@@ -118,7 +152,9 @@ def test_stream_tool_use_input_json_delta(base_url: str) -> None:
 
 
 def test_sdk_stream_helper(ac: anthropic.Anthropic) -> None:
-    with ac.messages.stream(model=M, max_tokens=50, messages=[{"role": "user", "content": "Hello"}], extra_body=GREEDY) as stream:
+    with ac.messages.stream(
+        model=M, max_tokens=50, messages=[{"role": "user", "content": "Hello"}], extra_body=GREEDY
+    ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == ANSWERS["hello"] and final.stop_reason == "end_turn"
@@ -136,9 +172,13 @@ def test_errors_in_anthropic_shape(ac: anthropic.Anthropic, base_url: str) -> No
         ac.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert nf.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     with pytest.raises(anthropic.BadRequestError) as bad:
-        ac.messages.create(model=M, max_tokens=5, messages=[{"role": "user", "content": "x"}], extra_body={"frobnicate": 1})
+        ac.messages.create(
+            model=M, max_tokens=5, messages=[{"role": "user", "content": "x"}], extra_body={"frobnicate": 1}
+        )
     assert "frobnicate" in str(bad.value.body)
-    r = httpx.post(f"{base_url}/v1/messages", json={"model": M, "messages": [{"role": "user", "content": "x"}]}, timeout=60)
+    r = httpx.post(
+        f"{base_url}/v1/messages", json={"model": M, "messages": [{"role": "user", "content": "x"}]}, timeout=60
+    )
     assert r.status_code == 400 and r.json()["type"] == "error" and "max_tokens" in r.json()["error"]["message"]
 
 
@@ -147,7 +187,11 @@ def test_anthropic_bedrock_client(base_url: str) -> None:
     client = anthropic.AnthropicBedrock(
         base_url=base_url, aws_access_key="AKIDEXAMPLE", aws_secret_key="secret", aws_region="us-east-1", max_retries=0
     )
-    m = client.messages.create(model=f"us.{CLAUDE}", max_tokens=50, messages=[{"role": "user", "content": "Hello"}], extra_body=GREEDY)
+    m = client.messages.create(
+        model=f"us.{CLAUDE}", max_tokens=50, messages=[{"role": "user", "content": "Hello"}], extra_body=GREEDY
+    )
     assert m.content[0].text == ANSWERS["hello"]
-    with client.messages.stream(model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "Hello"}], extra_body=GREEDY) as stream:
+    with client.messages.stream(
+        model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "Hello"}], extra_body=GREEDY
+    ) as stream:
         assert "".join(stream.text_stream) == ANSWERS["hello"]

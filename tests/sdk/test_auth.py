@@ -85,7 +85,9 @@ def _code(call: Any) -> tuple[int, str]:
 
 
 def test_sigv4_key_works(keyed: Keys) -> None:
-    out = _runtime(keyed.url, keyed.akid, keyed.secret).converse(modelId=BUILTIN_MODEL_ID, messages=HELLO, inferenceConfig={"temperature": 0})
+    out = _runtime(keyed.url, keyed.akid, keyed.secret).converse(
+        modelId=BUILTIN_MODEL_ID, messages=HELLO, inferenceConfig={"temperature": 0}
+    )
     assert out["output"]["message"]["content"][0]["text"] == ANSWERS["hello"]
     # the control plane and ARN ids sign the same way
     control = boto3.client("bedrock", endpoint_url=keyed.url, region_name="eu-west-1", aws_access_key_id=keyed.akid,
@@ -97,7 +99,10 @@ def test_sigv4_failures(keyed: Keys) -> None:
     wrong = _runtime(keyed.url, keyed.akid, "not-the-secret")
     assert _code(lambda: wrong.converse(modelId=BUILTIN_MODEL_ID, messages=HELLO)) == (403, "InvalidSignatureException")
     unknown = _runtime(keyed.url, "OCAKNOSUCHKEY0000000", keyed.secret)
-    assert _code(lambda: unknown.converse(modelId=BUILTIN_MODEL_ID, messages=HELLO)) == (403, "UnrecognizedClientException")
+    assert _code(lambda: unknown.converse(modelId=BUILTIN_MODEL_ID, messages=HELLO)) == (
+        403,
+        "UnrecognizedClientException",
+    )
 
 
 def _signed(keyed: Keys, body: bytes) -> dict[str, str]:
@@ -146,7 +151,9 @@ def test_no_credentials(keyed: Keys) -> None:
 
 def test_openai_keys(keyed: Keys) -> None:
     good = openai.OpenAI(base_url=keyed.url + "/v1", api_key=keyed.api_key, max_retries=0)
-    r = good.chat.completions.create(model=BUILTIN_MODEL_ID, messages=[{"role": "user", "content": "Hello"}], temperature=0)
+    r = good.chat.completions.create(
+        model=BUILTIN_MODEL_ID, messages=[{"role": "user", "content": "Hello"}], temperature=0
+    )
     assert r.choices[0].message.content == ANSWERS["hello"]
     for key in ("wrong", keyed.revoked_key):
         bad = openai.OpenAI(base_url=keyed.url + "/v1", api_key=key, max_retries=0)
@@ -157,7 +164,12 @@ def test_openai_keys(keyed: Keys) -> None:
 
 def test_anthropic_keys(keyed: Keys) -> None:
     good = anthropic.Anthropic(base_url=keyed.url, api_key=keyed.api_key, max_retries=0)
-    m = good.messages.create(model=BUILTIN_MODEL_ID, max_tokens=40, messages=[{"role": "user", "content": "Hello"}], extra_body={"temperature": 0})
+    m = good.messages.create(
+        model=BUILTIN_MODEL_ID,
+        max_tokens=40,
+        messages=[{"role": "user", "content": "Hello"}],
+        extra_body={"temperature": 0},
+    )
     assert m.content[0].text == ANSWERS["hello"]  # type: ignore[union-attr]
     for key in ("wrong", keyed.revoked_key):
         bad = anthropic.Anthropic(base_url=keyed.url, api_key=key, max_retries=0)

@@ -163,5 +163,7 @@ def test_local_model_id_accepts_any_family_body(runtime, body) -> None:  # type:
 def test_invoke_without_content_type_is_json(base_url) -> None:  # type: ignore[no-untyped-def]
     import httpx
 
-    r = httpx.post(f"{base_url}/model/{CLAUDE.replace(':', '%3A')}/invoke", content=json.dumps(_anthropic("Hello")), timeout=60)
+    r = httpx.post(
+        f"{base_url}/model/{CLAUDE.replace(':', '%3A')}/invoke", content=json.dumps(_anthropic("Hello")), timeout=60
+    )
     assert r.status_code == 200 and r.json()["content"][0]["text"] == ANSWERS["hello"]

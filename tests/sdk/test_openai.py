@@ -128,19 +128,32 @@ def test_stop_and_max_tokens(oc: openai.OpenAI) -> None:
 
 
 def test_seed_makes_sampling_repeatable(oc: openai.OpenAI) -> None:
-    a = oc.chat.completions.create(model=M, messages=[{"role": "user", "content": "Tell me a story."}], temperature=1.5, seed=7, max_tokens=20)
-    b = oc.chat.completions.create(model=M, messages=[{"role": "user", "content": "Tell me a story."}], temperature=1.5, seed=7, max_tokens=20)
+    a = oc.chat.completions.create(
+        model=M, messages=[{"role": "user", "content": "Tell me a story."}], temperature=1.5, seed=7, max_tokens=20
+    )
+    b = oc.chat.completions.create(
+        model=M, messages=[{"role": "user", "content": "Tell me a story."}], temperature=1.5, seed=7, max_tokens=20
+    )
     assert a.choices[0].message.content == b.choices[0].message.content
 
 
 def test_json_schema_is_enforced_while_decoding(oc: openai.OpenAI) -> None:
     schema = {
         "type": "object",
-        "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"}, "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3}},
+        "properties": {
+            "name": {"type": "string", "maxLength": 12},
+            "age": {"type": "integer"},
+            "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3},
+        },
         "required": ["name", "age", "tags"],
         "additionalProperties": False,
     }
-    r = _ask(oc, "Hello", max_tokens=80, response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}})
+    r = _ask(
+        oc,
+        "Hello",
+        max_tokens=80,
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
+    )
     value = json.loads(r.choices[0].message.content or "")
     assert set(value) == {"name", "age", "tags"} and isinstance(value["age"], int)
     assert all(t in ("a", "b") for t in value["tags"])
@@ -157,7 +170,11 @@ def test_completions(oc: openai.OpenAI) -> None:
     assert r.choices[0].text == ANSWERS["hello"] and r.choices[0].finish_reason == "stop"
     default = oc.completions.create(model=M, prompt=prompt, temperature=0)
     assert default.usage is not None and default.usage.completion_tokens <= 16  # OpenAI's default max_tokens
-    streamed = "".join(c.choices[0].text for c in oc.completions.create(model=M, prompt=prompt, temperature=0, max_tokens=40, stream=True) if c.choices)
+    streamed = "".join(
+        c.choices[0].text
+        for c in oc.completions.create(model=M, prompt=prompt, temperature=0, max_tokens=40, stream=True)
+        if c.choices
+    )
     assert streamed == ANSWERS["hello"]
 
 
@@ -181,7 +198,9 @@ def test_errors_in_openai_shape(oc: openai.OpenAI, base_url: str) -> None:
     assert long.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
     r = httpx.post(f"{base_url}/v1/chat/completions", content=b"{nope", timeout=60)
     assert r.status_code == 400 and set(r.json()["error"]) == {"message", "type", "param", "code"}
-    r = httpx.post(f"{base_url}/v1/chat/completions", json={"model": M, "messages": [{"role": "user", "content": 5}]}, timeout=60)
+    r = httpx.post(
+        f"{base_url}/v1/chat/completions", json={"model": M, "messages": [{"role": "user", "content": 5}]}, timeout=60
+    )
     assert r.status_code == 400 and r.json()["error"]["param"].startswith("messages")
     r = httpx.get(f"{base_url}/v1/nothing-here", timeout=60)
     assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"

@@ -41,8 +41,6 @@ class Env:
     recorder: UsageRecorder
 
 
-
-
 def _start(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
@@ -71,7 +69,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     settings = Settings(config_path=tmp / "c.toml", builtin_embedding_model=False, auth="keys", models=specs)
     registry = Registry(settings, {ECHO: EchoEngine(context_length=64, max_queue=64, delay_s=0.01)})
     e.recorder = UsageRecorder(engine, flush_interval_s=0.2)
-    app = build_app(settings, registry, Authenticator("keys", keyring), AccessControl(engine, {}), Quotas(engine, rules), e.recorder)
+    app = build_app(
+        settings, registry, Authenticator("keys", keyring), AccessControl(engine, {}), Quotas(engine, rules), e.recorder
+    )
     server, thread, e.url = _start(app)
     yield e
     server.should_exit = True
@@ -83,9 +83,24 @@ def _auth(env: Env, who: str) -> dict[str, str]:
 
 
 CALLS = {
-    "bedrock": ("b", lambda: (f"/model/{M}/converse", {"messages": [{"role": "user", "content": [{"text": "Hello"}]}]})),
-    "openai": ("o", lambda: ("/v1/chat/completions", {"model": BUILTIN_MODEL_ID, "messages": [{"role": "user", "content": "Hello"}]})),
-    "anthropic": ("a", lambda: ("/v1/messages", {"model": BUILTIN_MODEL_ID, "max_tokens": 20, "messages": [{"role": "user", "content": "Hello"}]})),
+    "bedrock": (
+        "b",
+        lambda: (f"/model/{M}/converse", {"messages": [{"role": "user", "content": [{"text": "Hello"}]}]}),
+    ),
+    "openai": (
+        "o",
+        lambda: (
+            "/v1/chat/completions",
+            {"model": BUILTIN_MODEL_ID, "messages": [{"role": "user", "content": "Hello"}]},
+        ),
+    ),
+    "anthropic": (
+        "a",
+        lambda: (
+            "/v1/messages",
+            {"model": BUILTIN_MODEL_ID, "max_tokens": 20, "messages": [{"role": "user", "content": "Hello"}]},
+        ),
+    ),
 }
 EXPECTED = {
     "bedrock": lambda r: r.headers["x-amzn-errortype"] == "ThrottlingException",
@@ -112,7 +127,9 @@ def test_concurrent_streams(env: Env) -> None:
     body = {"messages": [{"role": "user", "content": [{"text": " ".join(["word"] * 30)}]}]}
 
     def occupy() -> None:
-        with httpx.stream("POST", f"{env.url}/model/{ECHO}/converse-stream", json=body, headers=_auth(env, "carol"), timeout=60) as r:
+        with httpx.stream(
+            "POST", f"{env.url}/model/{ECHO}/converse-stream", json=body, headers=_auth(env, "carol"), timeout=60
+        ) as r:
             started.set()
             for _ in r.iter_bytes():
                 pass
@@ -132,7 +149,9 @@ def test_usage_under_concurrent_load_loses_nothing(env: Env) -> None:
     body = {"messages": [{"role": "user", "content": [{"text": "one two three"}]}]}
 
     def one(_: int) -> int:
-        return httpx.post(f"{env.url}/model/{ECHO}/converse", json=body, headers=_auth(env, "loader"), timeout=60).status_code
+        return httpx.post(
+            f"{env.url}/model/{ECHO}/converse", json=body, headers=_auth(env, "loader"), timeout=60
+        ).status_code
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(one, range(200)))
@@ -140,8 +159,19 @@ def test_usage_under_concurrent_load_loses_nothing(env: Env) -> None:
     r = httpx.get(f"{env.url}/outcrop/v1/usage?groupBy=principal,model,dialect", headers=_auth(env, "root"), timeout=60)
     assert r.status_code == 200
     rows = [row for row in r.json()["usage"] if row["principal"] == "loader"]
-    assert rows == [{"principal": "loader", "model": ECHO, "dialect": "bedrock", "requests": 200, "input_tokens": rows[0]["input_tokens"],
-                     "output_tokens": 600, "cache_tokens": 0, "errors": 0, "avg_latency_ms": rows[0]["avg_latency_ms"]}]
+    assert rows == [
+        {
+            "principal": "loader",
+            "model": ECHO,
+            "dialect": "bedrock",
+            "requests": 200,
+            "input_tokens": rows[0]["input_tokens"],
+            "output_tokens": 600,
+            "cache_tokens": 0,
+            "errors": 0,
+            "avg_latency_ms": rows[0]["avg_latency_ms"],
+        }
+    ]
     assert env.recorder.recorded - before == 200 and env.recorder.dropped == 0
     denied = httpx.get(f"{env.url}/outcrop/v1/usage", headers=_auth(env, "loader"), timeout=60)
     assert denied.status_code == 403
@@ -179,8 +209,12 @@ def test_two_processes_on_one_postgres_enforce_one_quota(tmp_path: Path, postgre
         if time.time() % 60 > 50:  # keep all eight calls inside one minute window
             time.sleep(61 - time.time() % 60)
         statuses = [
-            httpx.post(f"http://127.0.0.1:{ports[i % 2]}/v1/chat/completions", json=body,
-                       headers={"Authorization": f"Bearer {key}"}, timeout=60).status_code  # fmt: skip
+            httpx.post(
+                f"http://127.0.0.1:{ports[i % 2]}/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=60,
+            ).status_code
             for i in range(8)
         ]
     finally:
