@@ -34,6 +34,7 @@ from outcrop.conversation import (
     ToolUseStart,
     Usage,
 )
+from outcrop.metering.metrics import Metrics
 from outcrop.metering.quotas import Quotas
 from outcrop.metering.usage import UsageRecord, UsageRecorder
 from outcrop.registry import Registry
@@ -114,6 +115,7 @@ class Inference:
         self.access = access or AccessControl(None, {})
         self.quotas = quotas or Quotas(None, ())
         self.usage = usage
+        self.metrics = Metrics(lambda: {k: e.stats() for k, e in registry.loaded().items()})
 
     async def authorize(self, identifier: str, principal: Principal) -> str:
         """The model id `identifier` names, if `principal` may use it: NotFound / AccessDenied otherwise.
@@ -133,10 +135,12 @@ class Inference:
         latency_ms: int,
         ttft_ms: int | None,
     ) -> None:
-        if self.usage is None:
-            return
         call = current_call.get() or Call()
         u = usage or Usage()
+        self.metrics.observe(call.dialect, call.operation, model_id, status, latency_ms, ttft_ms, u.input_tokens,
+                             u.output_tokens)  # fmt: skip
+        if self.usage is None:
+            return
         self.usage.record(
             UsageRecord(
                 datetime.now(UTC),

@@ -7,9 +7,10 @@ from typing import cast
 from starlette.requests import Request
 from starlette.responses import Response
 
-from outcrop import __version__
-from outcrop.api.app import Context, json_body, route
+from outcrop import __version__, errors
+from outcrop.api.app import Context, caller, json_body, route
 from outcrop.engines.base import Embedder, Engine
+from outcrop.metering.metrics import CONTENT_TYPE
 
 
 async def healthz(ctx: Context, request: Request) -> Response:
@@ -44,7 +45,16 @@ async def status(ctx: Context, request: Request) -> Response:
     return json_body({"version": __version__, "models": models})
 
 
+async def metrics(ctx: Context, request: Request) -> Response:
+    if not caller(request).is_admin:
+        raise errors.AccessDenied(
+            "Only an administrator may read metrics (scrape with an admin key as a bearer token)."
+        )
+    return Response(ctx.inference.metrics.render(), media_type=CONTENT_TYPE)
+
+
 ROUTES = [
     route("GET", "/healthz", healthz, "bedrock", public=True),
     route("GET", "/outcrop/status", status, "bedrock"),
+    route("GET", "/metrics", metrics, "bedrock"),
 ]

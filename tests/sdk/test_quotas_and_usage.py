@@ -245,3 +245,14 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
     print(f"kill -9: {early + late} answered, {written} recorded, {lost} lost (all from the last second)")
     assert early == 40 and late == 20
     assert written >= early and 0 <= lost <= late
+
+
+def test_prometheus_metrics(env: Env) -> None:
+    body = {"messages": [{"role": "user", "content": [{"text": "one two"}]}]}
+    assert httpx.post(f"{env.url}/model/{ECHO}/converse", json=body, headers=_auth(env, "loader"), timeout=60).status_code == 200
+    assert httpx.get(f"{env.url}/metrics", headers=_auth(env, "loader"), timeout=60).status_code == 403
+    text = httpx.get(f"{env.url}/metrics", headers=_auth(env, "root"), timeout=60).text
+    assert f'outcrop_requests_total{{dialect="bedrock",model="{ECHO}",operation="converse_op",status="ok"}}' in text
+    assert "outcrop_request_latency_seconds_bucket" in text and "outcrop_time_to_first_token_seconds_count" in text
+    assert f'outcrop_tokens_total{{kind="output",model="{ECHO}"}}' in text
+    assert f'outcrop_queue_depth{{model="{ECHO}"}} 0.0' in text
