@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,14 +41,17 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def config_toml(models: Sequence[dict[str, Any]]) -> str:
-    """A config file serving exactly `models` (each a [[models]] table), without the built-in model."""
-    lines = ["[server]", "builtin_model = false", ""]
+def config_toml(models: Sequence[dict[str, Any]], server: dict[str, Any] | None = None, extra: str = "") -> str:
+    """A config file serving exactly `models` (each a [[models]] table), without the built-in model;
+    `server` adds [server] keys, `extra` is appended as it is (e.g. [[quotas]] tables)."""
+    lines = ["[server]", "builtin_model = false", "builtin_embedding_model = false"]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in (server or {}).items()]
+    lines.append("")
     for model in models:
         lines.append("[[models]]")
         lines += [f"{key} = {_toml_value(value)}" for key, value in model.items()]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines) + extra
 
 
 @dataclass
@@ -61,17 +64,26 @@ class Server:
 
 
 @contextlib.contextmanager
-def outcrop_server(models: Sequence[dict[str, Any]], *, startup_timeout_s: float = 180.0) -> Iterator[Server]:
+def outcrop_server(
+    models: Sequence[dict[str, Any]],
+    *,
+    startup_timeout_s: float = 180.0,
+    server: dict[str, Any] | None = None,
+    extra: str = "",
+    prepare: Callable[[Path], None] | None = None,
+) -> Iterator[Server]:
     """`python -m outcrop.cli --config TMP serve --port N` in a subprocess, until the block exits.
 
     The config and OUTCROP_HOME are a temporary directory, removed afterwards. The server is ready
-    once GET /foundation-models answers (`outcrop serve` loads its first model before it listens;
-    the benchmarks' warm-up requests load any other).
+    once GET /healthz answers (`outcrop serve` loads its first model before it listens; the
+    benchmarks' warm-up requests load any other).
     """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="outcrop-bench-") as tmp:
         cfg = Path(tmp) / "config.toml"
-        cfg.write_text(config_toml(models))
+        cfg.write_text(config_toml(models, server, extra))
+        if prepare is not None:
+            prepare(Path(tmp))  # e.g. create keys in the store under OUTCROP_HOME before the server starts
         log_path = Path(tmp) / "server.log"
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         # OUTCROP_HOME too, so that nothing the server keeps (a key store, ...) lands in the user's home.
@@ -115,7 +127,7 @@ def _wait_ready(server: Server, timeout_s: float) -> None:
             )
         try:
             conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
-            conn.request("GET", "/foundation-models")
+            conn.request("GET", "/healthz")
             status = conn.getresponse().status
             conn.close()
             if status == 200:

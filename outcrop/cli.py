@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     registry = Registry(settings)
     access = AccessControl(keyring.engine, {s.id: s.access for s in registry.specs()})
     quotas = Quotas(keyring.engine, settings.quotas)
-    usage = UsageRecorder(keyring.engine)
+    usage = UsageRecorder(keyring.engine) if settings.record_usage else None
     for spec in registry.specs():
         if spec.engine == "llamacpp" and spec.path and not Path(spec.path).is_file():
             print(f"error: model {spec.id}: file {spec.path} does not exist", file=sys.stderr)

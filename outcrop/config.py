@@ -11,6 +11,7 @@ defaults to ~/.outcrop). Every key is optional:
     builtin_embedding_model = true  # and all-MiniLM-L6-v2 as outcrop.all-minilm-l6-v2 (if installed)
     auth = "auto"                 # auto: no keys needed on loopback, keys required elsewhere | keys | local
     database = "postgresql+psycopg://outcrop@db/outcrop"   # default: SQLite in $OUTCROP_HOME
+    record_usage = true           # a usage record for every invocation (outcrop usage)
 
     [[models]]
     id = "anthropic.claude-3-haiku-20240307-v1:0"   # any Bedrock-style id
@@ -114,6 +115,7 @@ class Settings:
     builtin_embedding_model: bool = True
     auth: str = "auto"  # auto | keys | local (see outcrop.auth.authenticate)
     database: str | None = None  # SQLAlchemy URL; default sqlite:///$OUTCROP_HOME/outcrop.db
+    record_usage: bool = True  # write a usage record for every invocation
     models: tuple[ModelSpec, ...] = field(default=())
     quotas: tuple[QuotaRule, ...] = field(default=())
 
@@ -143,7 +145,7 @@ def load(path: Path | None = None) -> Settings:
     path = path or default_config_path()
     raw = _read(path)
     server = raw.get("server", {})
-    known = {"host", "port", "region", "builtin_model", "builtin_embedding_model", "auth", "database"}
+    known = {"host", "port", "region", "builtin_model", "builtin_embedding_model", "auth", "database", "record_usage"}
     unknown = sorted(set(server) - known)
     if unknown:
         raise InvalidRequest(f"{path}: unknown [server] key(s) {unknown}; known keys are {sorted(known)}")

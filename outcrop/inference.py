@@ -115,15 +115,24 @@ class Inference:
         self.access = access or AccessControl(None, {})
         self.quotas = quotas or Quotas(None, ())
         self.usage = usage
+        self._background: set[asyncio.Task[None]] = set()
         self.metrics = Metrics(lambda: {k: e.stats() for k, e in registry.loaded().items()})
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not settle a quota: %s", task.exception())
 
     async def authorize(self, identifier: str, principal: Principal) -> str:
         """The model id `identifier` names, if `principal` may use it: NotFound / AccessDenied otherwise.
         Dialects call it before looking at the body, so a caller learns nothing from validation errors
         about a model it may not use."""
         model_id = self.registry.resolve(identifier)
-        if self.access.state(model_id) != "ga":  # only early access needs the store
+        allowed = self.access.cached(principal, model_id)  # no store read for GA models or recent decisions
+        if allowed is None:
             await asyncio.to_thread(self.access.check, principal, model_id)
+        elif not allowed:
+            self.access.check(principal, model_id)  # raises the right AccessDenied
         return model_id
 
     def _record(
@@ -164,8 +173,13 @@ class Inference:
         ticket = await asyncio.to_thread(self.quotas.admit, principal, model_id, limits) if limits else None
 
         async def settle(tokens: int) -> None:
+            # Off the request's path: the answer does not wait for the store.
             if ticket is not None:
-                await asyncio.to_thread(self.quotas.settle, principal, model_id, tokens, ticket)
+                task = asyncio.get_running_loop().create_task(
+                    asyncio.to_thread(self.quotas.settle, principal, model_id, tokens, ticket)
+                )
+                self._background.add(task)
+                task.add_done_callback(self._settled)
 
         try:
             _, engine = await self.registry.engine(model_id)

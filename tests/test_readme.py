@@ -8,6 +8,7 @@ from pathlib import Path
 
 from outcrop.cli import parser
 from outcrop.config import ModelSpec, Settings
+from outcrop.metering.quotas import QuotaRule
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -36,8 +37,11 @@ def test_every_config_key_is_documented() -> None:
     for f in fields(ModelSpec):
         assert f"{f.name} =" in README, f.name
     for f in fields(Settings):
-        if f.name not in ("config_path", "models"):
+        if f.name not in ("config_path", "models", "quotas"):
             assert f"{f.name} =" in README, f.name
+    assert "[[quotas]]" in README
+    for f in fields(QuotaRule):
+        assert f"{f.name} =" in README, f.name
 
 
 def test_readme_starts_with_install_and_test_commands() -> None:

@@ -9,6 +9,7 @@ Administrators may use early-access models; nobody may use a disabled one.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -56,10 +57,22 @@ def _subjects(principal: Principal) -> list[str]:
     return [f"principal:{principal.name}", *(f"group:{g}" for g in principal.groups)]
 
 
+CACHE_TTL_S = 5.0  # a grant made or removed by another process takes effect within this long
+
+
 class AccessControl:
     def __init__(self, engine: Engine | None, states: dict[str, str]) -> None:
         self.engine = engine
         self.states = states  # model id -> ga | early | disabled
+        self._cache: dict[tuple[str, tuple[str, ...], str], tuple[bool, float]] = {}
+
+    def cached(self, principal: Principal, model_id: str) -> bool | None:
+        """The decision for an early-access model from memory, or None if the store must be asked."""
+        state = self.state(model_id)
+        if state != "early" or principal.is_admin:
+            return state != "disabled"
+        hit = self._cache.get((principal.name, principal.groups, model_id))
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
 
     def state(self, model_id: str) -> str:
         return self.states.get(model_id, "ga")
@@ -80,6 +93,9 @@ class AccessControl:
                     access_grants.c.model_id == model_id, access_grants.c.subject.in_(_subjects(principal))
                 )
             ).first()
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[(principal.name, principal.groups, model_id)] = (hit is not None, time.monotonic() + CACHE_TTL_S)
         return hit is not None
 
     def check(self, principal: Principal, model_id: str) -> None:
@@ -139,6 +155,7 @@ class AccessControl:
             return [AccessRequest(*r) for r in db.execute(query)]
 
     def decide(self, request_id: str, approve: bool, admin: str, note: str | None = None) -> AccessRequest:
+        self._cache.clear()
         current = self.get(request_id)
         if current.status != "pending":
             raise errors.InvalidRequest(f"Access request '{request_id}' was already {current.status}.")
@@ -165,10 +182,12 @@ class AccessControl:
     def grant(self, model_id: str, subject: str, by: str) -> None:
         if not subject.startswith(("principal:", "group:")):
             raise errors.InvalidRequest("A grant's subject is principal:NAME or group:NAME.")
+        self._cache.clear()
         with self._db().begin() as db:
             self._grant(db, model_id, subject, by)
 
     def revoke(self, model_id: str, subject: str) -> bool:
+        self._cache.clear()
         with self._db().begin() as db:
             done = db.execute(
                 delete(access_grants).where(access_grants.c.model_id == model_id, access_grants.c.subject == subject)

@@ -93,7 +93,9 @@ class Authenticator:
                 "API key as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
                 "MissingAuthenticationTokenException",
             )
-        principal = await asyncio.to_thread(keyring.by_api_key, token)
+        hit, principal = keyring.cached_api_key(token)
+        if not hit:
+            principal = await asyncio.to_thread(keyring.by_api_key, token)
         if principal is None:
             raise AuthenticationFailed("The API key is not valid (unknown or revoked).", "UnrecognizedClientException")
         return principal

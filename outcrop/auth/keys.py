@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 import string
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,11 +60,16 @@ class KeyInfo:
     revoked_at: datetime | None
 
 
+CACHE_TTL_S = 5.0  # a key revoked by another process stops working within this long
+
+
 class Keyring:
     def __init__(self, engine: Engine, key_file: Path) -> None:
         self.engine = engine
         self.key_file = key_file
         self._fernet: Fernet | None = None
+        # sha256(key) -> (principal or None, expiry): keeps the store out of the hot path
+        self._cache: dict[str, tuple[Principal | None, float]] = {}
 
     @property
     def fernet(self) -> Fernet:
@@ -147,6 +153,7 @@ class Keyring:
         return akid, secret
 
     def revoke(self, key_id: str) -> bool:
+        self._cache.clear()
         with self.engine.begin() as db:
             done = db.execute(
                 update(credentials)
@@ -163,14 +170,26 @@ class Keyring:
                 for r in db.execute(query)
             ]
 
+    def cached_api_key(self, token: str) -> tuple[bool, Principal | None]:
+        """(hit, principal) from the in-memory cache, without touching the store."""
+        hit = self._cache.get(_hash(token))
+        if hit is None or hit[1] < time.monotonic():
+            return False, None
+        return True, hit[0]
+
     def by_api_key(self, token: str) -> Principal | None:
+        digest = _hash(token)
         with self.engine.connect() as db:
             row = db.execute(
-                select(credentials).where(credentials.c.secret_hash == _hash(token), credentials.c.kind == "api_key")
+                select(credentials).where(credentials.c.secret_hash == digest, credentials.c.kind == "api_key")
             ).first()
-            if row is None or row.revoked_at is not None:
-                return None
-            return self._principal(db, row.principal_id, row.id)
+            principal = (
+                None if row is None or row.revoked_at is not None else self._principal(db, row.principal_id, row.id)
+            )
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[digest] = (principal, time.monotonic() + CACHE_TTL_S)
+        return principal
 
     def aws_secret(self, akid: str) -> tuple[Principal, str] | None:
         with self.engine.connect() as db:

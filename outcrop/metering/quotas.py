@@ -21,6 +21,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
@@ -110,39 +112,38 @@ class Quotas:
             quota_usage.c.model_id == model_id,
             quota_usage.c.window == window,
         )
-        if limits.requests_per_minute is not None or limits.tokens_per_minute is not None:
-            with engine.begin() as db:
-                if db.execute(select(quota_usage.c.requests).where(key)).first() is None:
-                    try:
-                        with db.begin_nested():
-                            db.execute(
-                                insert(quota_usage).values(
-                                    principal=principal.name, model_id=model_id, window=window, requests=0, tokens=0
-                                )
-                            )
-                    except Exception:
-                        pass
-                cond = [key]
-                if limits.requests_per_minute is not None:
-                    cond.append(quota_usage.c.requests < limits.requests_per_minute)
-                if limits.tokens_per_minute is not None:
-                    cond.append(quota_usage.c.tokens < limits.tokens_per_minute)
-                done = db.execute(update(quota_usage).where(and_(*cond)).values(requests=quota_usage.c.requests + 1))
-                if not done.rowcount:
-                    row = db.execute(select(quota_usage).where(key)).first()
-                    over = (
-                        "requests"
-                        if limits.requests_per_minute is not None
-                        and row is not None
-                        and (row.requests >= limits.requests_per_minute)
-                        else "tokens"
+        rpm, tpm = limits.requests_per_minute, limits.tokens_per_minute
+        if rpm is not None or tpm is not None:
+            counted = None
+            if rpm != 0 and tpm != 0:
+                # One statement: create this minute's row, or count one more request only while under the limits.
+                upsert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+                under = []
+                if rpm is not None:
+                    under.append(quota_usage.c.requests < rpm)
+                if tpm is not None:
+                    under.append(quota_usage.c.tokens < tpm)
+                stmt = (
+                    upsert(quota_usage)
+                    .values(principal=principal.name, model_id=model_id, window=window, requests=1, tokens=0)
+                    .on_conflict_do_update(
+                        index_elements=["principal", "model_id", "window"],
+                        set_={"requests": quota_usage.c.requests + 1},
+                        where=and_(*under),
                     )
-                    limit = limits.requests_per_minute if over == "requests" else limits.tokens_per_minute
-                    raise errors.QuotaExceeded(
-                        f"Quota exceeded for '{principal.name}' on model '{model_id}': {limit} {over} per minute. "
-                        f"Retry in {retry:.0f} s.",
-                        retry_after_s=retry,
-                    )
+                    .returning(quota_usage.c.requests)
+                )
+                with engine.begin() as db:
+                    counted = db.execute(stmt).first()
+                    row = None if counted is not None else db.execute(select(quota_usage).where(key)).first()
+            if counted is None:
+                over_requests = rpm is not None and (rpm == 0 or (row is not None and row.requests >= rpm))
+                what, limit = ("requests", rpm) if over_requests else ("tokens", tpm)
+                raise errors.QuotaExceeded(
+                    f"Quota exceeded for '{principal.name}' on model '{model_id}': {limit} {what} per minute. "
+                    f"Retry in {retry:.0f} s.",
+                    retry_after_s=retry,
+                )
         if limits.concurrent_streams is None:
             return Ticket(window, None)
         lease = "s_" + secrets.token_hex(8)

@@ -249,7 +249,10 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
 
 def test_prometheus_metrics(env: Env) -> None:
     body = {"messages": [{"role": "user", "content": [{"text": "one two"}]}]}
-    assert httpx.post(f"{env.url}/model/{ECHO}/converse", json=body, headers=_auth(env, "loader"), timeout=60).status_code == 200
+    assert (
+        httpx.post(f"{env.url}/model/{ECHO}/converse", json=body, headers=_auth(env, "loader"), timeout=60).status_code
+        == 200
+    )
     assert httpx.get(f"{env.url}/metrics", headers=_auth(env, "loader"), timeout=60).status_code == 403
     text = httpx.get(f"{env.url}/metrics", headers=_auth(env, "root"), timeout=60).text
     assert f'outcrop_requests_total{{dialect="bedrock",model="{ECHO}",operation="converse_op",status="ok"}}' in text
