@@ -27,6 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args).with_overrides(host=args.host, port=args.port, auth=args.auth)
     from outcrop.auth.access import AccessControl
+    from outcrop.metering.invocation_log import InvocationLogger
     from outcrop.metering.quotas import Quotas
     from outcrop.metering.usage import UsageRecorder
 
@@ -37,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     access = AccessControl(keyring.engine, {s.id: s.access for s in registry.specs()})
     quotas = Quotas(keyring.engine, settings.quotas)
     usage = UsageRecorder(keyring.engine) if settings.record_usage else None
+    invocation_log = InvocationLogger(keyring.engine, config.home(), settings.region, settings.s3_endpoint_url)
     for spec in registry.specs():
         if spec.engine == "llamacpp" and spec.path and not Path(spec.path).is_file():
             print(f"error: model {spec.id}: file {spec.path} does not exist", file=sys.stderr)
@@ -45,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     first = registry.specs()[0].id if registry.specs() else None
     if first:
         asyncio.run(registry.engine(first))
-    app = build_app(settings, registry, authenticator, access, quotas, usage)
+    app = build_app(settings, registry, authenticator, access, quotas, usage, invocation_log)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Outcrop {__version__} serving on {url}")
     if mode == "local":

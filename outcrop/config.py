@@ -12,6 +12,7 @@ defaults to ~/.outcrop). Every key is optional:
     auth = "auto"                 # auto: no keys needed on loopback, keys required elsewhere | keys | local
     database = "postgresql+psycopg://outcrop@db/outcrop"   # default: SQLite in $OUTCROP_HOME
     record_usage = true           # a usage record for every invocation (outcrop usage)
+    s3_endpoint_url = "http://127.0.0.1:9000"   # invocation logs to this S3-compatible store (default: a folder)
 
     [[models]]
     id = "anthropic.claude-3-haiku-20240307-v1:0"   # any Bedrock-style id
@@ -116,6 +117,7 @@ class Settings:
     auth: str = "auto"  # auto | keys | local (see outcrop.auth.authenticate)
     database: str | None = None  # SQLAlchemy URL; default sqlite:///$OUTCROP_HOME/outcrop.db
     record_usage: bool = True  # write a usage record for every invocation
+    s3_endpoint_url: str | None = None  # an S3-compatible store for invocation logs (default: a local folder)
     models: tuple[ModelSpec, ...] = field(default=())
     quotas: tuple[QuotaRule, ...] = field(default=())
 
@@ -145,7 +147,7 @@ def load(path: Path | None = None) -> Settings:
     path = path or default_config_path()
     raw = _read(path)
     server = raw.get("server", {})
-    known = {"host", "port", "region", "builtin_model", "builtin_embedding_model", "auth", "database", "record_usage"}
+    known = {f.name for f in fields(Settings)} - {"config_path", "models", "quotas"}
     unknown = sorted(set(server) - known)
     if unknown:
         raise InvalidRequest(f"{path}: unknown [server] key(s) {unknown}; known keys are {sorted(known)}")

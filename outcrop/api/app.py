@@ -7,16 +7,17 @@ ARNs to the wrong place.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from outcrop import errors
@@ -25,6 +26,7 @@ from outcrop.auth.authenticate import Authenticator
 from outcrop.auth.principal import Principal
 from outcrop.config import Settings
 from outcrop.inference import Call, Inference, current_call
+from outcrop.metering.invocation_log import InvocationLogger
 from outcrop.metering.quotas import Quotas
 from outcrop.metering.usage import UsageRecorder
 from outcrop.registry import Registry
@@ -42,6 +44,7 @@ class Route:
     handler: Handler
     dialect: str
     public: bool = False  # answered without credentials (health checks)
+    invocation: str | None = None  # a model invocation, logged under this operation name when logging is on
 
 
 @dataclass
@@ -51,12 +54,15 @@ class Context:
     inference: Inference
     authenticator: Authenticator
     access: AccessControl
+    invocation_log: InvocationLogger | None = None
 
 
-def route(method: str, template: str, handler: Handler, dialect: str, public: bool = False) -> Route:
+def route(
+    method: str, template: str, handler: Handler, dialect: str, public: bool = False, invocation: str | None = None
+) -> Route:
     """`/model/{modelId}/converse` -> a regex over the raw path; labels never span a `/`."""
     regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-    return Route(method, re.compile(f"^{regex}$"), handler, dialect, public)
+    return Route(method, re.compile(f"^{regex}$"), handler, dialect, public, invocation)
 
 
 class App:
@@ -101,7 +107,11 @@ class App:
                 if not r.public:
                     request.state.principal = await self.context.authenticator.authenticate(request)
                 current_call.set(Call(r.dialect, r.handler.__name__))
-                return await r.handler(self.context, request, **params)
+                response = await r.handler(self.context, request, **params)
+                logger = self.context.invocation_log
+                if r.invocation and logger is not None and logger.enabled():
+                    response = await _logged(logger, r.invocation, request, params, response)
+                return response
             if allowed:
                 raise errors.UnknownOperation(f"Method {method} is not allowed on {path}.")
             raise errors.UnknownOperation(f"No operation matches {method} {path}.")
@@ -120,10 +130,14 @@ class App:
             if message["type"] == "lifespan.startup":
                 if self.context.inference.usage is not None:
                     self.context.inference.usage.start()
+                if self.context.invocation_log is not None:
+                    self.context.invocation_log.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.context.inference.usage is not None:
                     await self.context.inference.usage.stop()
+                if self.context.invocation_log is not None:
+                    await self.context.invocation_log.stop()
                 await self.context.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -136,6 +150,7 @@ def build_app(
     access: AccessControl | None = None,
     quotas: Quotas | None = None,
     usage: UsageRecorder | None = None,
+    invocation_log: InvocationLogger | None = None,
 ) -> App:
     from outcrop.api import admin, status, usage_api
     from outcrop.api.anthropic import errors as anthropic_errors
@@ -148,7 +163,8 @@ def build_app(
     registry = registry or Registry(settings)
     authenticator = authenticator or Authenticator("local", None)
     access = access or AccessControl(None, {s.id: s.access for s in registry.specs()})
-    context = Context(settings, registry, Inference(registry, access, quotas, usage), authenticator, access)
+    inference = Inference(registry, access, quotas, usage)
+    context = Context(settings, registry, inference, authenticator, access, invocation_log)
     routes = [
         *status.ROUTES,
         *admin.ROUTES,
@@ -163,6 +179,43 @@ def build_app(
         "anthropic": anthropic_errors.encode_error,
     }
     return App(context, routes, encoders)
+
+
+async def _logged(
+    logger: InvocationLogger, operation: str, request: Request, params: dict[str, str], response: Response
+) -> Response:
+    """Record the invocation's request and response bodies; a stream is recorded once it has been sent."""
+    body = await request.body()
+    model = params.get("modelId")
+    if model is None:
+        try:
+            model = str(json.loads(body).get("model", "-"))
+        except (ValueError, AttributeError):
+            model = "-"
+    fields: dict[str, Any] = {
+        "operation": operation,
+        "model_id": model,
+        "principal": caller(request).name,
+        "request_id": response.headers.get("x-amzn-requestid") or str(uuid.uuid4()),
+        "request_body": body,
+        "response_type": response.headers.get("content-type", ""),
+    }
+    if not isinstance(response, StreamingResponse):
+        logger.record(**fields, response_body=bytes(response.body))
+        return response
+    original = response.body_iterator
+
+    async def tee() -> AsyncIterator[Any]:
+        sent: list[bytes] = []
+        try:
+            async for chunk in original:
+                sent.append(chunk if isinstance(chunk, bytes) else str(chunk).encode())
+                yield chunk
+        finally:
+            logger.record(**fields, response_body=b"".join(sent))
+
+    response.body_iterator = tee()
+    return response
 
 
 def caller(request: Request) -> Principal:

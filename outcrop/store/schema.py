@@ -117,3 +117,13 @@ usage_records = Table(
     Column("status", String(60), nullable=False),  # ok | cancelled | the error's class name
 )
 Index("ix_usage_records_at", usage_records.c.at)
+
+# Bedrock's model invocation logging configuration: one row (name "default"), shared by every process.
+invocation_logging = Table(
+    "invocation_logging",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("config", Text, nullable=False),  # the loggingConfig JSON, as PutModelInvocationLoggingConfiguration got it
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

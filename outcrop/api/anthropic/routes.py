@@ -44,6 +44,6 @@ async def count_tokens(ctx: Context, request: Request) -> Response:
 
 
 ROUTES = [
-    route("POST", "/v1/messages", messages, DIALECT),
+    route("POST", "/v1/messages", messages, DIALECT, invocation="Messages"),
     route("POST", "/v1/messages/count_tokens", count_tokens, DIALECT),
 ]

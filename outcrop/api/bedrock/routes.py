@@ -177,13 +177,52 @@ async def get_foundation_model_availability(ctx: Context, request: Request, mode
     return json_body(body, headers=_request_id())
 
 
+# --- model invocation logging (control plane) ---------------------------------------------------
+
+
+def _logger(ctx: Context, request: Request) -> Any:
+    if not caller(request).is_admin:
+        raise errors.AccessDenied("Only an administrator may change model invocation logging.")
+    if ctx.invocation_log is None:
+        raise errors.InvalidRequest("This server has no store to keep a logging configuration in.")
+    return ctx.invocation_log
+
+
+async def put_logging(ctx: Context, request: Request) -> Response:
+    logger = _logger(ctx, request)
+    body = await _json(request)
+    if not isinstance(body, dict) or set(body) != {"loggingConfig"}:
+        raise errors.InvalidRequest('The body must be {"loggingConfig": {...}}.')
+    await asyncio.to_thread(logger.put, body["loggingConfig"], caller(request).name)
+    return json_body({}, headers=_request_id())
+
+
+async def get_logging(ctx: Context, request: Request) -> Response:
+    config = await asyncio.to_thread(_logger(ctx, request).get)
+    return json_body({"loggingConfig": config} if config else {}, headers=_request_id())
+
+
+async def delete_logging(ctx: Context, request: Request) -> Response:
+    await asyncio.to_thread(_logger(ctx, request).delete)
+    return json_body({}, headers=_request_id())
+
+
 ROUTES = [
-    route("POST", "/model/{modelId}/converse", converse_op, DIALECT),
-    route("POST", "/model/{modelId}/converse-stream", converse_stream_op, DIALECT),
-    route("POST", "/model/{modelId}/invoke", invoke_op, DIALECT),
-    route("POST", "/model/{modelId}/invoke-with-response-stream", invoke_stream_op, DIALECT),
+    route("POST", "/model/{modelId}/converse", converse_op, DIALECT, invocation="Converse"),
+    route("POST", "/model/{modelId}/converse-stream", converse_stream_op, DIALECT, invocation="ConverseStream"),
+    route("POST", "/model/{modelId}/invoke", invoke_op, DIALECT, invocation="InvokeModel"),
+    route(
+        "POST",
+        "/model/{modelId}/invoke-with-response-stream",
+        invoke_stream_op,
+        DIALECT,
+        invocation="InvokeModelWithResponseStream",
+    ),
     route("POST", "/model/{modelId}/count-tokens", count_tokens_op, DIALECT),
     route("GET", "/foundation-models", list_foundation_models, DIALECT),
     route("GET", "/foundation-models/{modelIdentifier}", get_foundation_model, DIALECT),
     route("GET", "/foundation-model-availability/{modelId}", get_foundation_model_availability, DIALECT),
+    route("PUT", "/logging/modelinvocations", put_logging, DIALECT),
+    route("GET", "/logging/modelinvocations", get_logging, DIALECT),
+    route("DELETE", "/logging/modelinvocations", delete_logging, DIALECT),
 ]

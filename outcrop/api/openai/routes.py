@@ -68,9 +68,9 @@ async def get_model(ctx: Context, request: Request, model: str) -> Response:
 
 
 ROUTES = [
-    route("POST", "/v1/chat/completions", chat_completions, DIALECT),
-    route("POST", "/v1/completions", completions, DIALECT),
-    route("POST", "/v1/embeddings", embeddings, DIALECT),
+    route("POST", "/v1/chat/completions", chat_completions, DIALECT, invocation="ChatCompletions"),
+    route("POST", "/v1/completions", completions, DIALECT, invocation="Completions"),
+    route("POST", "/v1/embeddings", embeddings, DIALECT, invocation="Embeddings"),
     route("GET", "/v1/models", list_models, DIALECT),
     route("GET", "/v1/models/{model}", get_model, DIALECT),
 ]
