@@ -152,7 +152,7 @@ def build_app(
     usage: UsageRecorder | None = None,
     invocation_log: InvocationLogger | None = None,
 ) -> App:
-    from outcrop.api import admin, status, usage_api
+    from outcrop.api import admin, keys_api, status, usage_api
     from outcrop.api.anthropic import errors as anthropic_errors
     from outcrop.api.anthropic import routes as anthropic_routes
     from outcrop.api.bedrock import errors as bedrock_errors
@@ -169,6 +169,7 @@ def build_app(
         *status.ROUTES,
         *admin.ROUTES,
         *usage_api.ROUTES,
+        *keys_api.ROUTES,
         *bedrock_routes.ROUTES,
         *openai_routes.ROUTES,
         *anthropic_routes.ROUTES,

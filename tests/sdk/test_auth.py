@@ -40,6 +40,7 @@ class Keys:
     revoked_key: str
     akid: str
     secret: str
+    admin_key: str
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,8 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
     revoked_id, k.revoked_key = keyring.create_api_key("mallory")
     keyring.revoke(revoked_id)
     k.akid, k.secret = keyring.create_aws_key("app")
+    keyring.ensure_principal("ops", admin=True)
+    k.admin_key = keyring.create_api_key("ops")[1]
     settings = Settings(config_path=tmp / "c.toml", builtin_embedding_model=False, auth="keys")
     app = build_app(settings, Registry(settings), Authenticator("keys", keyring))
     port = free_port()
@@ -215,3 +218,26 @@ def test_keys_cli(tmp_path: Path) -> None:
     assert "revoked" in run("keys", "list").stdout
     assert run("keys", "revoke", key_id).returncode == 2
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_keys_admin_api(keyed: Keys) -> None:
+    alice = {"Authorization": f"Bearer {keyed.api_key}"}
+    r = httpx.post(keyed.url + "/outcrop/v1/keys", json={"principal": "x"}, headers=alice, timeout=60)
+    assert r.status_code == 403 and r.headers["x-amzn-errortype"] == "AccessDeniedException"
+    ops = {"Authorization": f"Bearer {keyed.admin_key}"}
+    made = httpx.post(keyed.url + "/outcrop/v1/keys", json={"principal": "svc", "label": "ci", "groups": ["beta"]},
+                      headers=ops, timeout=60).json()  # fmt: skip
+    new = {"Authorization": f"Bearer {made['apiKey']}"}
+    assert httpx.get(keyed.url + "/v1/models", headers=new, timeout=60).status_code == 200
+    aws = httpx.post(
+        keyed.url + "/outcrop/v1/keys", json={"principal": "svc", "kind": "aws"}, headers=ops, timeout=60
+    ).json()
+    out = _runtime(keyed.url, aws["accessKeyId"], aws["secretAccessKey"]).converse(
+        modelId=BUILTIN_MODEL_ID, messages=HELLO
+    )
+    assert out["stopReason"]
+    listed = httpx.get(keyed.url + "/outcrop/v1/keys", headers=ops, timeout=60).text
+    assert made["keyId"] in listed and made["apiKey"] not in listed and aws["secretAccessKey"] not in listed
+    assert httpx.delete(f"{keyed.url}/outcrop/v1/keys/{made['keyId']}", headers=ops, timeout=60).status_code == 200
+    assert httpx.get(keyed.url + "/v1/models", headers=new, timeout=60).status_code == 401
+    assert httpx.delete(f"{keyed.url}/outcrop/v1/keys/{made['keyId']}", headers=ops, timeout=60).status_code == 404

@@ -45,7 +45,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 
 def _records(home: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for f in sorted((home / "invocation-logs").rglob("*.jsonl")) for line in f.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for f in sorted((home / "invocation-logs").rglob("*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
 
 
 def _wait_for(home: Path, n: int) -> list[dict[str, Any]]:
@@ -72,7 +76,9 @@ def test_invocation_logging_lifecycle(served: tuple[str, Path]) -> None:
     time.sleep(2.5)  # every process re-reads the configuration within two seconds
 
     out = runtime.converse(modelId=BUILTIN_MODEL_ID, messages=HELLO, inferenceConfig={"temperature": 0})
-    list(runtime.converse_stream(modelId=BUILTIN_MODEL_ID, messages=HELLO, inferenceConfig={"temperature": 0})["stream"])
+    list(
+        runtime.converse_stream(modelId=BUILTIN_MODEL_ID, messages=HELLO, inferenceConfig={"temperature": 0})["stream"]
+    )
     httpx.post(f"{url}/v1/chat/completions", timeout=60, headers={"Authorization": "Bearer sk-never-in-a-log"},
                json={"model": BUILTIN_MODEL_ID, "messages": [{"role": "user", "content": "Hello"}], "temperature": 0,
                      "metadata": {"api_key": "sk-also-never"}})  # fmt: skip
@@ -89,7 +95,9 @@ def test_invocation_logging_lifecycle(served: tuple[str, Path]) -> None:
     assert conv["output"]["outputTokenCount"] == out["usage"]["outputTokens"]
     stream = by_op["ConverseStream"]["output"]["outputBodyJson"]
     assert [next(iter(e)) for e in stream][0] == "messageStart" and "metadata" in stream[-1]
-    assert "".join(e["contentBlockDelta"]["delta"]["text"] for e in stream if "contentBlockDelta" in e) == ANSWERS["hello"]
+    assert (
+        "".join(e["contentBlockDelta"]["delta"]["text"] for e in stream if "contentBlockDelta" in e) == ANSWERS["hello"]
+    )
     chat = by_op["ChatCompletions"]
     assert chat["input"]["inputBodyJson"]["metadata"] == {"api_key": "***"}
     text = "".join(f.read_text() for f in files)
@@ -113,7 +121,10 @@ def test_bad_logging_configs(served: tuple[str, Path]) -> None:
     ):
         with pytest.raises(ClientError) as err:
             control.put_model_invocation_logging_configuration(loggingConfig=config)
-        assert err.value.response["Error"]["Code"] == "ValidationException" and needle in err.value.response["Error"]["Message"]
+        assert (
+            err.value.response["Error"]["Code"] == "ValidationException"
+            and needle in err.value.response["Error"]["Message"]
+        )
 
 
 def test_scrub() -> None:
