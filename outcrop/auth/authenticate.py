@@ -55,6 +55,12 @@ class Authenticator:
     async def authenticate(self, request: Request) -> Principal:
         if self.mode == "local":
             return LOCAL
+        principal = await self._authenticate(request)
+        if principal.credential_id and self.keyring is not None:
+            self.keyring.touch_later(principal.credential_id)
+        return principal
+
+    async def _authenticate(self, request: Request) -> Principal:
         assert self.keyring is not None
         keyring = self.keyring
         authorization = request.headers.get("authorization", "")

@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import string
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +25,8 @@ from sqlalchemy import Engine, func, insert, select, update
 from outcrop import errors
 from outcrop.auth.principal import Principal
 from outcrop.store.schema import credentials, groups, memberships, principals
+
+log = logging.getLogger("outcrop.keys")
 
 API_KEY_PREFIX = "ocp_"
 _UPPER = string.ascii_uppercase + string.digits
@@ -70,6 +74,7 @@ class Keyring:
         self._fernet: Fernet | None = None
         # sha256(key) -> (principal or None, expiry): keeps the store out of the hot path
         self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self._touched: dict[str, float] = {}
 
     @property
     def fernet(self) -> Fernet:
@@ -169,6 +174,36 @@ class Keyring:
                 KeyInfo(r.id, r.name, r.kind, r.label, r.created_at, r.last_used_at, r.revoked_at)
                 for r in db.execute(query)
             ]
+
+    def _due(self, credential_id: str) -> bool:
+        """Whether a key's last use should be written now: at most once a minute a key."""
+        now = time.monotonic()
+        if now - self._touched.get(credential_id, -1e9) < 60:
+            return False
+        self._touched[credential_id] = now
+        return True
+
+    def _write_use(self, credential_id: str) -> None:
+        with self.engine.begin() as db:
+            db.execute(update(credentials).where(credentials.c.id == credential_id).values(last_used_at=_now()))
+
+    def touch(self, credential_id: str) -> None:
+        """Remember that a key was used."""
+        if self._due(credential_id):
+            self._write_use(credential_id)
+
+    def touch_later(self, credential_id: str) -> None:
+        """`touch` off the request's path: on a worker thread, errors logged, never awaited."""
+        if not self._due(credential_id):
+            return
+
+        def run() -> None:
+            try:
+                self._write_use(credential_id)
+            except Exception:
+                log.exception("could not record the use of key %s", credential_id)
+
+        threading.Thread(target=run, daemon=True).start()
 
     def cached_api_key(self, token: str) -> tuple[bool, Principal | None]:
         """(hit, principal) from the in-memory cache, without touching the store."""

@@ -60,3 +60,13 @@ def test_key_file_readable_by_others_is_refused(tmp_path: Path, database_url: st
     keyring = Keyring(store.connect(database_url), key)
     with pytest.raises(errors.InvalidRequest, match="chmod 600"):
         keyring.create_aws_key("x", None)
+
+
+def test_last_use_is_recorded(keyring: Keyring) -> None:
+    key_id, token = keyring.create_api_key("eve")
+    assert keyring.list()[0].last_used_at is None
+    keyring.touch(key_id)
+    first = keyring.list()[0].last_used_at
+    assert first is not None
+    keyring.touch(key_id)  # within a minute: no second write
+    assert keyring.list()[0].last_used_at == first
