@@ -18,6 +18,8 @@ async def healthz(ctx: Context, request: Request) -> Response:
 
 
 async def status(ctx: Context, request: Request) -> Response:
+    if not caller(request).is_admin:
+        raise errors.AccessDenied("Only an administrator may read the server's status.")
     models = {}
     for spec in ctx.registry.specs():
         entry: dict[str, object] = {

@@ -133,3 +133,51 @@ def test_scrub() -> None:
     assert scrub(body) == {"max_tokens": 5, "inputTokens": 1, "api_key": "***", "apiKey": "***",
                            "aws_secret_access_key": "***", "sessionToken": "***",
                            "nested": [{"Authorization": "***", "text": "hi"}]}  # fmt: skip
+
+
+def test_delivery_to_an_s3_compatible_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invocation logs to a bucket over the S3 API (moto's server stands in for MinIO or S3)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    s3_server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="model-logs")
+        settings = Settings(config_path=tmp_path / "c.toml", builtin_embedding_model=False)
+        logger = InvocationLogger(store.connect(f"sqlite:///{tmp_path / 'o.db'}"), tmp_path, "eu-west-1", endpoint)
+        app = build_app(settings, Registry(settings), invocation_log=logger)
+        srv_port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=srv_port, log_level="warning", lifespan="on")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{srv_port}"
+        client("bedrock", url).put_model_invocation_logging_configuration(
+            loggingConfig={"s3Config": {"bucketName": "model-logs", "keyPrefix": "team-a"}}
+        )
+        time.sleep(2.5)
+        client("bedrock-runtime", url).converse(modelId=BUILTIN_MODEL_ID, messages=HELLO)
+        deadline = time.monotonic() + 15
+        keys: list[str] = []
+        while time.monotonic() < deadline and not keys:
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket="model-logs").get("Contents", [])]
+            time.sleep(0.3)
+        server.should_exit = True
+        thread.join(timeout=30)
+    finally:
+        s3_server.stop()
+    assert keys and keys[0].startswith("team-a/AWSLogs/000000000000/BedrockModelInvocationLogs/eu-west-1/")
+    assert not (tmp_path / "invocation-logs").exists()  # nothing went to the local folder
