@@ -63,7 +63,7 @@ def test_key_file_readable_by_others_is_refused(tmp_path: Path, database_url: st
 
 
 def test_last_use_is_recorded(keyring: Keyring) -> None:
-    key_id, token = keyring.create_api_key("eve")
+    key_id, _ = keyring.create_api_key("eve")
     assert keyring.list()[0].last_used_at is None
     keyring.touch(key_id)
     first = keyring.list()[0].last_used_at
