@@ -44,9 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"error: model {spec.id}: file {spec.path} does not exist", file=sys.stderr)
             return 2
     # Load the first model now, so the first request is not the one that waits for it.
-    first = registry.specs()[0].id if registry.specs() else None
+    first = registry.specs()[0] if registry.specs() else None
     if first:
-        asyncio.run(registry.engine(first))
+        asyncio.run(registry.embedder(first.id) if first.kind == "embedding" else registry.engine(first.id))
     app = build_app(settings, registry, authenticator, access, quotas, usage, invocation_log)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Outcrop {__version__} serving on {url}")

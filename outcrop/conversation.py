@@ -207,5 +207,7 @@ class EmbedRequest:
 
 @dataclass(frozen=True)
 class EmbedResult:
-    vectors: tuple[tuple[float, ...], ...]
+    """`vectors` is a float32 matrix (numpy), one row a text: dialects turn it into JSON or base64."""
+
+    vectors: Any
     input_tokens: int

@@ -23,6 +23,8 @@ from outcrop.conversation import (
     BlockStop,
     ChatRequest,
     ChatResult,
+    EmbedRequest,
+    EmbedResult,
     Event,
     MessageStart,
     MessageStop,
@@ -212,6 +214,32 @@ class Inference:
             return await collect(stream)
         finally:
             await stream.aclose()
+
+    async def embed(self, request: EmbedRequest, principal: Principal) -> EmbedResult:
+        """Embeddings: access and quotas as for chat; usage records count input tokens."""
+        started = time.perf_counter()
+        model_id = await self.authorize(request.model, principal)
+        limits = self.quotas.limits(principal, model_id)
+        ticket = await asyncio.to_thread(self.quotas.admit, principal, model_id, limits) if limits else None
+        result: EmbedResult | None = None
+        status = "ok"
+        try:
+            _, embedder = await self.registry.embedder(model_id)
+            result = await embedder.embed(replace(request, model=model_id))
+            return result
+        except errors.OutcropError as exc:
+            status = type(exc).__name__
+            raise
+        except Exception as exc:
+            status = "ModelFailure"
+            log.exception("embedding failure on %s", model_id)
+            raise errors.ModelFailure(f"The embedding model failed: {exc}") from exc
+        finally:
+            tokens = result.input_tokens if result is not None else 0
+            if ticket is not None:
+                await asyncio.to_thread(self.quotas.settle, principal, model_id, tokens, ticket)
+            latency_ms = int((time.perf_counter() - started) * 1000)
+            self._record(principal, model_id, status, Usage(tokens, 0), latency_ms, None)
 
     async def count_tokens(self, request: ChatRequest, principal: Principal) -> int:
         model_id = await self.authorize(request.model, principal)

@@ -175,13 +175,13 @@ class Registry:
 
 def load_engine(spec: ModelSpec) -> Engine | Embedder:
     if spec.kind == "embedding":
-        from outcrop.engines import embeddings
+        from outcrop.engines.embeddings import LlamaCppEmbedder, SentenceTransformerEmbedder
 
         if spec.engine == "sentence-transformers":
-            return embeddings.SentenceTransformerEmbedder(spec.path, max_queue=spec.max_queue)
+            return SentenceTransformerEmbedder(spec.path, max_queue=spec.max_queue, name=spec.id)
         assert spec.path is not None
-        return embeddings.LlamaCppEmbedder(
-            spec.path, n_ctx=spec.n_ctx, n_threads=spec.n_threads, max_queue=spec.max_queue
+        return LlamaCppEmbedder(
+            spec.path, n_ctx=spec.n_ctx, n_threads=spec.n_threads, max_queue=spec.max_queue, name=spec.id
         )
     if spec.engine == "openai":
         from outcrop.engines.openai_upstream import OpenAIUpstreamEngine

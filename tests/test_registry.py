@@ -51,5 +51,5 @@ def test_provider_of() -> None:
 
 
 def test_builtin_can_be_switched_off(tmp_path: Path) -> None:
-    r = Registry(Settings(config_path=tmp_path / "c.toml", builtin_model=False))
+    r = Registry(Settings(config_path=tmp_path / "c.toml", builtin_model=False, builtin_embedding_model=False))
     assert r.names() == []

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -225,6 +226,5 @@ def caller(request: Request) -> Principal:
 
 
 def json_body(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    import json
-
-    return Response(json.dumps(data, ensure_ascii=False), status, headers, media_type="application/json")
+    # orjson: a tenth of the stdlib's time on large answers (embeddings are thousands of floats)
+    return Response(orjson.dumps(data), status, headers, media_type="application/json")

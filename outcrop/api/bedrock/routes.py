@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from starlette.responses import Response
 
 from outcrop import errors
 from outcrop.api.app import Context, caller, json_body, route
-from outcrop.api.bedrock import converse, eventstream, invoke
+from outcrop.api.bedrock import converse, embed, eventstream, invoke
 from outcrop.api.bedrock.errors import encode_stream_error
 from outcrop.api.streaming import event_response
 from outcrop.auth.access import WIRE_STATES
@@ -67,6 +68,8 @@ async def converse_stream_op(ctx: Context, request: Request, modelId: str) -> Re
 
 async def invoke_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))  # unknown: 404, not allowed: 403, whatever the body
+    if ctx.registry.kind(modelId) == "embedding":
+        return await _embed_op(ctx, request, modelId)
     fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
     result = await ctx.inference.complete(chat, caller(request))
     headers = {
@@ -78,6 +81,14 @@ async def invoke_op(ctx: Context, request: Request, modelId: str) -> Response:
     return json_body(invoke.encode_response(fam, modelId, result), headers=headers)
 
 
+async def _embed_op(ctx: Context, request: Request, modelId: str) -> Response:
+    fam, embed_request, body = embed.decode(modelId, invoke.parse_json_body(await request.body()))
+    started = time.perf_counter()
+    result = await ctx.inference.embed(embed_request, caller(request))
+    headers = {**_request_id(), **embed.headers(result, int((time.perf_counter() - started) * 1000))}
+    return json_body(embed.encode(fam, result, body), headers=headers)
+
+
 def _chunk(payload: dict[str, Any]) -> bytes:
     data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     return eventstream.event("chunk", {"bytes": base64.b64encode(data).decode()})
@@ -85,6 +96,10 @@ def _chunk(payload: dict[str, Any]) -> bytes:
 
 async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))  # unknown: 404, not allowed: 403, whatever the body
+    if ctx.registry.kind(modelId) == "embedding":
+        raise errors.InvalidRequest(
+            f"The model '{modelId}' is an embedding model: it does not support response streaming. Call InvokeModel."
+        )
     fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
     stream = await ctx.inference.stream(chat, caller(request))
     encode = invoke.chunk_encoder(fam, modelId)

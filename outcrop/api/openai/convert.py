@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import struct
 import time
 from typing import Any
 
@@ -334,14 +333,12 @@ def decode_embeddings(raw: object) -> tuple[EmbedRequest, schema.EmbeddingBody]:
     return EmbedRequest(model=body.model, texts=tuple(texts), dimensions=body.dimensions), body  # type: ignore[arg-type]
 
 
-def _b64(vector: tuple[float, ...]) -> str:
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
 def encode_embeddings(model: str, result: EmbedResult, encoding_format: str) -> dict[str, Any]:
-    data = [
-        {"object": "embedding", "index": i, "embedding": _b64(v) if encoding_format == "base64" else list(v)}
-        for i, v in enumerate(result.vectors)
-    ]
+    matrix = result.vectors.astype("<f4")
+    if encoding_format == "base64":  # what the openai SDK asks for by default: little-endian float32
+        rows: list[Any] = [base64.b64encode(row.tobytes()).decode() for row in matrix]
+    else:
+        rows = matrix.tolist()
+    data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)]
     usage = {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens}
     return {"object": "list", "data": data, "model": model, "usage": usage}

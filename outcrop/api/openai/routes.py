@@ -47,7 +47,7 @@ async def completions(ctx: Context, request: Request) -> Response:
 
 async def embeddings(ctx: Context, request: Request) -> Response:
     embed, body = convert.decode_embeddings(await _json(request))
-    result = await ctx.inference.embed(embed)
+    result = await ctx.inference.embed(embed, caller(request))
     return json_body(convert.encode_embeddings(body.model, result, body.encoding_format))
 
 
