@@ -17,6 +17,11 @@ Messages are written for the caller: say what is wrong and, where it helps, what
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class OutcropError(Exception):
     def __init__(self, message: str) -> None:
@@ -73,3 +78,11 @@ class ModelFailure(OutcropError):
 
 class InternalFailure(OutcropError):
     pass
+
+
+def lookup(exc: OutcropError, table: Mapping[type[OutcropError], T]) -> T:
+    """A dialect's entry for `exc`: its own class's, else its nearest ancestor's, else InternalFailure's."""
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]  # type: ignore[index]
+    return table[InternalFailure]

@@ -25,10 +25,7 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str]] = {
 
 
 def _lookup(exc: errors.OutcropError) -> tuple[int, str]:
-    for cls in type(exc).__mro__:
-        if cls in TABLE:
-            return TABLE[cls]  # type: ignore[index]
-    return TABLE[errors.InternalFailure]
+    return errors.lookup(exc, TABLE)
 
 
 def error_body(exc: errors.OutcropError) -> dict[str, object]:

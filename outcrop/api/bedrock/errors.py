@@ -27,10 +27,7 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str, str]] = {
 
 
 def _lookup(exc: errors.OutcropError) -> tuple[int, str, str]:
-    for cls in type(exc).__mro__:
-        if cls in TABLE:
-            return TABLE[cls]  # type: ignore[index]
-    return TABLE[errors.InternalFailure]
+    return errors.lookup(exc, TABLE)
 
 
 def encode_error(exc: errors.OutcropError) -> Response:
