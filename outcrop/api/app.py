@@ -220,6 +220,17 @@ async def _logged(
     return response
 
 
+async def read_json(request: Request, empty: object = None) -> object:
+    """The request body as JSON (`empty` when there is none); InvalidRequest, in the caller's dialect, if not JSON."""
+    raw = await request.body()
+    if not raw:
+        return empty
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
+
+
 def caller(request: Request) -> Principal:
     """The authenticated principal of this request (set by App before any handler runs)."""
     return request.state.principal  # type: ignore[no-any-return]

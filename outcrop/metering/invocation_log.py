@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 
 from outcrop import errors
+from outcrop.metering.usage import Periodic
 from outcrop.store.schema import invocation_logging
 
 log = logging.getLogger("outcrop.invocation_log")
@@ -129,7 +130,7 @@ def decode_body(content_type: str, raw: bytes) -> Any:
     return base64.b64encode(raw).decode()
 
 
-class InvocationLogger:
+class InvocationLogger(Periodic):
     def __init__(self, engine: Engine, home: Path, region: str, s3_endpoint_url: str | None = None,
                  max_buffer: int = 10_000) -> None:  # fmt: skip
         self.engine = engine
@@ -238,20 +239,6 @@ class InvocationLogger:
         except Exception:
             log.exception("could not write %d invocation log records", len(records))
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            await asyncio.to_thread(self.active)  # keep the cached configuration fresh
-            await self.flush()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def tick(self) -> None:
+        await asyncio.to_thread(self.active)  # keep the cached configuration fresh
         await self.flush()

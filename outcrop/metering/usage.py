@@ -23,6 +23,34 @@ from outcrop.store.schema import usage_records
 log = logging.getLogger("outcrop.usage")
 
 
+class Periodic:
+    """A background task that calls `tick()` every `interval_s`, and `flush()` once more on stop."""
+
+    interval_s: float = 1.0
+    _task: asyncio.Task[None] | None = None
+
+    async def tick(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.tick()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+
 @dataclass(frozen=True)
 class UsageRecord:
     at: datetime
@@ -38,7 +66,7 @@ class UsageRecord:
     status: str
 
 
-class UsageRecorder:
+class UsageRecorder(Periodic):
     def __init__(self, engine: Engine, *, max_buffer: int = 100_000, flush_interval_s: float = 1.0) -> None:
         self.engine = engine
         self.flush_interval_s = flush_interval_s
@@ -46,6 +74,7 @@ class UsageRecorder:
         self.recorded = 0
         self.written = 0
         self.dropped = 0
+        self.interval_s = flush_interval_s
         self._task: asyncio.Task[None] | None = None
 
     def record(self, rec: UsageRecord) -> None:
@@ -71,21 +100,7 @@ class UsageRecorder:
                 self._buffer.extendleft(reversed(batch))
                 return
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval_s)
-            await self.flush()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def tick(self) -> None:
         await self.flush()
 
 

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import Response
 
-from outcrop import errors
 from outcrop.api.anthropic import convert
-from outcrop.api.app import Context, caller, json_body, route
+from outcrop.api.app import Context, caller, json_body, read_json, route
 from outcrop.api.streaming import event_response
 
 DIALECT = "anthropic"
 
 
-async def _json(request: Request) -> object:
-    try:
-        return json.loads(await request.body() or b"null")
-    except ValueError as exc:
-        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
-
-
 async def messages(ctx: Context, request: Request) -> Response:
-    chat, stream = convert.decode_request(await _json(request))
+    chat, stream = convert.decode_request(await read_json(request))
     model = chat.model
     if not stream:
         result = await ctx.inference.complete(chat, caller(request))
@@ -39,7 +29,7 @@ async def messages(ctx: Context, request: Request) -> Response:
 
 
 async def count_tokens(ctx: Context, request: Request) -> Response:
-    chat = convert.decode_count_tokens(await _json(request))
+    chat = convert.decode_count_tokens(await read_json(request))
     return json_body({"input_tokens": await ctx.inference.count_tokens(chat, caller(request))})
 
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.api.app import Context, caller, json_body, route
+from outcrop.api.app import Context, caller, json_body, read_json, route
 from outcrop.api.bedrock import converse, embed, eventstream, invoke
 from outcrop.api.bedrock.errors import encode_stream_error
 from outcrop.api.streaming import event_response
@@ -30,14 +30,6 @@ def _request_id() -> dict[str, str]:
     return {"x-amzn-RequestId": str(uuid.uuid4())}
 
 
-async def _json(request: Request) -> object:
-    raw = await request.body()
-    try:
-        return json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
-
-
 def _event_stream(
     stream: Stream, frames: Callable[[Event], list[bytes]], headers: dict[str, str] | None = None
 ) -> Response:
@@ -51,14 +43,14 @@ def _event_stream(
 
 async def converse_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))
-    chat = converse.decode_request(modelId, await _json(request))
+    chat = converse.decode_request(modelId, await read_json(request, {}))
     result = await ctx.inference.complete(chat, caller(request))
     return json_body(converse.encode_response(result), headers=_request_id())
 
 
 async def converse_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))
-    chat = converse.decode_request(modelId, await _json(request))
+    chat = converse.decode_request(modelId, await read_json(request, {}))
     stream = await ctx.inference.stream(chat, caller(request))
     return _event_stream(stream, lambda e: converse.encode_event(e, stream.latency_ms))
 
@@ -126,7 +118,7 @@ async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Resp
 
 async def count_tokens_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))
-    chat = converse.decode_count_tokens(modelId, await _json(request), invoke.decode_for_count)
+    chat = converse.decode_count_tokens(modelId, await read_json(request, {}), invoke.decode_for_count)
     n = await ctx.inference.count_tokens(chat, caller(request))
     return json_body({"inputTokens": n}, headers=_request_id())
 
@@ -205,7 +197,7 @@ def _logger(ctx: Context, request: Request) -> Any:
 
 async def put_logging(ctx: Context, request: Request) -> Response:
     logger = _logger(ctx, request)
-    body = await _json(request)
+    body = await read_json(request, {})
     if not isinstance(body, dict) or set(body) != {"loggingConfig"}:
         raise errors.InvalidRequest('The body must be {"loggingConfig": {...}}.')
     await asyncio.to_thread(logger.put, body["loggingConfig"], caller(request).name)

@@ -2,51 +2,45 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from outcrop import errors
-from outcrop.api.app import Context, caller, json_body, route
+from outcrop.api.app import Context, caller, json_body, read_json, route
 from outcrop.api.openai import convert
 from outcrop.api.streaming import event_response
 from outcrop.auth.access import WIRE_STATES
+from outcrop.conversation import ChatRequest
 from outcrop.registry import provider_of
 
 DIALECT = "openai"
 SSE = "text/event-stream"
 
 
-async def _json(request: Request) -> object:
-    try:
-        return json.loads(await request.body() or b"null")
-    except ValueError as exc:
-        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
+async def _answer(ctx: Context, request: Request, chat: ChatRequest, body: Any, whole: Any, chunks: Any) -> Response:
+    """Chat completions and completions alike: the whole answer, or its server-sent events."""
+    if not body.stream:
+        return json_body(whole(body.model, await ctx.inference.complete(chat, caller(request))))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    stream = await ctx.inference.stream(chat, caller(request))
+    return event_response(
+        stream, chunks(body.model, include_usage), convert.encode_stream_error, SSE, closing=convert.DONE
+    )
 
 
 async def chat_completions(ctx: Context, request: Request) -> Response:
-    chat, body = convert.decode_chat(await _json(request))
-    if not body.stream:
-        return json_body(convert.encode_chat(body.model, await ctx.inference.complete(chat, caller(request))))
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    stream = await ctx.inference.stream(chat, caller(request))
-    encode = convert.ChatStream(body.model, include_usage)
-    return event_response(stream, encode, convert.encode_stream_error, SSE, closing=convert.DONE)
+    chat, body = convert.decode_chat(await read_json(request))
+    return await _answer(ctx, request, chat, body, convert.encode_chat, convert.ChatStream)
 
 
 async def completions(ctx: Context, request: Request) -> Response:
-    chat, body = convert.decode_completion(await _json(request))
-    if not body.stream:
-        return json_body(convert.encode_completion(body.model, await ctx.inference.complete(chat, caller(request))))
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    stream = await ctx.inference.stream(chat, caller(request))
-    encode = convert.CompletionStream(body.model, include_usage)
-    return event_response(stream, encode, convert.encode_stream_error, SSE, closing=convert.DONE)
+    chat, body = convert.decode_completion(await read_json(request))
+    return await _answer(ctx, request, chat, body, convert.encode_completion, convert.CompletionStream)
 
 
 async def embeddings(ctx: Context, request: Request) -> Response:
-    embed, body = convert.decode_embeddings(await _json(request))
+    embed, body = convert.decode_embeddings(await read_json(request))
     result = await ctx.inference.embed(embed, caller(request))
     return json_body(convert.encode_embeddings(body.model, result, body.encoding_format))
 
