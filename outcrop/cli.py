@@ -27,6 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args).with_overrides(host=args.host, port=args.port, auth=args.auth)
     from outcrop.auth.access import AccessControl
+    from outcrop.guardrails.store import GuardrailStore
     from outcrop.metering.invocation_log import InvocationLogger
     from outcrop.metering.quotas import Quotas
     from outcrop.metering.usage import UsageRecorder
@@ -47,7 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     first = registry.specs()[0] if registry.specs() else None
     if first:
         asyncio.run(registry.embedder(first.id) if first.kind == "embedding" else registry.engine(first.id))
-    app = build_app(settings, registry, authenticator, access, quotas, usage, invocation_log)
+    guardrails = GuardrailStore(keyring.engine)
+    app = build_app(settings, registry, authenticator, access, quotas, usage, invocation_log, guardrails)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Outcrop {__version__} serving on {url}")
     if mode == "local":

@@ -26,6 +26,7 @@ from outcrop.auth.access import AccessControl
 from outcrop.auth.authenticate import Authenticator
 from outcrop.auth.principal import Principal
 from outcrop.config import Settings
+from outcrop.guardrails.store import GuardrailStore
 from outcrop.inference import Call, Inference, current_call
 from outcrop.metering.invocation_log import InvocationLogger
 from outcrop.metering.quotas import Quotas
@@ -56,6 +57,7 @@ class Context:
     authenticator: Authenticator
     access: AccessControl
     invocation_log: InvocationLogger | None = None
+    guardrails: GuardrailStore | None = None
 
 
 def route(
@@ -152,11 +154,13 @@ def build_app(
     quotas: Quotas | None = None,
     usage: UsageRecorder | None = None,
     invocation_log: InvocationLogger | None = None,
+    guardrails: GuardrailStore | None = None,
 ) -> App:
     from outcrop.api import admin, keys_api, status, usage_api
     from outcrop.api.anthropic import errors as anthropic_errors
     from outcrop.api.anthropic import routes as anthropic_routes
     from outcrop.api.bedrock import errors as bedrock_errors
+    from outcrop.api.bedrock import guardrails as bedrock_guardrails
     from outcrop.api.bedrock import routes as bedrock_routes
     from outcrop.api.openai import errors as openai_errors
     from outcrop.api.openai import routes as openai_routes
@@ -165,13 +169,14 @@ def build_app(
     authenticator = authenticator or Authenticator("local", None)
     access = access or AccessControl(None, {s.id: s.access for s in registry.specs()})
     inference = Inference(registry, access, quotas, usage)
-    context = Context(settings, registry, inference, authenticator, access, invocation_log)
+    context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails)
     routes = [
         *status.ROUTES,
         *admin.ROUTES,
         *usage_api.ROUTES,
         *keys_api.ROUTES,
         *bedrock_routes.ROUTES,
+        *bedrock_guardrails.ROUTES,
         *openai_routes.ROUTES,
         *anthropic_routes.ROUTES,
     ]

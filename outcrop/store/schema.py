@@ -127,3 +127,17 @@ invocation_logging = Table(
     Column("updated_by", String(200), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Guardrails: one row per version; "DRAFT" is the working copy, "1", "2", ... immutable snapshots of it.
+guardrails = Table(
+    "guardrails",
+    metadata,
+    Column("id", String(20), primary_key=True),
+    Column("version", String(10), primary_key=True),
+    Column("name", String(50), nullable=False),
+    Column("description", Text),
+    Column("config", Text, nullable=False),  # the Create/UpdateGuardrail body's policies and messages, as JSON
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_guardrails_name", guardrails.c.name)

@@ -161,8 +161,6 @@ def _output_format(config: dict[str, Any] | None) -> ResponseFormat | None:
 
 def decode_request(model: str, body: object) -> ChatRequest:
     wire: schema.ConverseRequest = schema.parse(schema.ConverseRequest, body)
-    if wire.guardrailConfig is not None:
-        raise errors.NotFound(f"The guardrail '{wire.guardrailConfig.guardrailIdentifier}' was not found.")
     tools, choice = _tools(wire.toolConfig)
     cfg = wire.inferenceConfig or schema.InferenceConfig()
     extra = _extra(wire.additionalModelRequestFields)

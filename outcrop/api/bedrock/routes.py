@@ -41,8 +41,27 @@ def _event_stream(
 # --- Converse ------------------------------------------------------------------------------------
 
 
+async def _no_guardrails_yet(ctx: Context, request: Request) -> None:
+    """Guardrails can be defined but not yet enforced: a call that names one is refused, never run unguarded."""
+    identifier = request.headers.get("x-amzn-bedrock-guardrailidentifier")
+    if identifier is None and request.url.path.endswith(("/converse", "/converse-stream")):
+        body = await read_json(request, {})
+        config = body.get("guardrailConfig") if isinstance(body, dict) else None
+        identifier = config.get("guardrailIdentifier") if isinstance(config, dict) else None
+    if identifier is None:
+        return
+    if ctx.guardrails is not None:
+        await asyncio.to_thread(ctx.guardrails.get, str(identifier))  # NotFound for one that doesn't exist
+        raise errors.InvalidRequest(
+            f"Guardrail '{identifier}' exists, but enforcing guardrails is not available on this server yet; "
+            "the call was not run unguarded."
+        )
+    raise errors.NotFound(f"The guardrail '{identifier}' was not found.")
+
+
 async def converse_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))
+    await _no_guardrails_yet(ctx, request)
     chat = converse.decode_request(modelId, await read_json(request, {}))
     result = await ctx.inference.complete(chat, caller(request))
     return json_body(converse.encode_response(result), headers=_request_id())
@@ -50,6 +69,7 @@ async def converse_op(ctx: Context, request: Request, modelId: str) -> Response:
 
 async def converse_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))
+    await _no_guardrails_yet(ctx, request)
     chat = converse.decode_request(modelId, await read_json(request, {}))
     stream = await ctx.inference.stream(chat, caller(request))
     return _event_stream(stream, lambda e: converse.encode_event(e, stream.latency_ms))
@@ -60,6 +80,7 @@ async def converse_stream_op(ctx: Context, request: Request, modelId: str) -> Re
 
 async def invoke_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))  # unknown: 404, not allowed: 403, whatever the body
+    await _no_guardrails_yet(ctx, request)
     if ctx.registry.kind(modelId) == "embedding":
         return await _embed_op(ctx, request, modelId)
     fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
@@ -88,6 +109,7 @@ def _chunk(payload: dict[str, Any]) -> bytes:
 
 async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))  # unknown: 404, not allowed: 403, whatever the body
+    await _no_guardrails_yet(ctx, request)
     if ctx.registry.kind(modelId) == "embedding":
         raise errors.InvalidRequest(
             f"The model '{modelId}' is an embedding model: it does not support response streaming. Call InvokeModel."

@@ -73,7 +73,6 @@ REJECT = [
     ({"messages": [USER, USER]}, "alternate"),
     ({"messages": [{"role": "user", "content": [{"image": {"format": "png", "source": {"bytes": "AA=="}}}]}]}, "image"),
     ({"messages": [USER], "inferenceConfig": {"temperature": 3}}, "temperature"),
-    ({"messages": [USER], "guardrailConfig": {"guardrailIdentifier": "g1", "guardrailVersion": "1"}}, "g1"),
     ({"messages": [USER], "toolConfig": {"tools": [TOOL, TOOL]}}, "unique"),
     ("not an object", "JSON object"),
 ]

@@ -1,0 +1,1 @@
+"""Guardrails: definitions and versions (store.py); their enforcement comes with the classifiers."""
