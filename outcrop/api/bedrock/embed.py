@@ -22,24 +22,20 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import Field, StrictBool
 
 from outcrop import errors
-from outcrop.api.bedrock.schema import describe
+from outcrop.api.bedrock.schema import NativeBody, parse_native
 from outcrop.conversation import EmbedRequest, EmbedResult
 
 Family = Literal["titan-v1", "titan-v2", "cohere"]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TitanV1Body(_Body):
+class TitanV1Body(NativeBody):
     inputText: str = Field(min_length=1, max_length=50000)
 
 
-class TitanV2Body(_Body):
+class TitanV2Body(NativeBody):
     inputText: str = Field(min_length=1, max_length=50000)
     dimensions: Literal[256, 512, 1024] | None = None
     normalize: StrictBool = True
@@ -50,23 +46,12 @@ CohereText = Annotated[str, Field(min_length=1, max_length=2048)]
 CohereType = Literal["float", "int8", "uint8", "binary", "ubinary"]
 
 
-class CohereBody(_Body):
+class CohereBody(NativeBody):
     texts: list[CohereText] | None = Field(default=None, min_length=1, max_length=96)
     images: list[str] | None = None
     input_type: Literal["search_document", "search_query", "classification", "clustering", "image"]
     truncate: Literal["NONE", "START", "END"] | None = None
     embedding_types: list[CohereType] | None = Field(default=None, min_length=1)
-
-
-def _parse(model: type[_Body], body: object) -> Any:
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest("Malformed input request: the body must be a JSON object.")
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise errors.InvalidRequest(
-            f"Malformed input request: {describe(exc)}, please reformat your input and try again."
-        ) from exc
 
 
 def family(model_id: str, body: object) -> Family:
@@ -96,13 +81,13 @@ def decode(model_id: str, raw: object) -> tuple[Family, EmbedRequest, Body]:
     """The family, the canonical request, and the parsed body (encode reads the caller's choices from it)."""
     fam = family(model_id, raw)
     if fam == "titan-v1":
-        v1: TitanV1Body = _parse(TitanV1Body, raw)
+        v1: TitanV1Body = parse_native(TitanV1Body, raw)
         return fam, EmbedRequest(model=model_id, texts=(v1.inputText,)), v1
     if fam == "titan-v2":
-        v2: TitanV2Body = _parse(TitanV2Body, raw)
+        v2: TitanV2Body = parse_native(TitanV2Body, raw)
         request = EmbedRequest(model=model_id, texts=(v2.inputText,), dimensions=v2.dimensions, normalize=v2.normalize)
         return fam, request, v2
-    co: CohereBody = _parse(CohereBody, raw)
+    co: CohereBody = parse_native(CohereBody, raw)
     if co.images is not None or co.input_type == "image":
         raise errors.InvalidRequest("This model doesn't support images: send texts.")
     if not co.texts:

@@ -11,10 +11,10 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from outcrop import errors
-from outcrop.api.bedrock.schema import describe
+from outcrop.api.bedrock.schema import NativeBody, malformed, parse_native
 from outcrop.conversation import (
     ChatRequest,
     ChatResult,
@@ -30,22 +30,6 @@ from outcrop.conversation import (
 from outcrop.formats import anthropic_messages
 from outcrop.registry import provider_of
 
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _parse(model: type[_Body], body: object) -> Any:
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest("Malformed input request: the body must be a JSON object.")
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise errors.InvalidRequest(
-            f"Malformed input request: {describe(exc)}, please reformat your input and try again."
-        ) from exc
-
-
 # --- Anthropic Messages (the format lives in outcrop.formats; Bedrock adds anthropic_version) ----------
 
 
@@ -54,12 +38,8 @@ class AnthropicBody(anthropic_messages.Body):
     anthropic_beta: list[str] | None = None
 
 
-def _malformed(exc: ValidationError) -> str:
-    return f"Malformed input request: {describe(exc)}, please reformat your input and try again."
-
-
 def decode_anthropic(model: str, raw: object) -> ChatRequest:
-    body: AnthropicBody = anthropic_messages.parse(AnthropicBody, raw, _malformed)
+    body: AnthropicBody = anthropic_messages.parse(AnthropicBody, raw, malformed)
     # Bedrock documents bedrock-2023-05-31; newer Anthropic SDKs send their own dated API version.
     if not re.fullmatch(r"(bedrock-)?\d{4}-\d{2}-\d{2}", body.anthropic_version):
         raise errors.InvalidRequest(
@@ -75,7 +55,7 @@ def encode_anthropic(model: str, result: ChatResult) -> dict[str, Any]:
 # --- prompt-completion families (the caller templates the prompt) ----------------------------------
 
 
-class LlamaBody(_Body):
+class LlamaBody(NativeBody):
     prompt: str
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -83,7 +63,7 @@ class LlamaBody(_Body):
     images: list[str] | None = None
 
 
-class MistralBody(_Body):
+class MistralBody(NativeBody):
     prompt: str
     max_tokens: int | None = Field(default=None, ge=1)
     stop: list[str] | None = Field(default=None, max_length=10)
@@ -92,20 +72,20 @@ class MistralBody(_Body):
     top_k: int | None = Field(default=None, ge=0)
 
 
-class TitanConfig(_Body):
+class TitanConfig(NativeBody):
     temperature: float | None = Field(default=None, ge=0, le=1)
     topP: float | None = Field(default=None, ge=0, le=1)
     maxTokenCount: int | None = Field(default=None, ge=1)
     stopSequences: list[str] | None = None
 
 
-class TitanBody(_Body):
+class TitanBody(NativeBody):
     inputText: str
     textGenerationConfig: TitanConfig | None = None
 
 
 def decode_llama(model: str, raw: object) -> ChatRequest:
-    body: LlamaBody = _parse(LlamaBody, raw)
+    body: LlamaBody = parse_native(LlamaBody, raw)
     if body.images:
         raise errors.InvalidRequest("This model doesn't support images.")
     return ChatRequest(
@@ -116,7 +96,7 @@ def decode_llama(model: str, raw: object) -> ChatRequest:
 
 
 def decode_mistral(model: str, raw: object) -> ChatRequest:
-    body: MistralBody = _parse(MistralBody, raw)
+    body: MistralBody = parse_native(MistralBody, raw)
     return ChatRequest(
         model=model,
         prompt=body.prompt,
@@ -132,7 +112,7 @@ def decode_mistral(model: str, raw: object) -> ChatRequest:
 
 def decode_titan(model: str, raw: object) -> ChatRequest:
     """Titan Text is an instruct model: its inputText is one user turn."""
-    body: TitanBody = _parse(TitanBody, raw)
+    body: TitanBody = parse_native(TitanBody, raw)
     cfg = body.textGenerationConfig or TitanConfig()
     return ChatRequest(
         model=model,

@@ -205,3 +205,23 @@ def parse(model: type[_Wire], body: object) -> Any:
         return model.model_validate(body)
     except ValidationError as exc:
         raise InvalidRequest(describe(exc)) from exc
+
+
+class NativeBody(BaseModel):
+    """An InvokeModel body in a provider's own format: unknown members are refused, as Bedrock does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def malformed(exc: ValidationError) -> str:
+    """Bedrock's wording for an InvokeModel body that does not validate."""
+    return f"Malformed input request: {describe(exc)}, please reformat your input and try again."
+
+
+def parse_native(model: type[NativeBody], body: object) -> Any:
+    if not isinstance(body, dict):
+        raise InvalidRequest("Malformed input request: the body must be a JSON object.")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRequest(malformed(exc)) from exc
