@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -36,10 +37,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(settings: Settings, engines: dict[str, Engine] | None = None) -> Iterator[tuple[str, Registry]]:
+def serve_app(app: Any) -> Iterator[str]:
+    """A real uvicorn server for `app` on a free 127.0.0.1 port, in a thread, for the block."""
     port = free_port()
-    registry = Registry(settings, engines)
-    app = build_app(settings, registry)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -49,10 +49,17 @@ def serve(settings: Settings, engines: dict[str, Engine] | None = None) -> Itera
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}", registry
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def serve(settings: Settings, engines: dict[str, Engine] | None = None) -> Iterator[tuple[str, Registry]]:
+    registry = Registry(settings, engines)
+    with serve_app(build_app(settings, registry)) as url:
+        yield url, registry
 
 
 def test_settings(tmp: Path, **extra: object) -> Settings:

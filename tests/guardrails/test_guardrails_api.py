@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from botocore.exceptions import ClientError
 
 from outcrop import store
@@ -17,7 +14,7 @@ from outcrop.api.app import build_app
 from outcrop.config import Settings
 from outcrop.guardrails.store import GuardrailStore
 from outcrop.registry import Registry
-from tests.conftest import client, free_port
+from tests.conftest import client, serve_app
 
 DEFINITION: dict[str, Any] = {
     "name": "support-bot",
@@ -46,15 +43,8 @@ def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = Path(tmp_path_factory.mktemp("guardrails"))
     settings = Settings(config_path=tmp / "c.toml", builtin_embedding_model=False)
     app = build_app(settings, Registry(settings), guardrails=GuardrailStore(store.connect(f"sqlite:///{tmp / 'o.db'}")))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield client("bedrock", f"http://127.0.0.1:{port}")
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_app(app) as url:
+        yield client("bedrock", url)
 
 
 def test_lifecycle(control: Any) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,6 @@ import boto3
 import httpx
 import openai
 import pytest
-import uvicorn
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -28,7 +25,7 @@ from outcrop.config import ModelSpec, Settings
 from outcrop.models import BUILTIN_GGUF, BUILTIN_MODEL_ID
 from outcrop.models.tiny_script import ANSWERS
 from outcrop.registry import Registry
-from tests.conftest import free_port
+from tests.conftest import serve_app
 
 EARLY = "anthropic.claude-early-v1:0"
 OFF = "meta.llama-off-v1:0"
@@ -59,17 +56,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     registry = Registry(settings)
     access = AccessControl(engine, {s.id: s.access for s in registry.specs()})
     access.grant(EARLY, "group:beta", "root")
-    app = build_app(settings, registry, Authenticator("keys", keyring), access)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    e.url = f"http://127.0.0.1:{port}"
-    yield e
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_app(build_app(settings, registry, Authenticator("keys", keyring), access)) as e.url:
+        yield e
 
 
 def _bedrock(env: Env, who: str, service: str = "bedrock-runtime", monkeypatch: Any = None) -> Any:

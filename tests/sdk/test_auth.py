@@ -28,7 +28,8 @@ from outcrop.auth.keys import Keyring
 from outcrop.config import Settings
 from outcrop.models import BUILTIN_MODEL_ID
 from outcrop.models.tiny_script import ANSWERS
-from tests.conftest import free_port
+from outcrop.registry import Registry
+from tests.conftest import free_port, serve_app
 
 HELLO = [{"role": "user", "content": [{"text": "Hello"}]}]
 PATH = f"/model/{BUILTIN_MODEL_ID.replace(':', '%3A')}/converse"
@@ -45,13 +46,6 @@ class Keys:
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
-    import threading
-    import time
-
-    import uvicorn
-
-    from outcrop.registry import Registry
-
     tmp = Path(tmp_path_factory.mktemp("auth"))
     keyring = Keyring(store.connect(f"sqlite:///{tmp / 'o.db'}"), tmp / "secret.key")
     k = Keys()
@@ -62,17 +56,8 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
     keyring.ensure_principal("ops", admin=True)
     k.admin_key = keyring.create_api_key("ops")[1]
     settings = Settings(config_path=tmp / "c.toml", builtin_embedding_model=False, auth="keys")
-    app = build_app(settings, Registry(settings), Authenticator("keys", keyring))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    k.url = f"http://127.0.0.1:{port}"
-    yield k
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_app(build_app(settings, Registry(settings), Authenticator("keys", keyring))) as k.url:
+        yield k
 
 
 def _runtime(url: str, akid: str, secret: str, token: str | None = None) -> Any:

@@ -4,7 +4,6 @@ bodies as JSON lines, secrets stripped, off again after DeleteModelInvocationLog
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from botocore.exceptions import ClientError
 
 from outcrop import store
@@ -22,7 +20,7 @@ from outcrop.metering.invocation_log import InvocationLogger, scrub
 from outcrop.models import BUILTIN_MODEL_ID
 from outcrop.models.tiny_script import ANSWERS
 from outcrop.registry import Registry
-from tests.conftest import client, free_port
+from tests.conftest import client, free_port, serve_app
 
 HELLO = [{"role": "user", "content": [{"text": "Hello"}]}]
 
@@ -32,16 +30,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     home = Path(tmp_path_factory.mktemp("invlog"))
     settings = Settings(config_path=home / "c.toml", builtin_embedding_model=False)
     logger = InvocationLogger(store.connect(f"sqlite:///{home / 'o.db'}"), home, "us-east-1")
-    app = build_app(settings, Registry(settings), invocation_log=logger)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", home
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_app(build_app(settings, Registry(settings), invocation_log=logger)) as url:
+        yield url, home
 
 
 def _records(home: Path) -> list[dict[str, Any]]:
@@ -156,27 +146,17 @@ def test_delivery_to_an_s3_compatible_store(tmp_path: Path, monkeypatch: pytest.
         settings = Settings(config_path=tmp_path / "c.toml", builtin_embedding_model=False)
         logger = InvocationLogger(store.connect(f"sqlite:///{tmp_path / 'o.db'}"), tmp_path, "eu-west-1", endpoint)
         app = build_app(settings, Registry(settings), invocation_log=logger)
-        srv_port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=srv_port, log_level="warning", lifespan="on")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        url = f"http://127.0.0.1:{srv_port}"
-        client("bedrock", url).put_model_invocation_logging_configuration(
-            loggingConfig={"s3Config": {"bucketName": "model-logs", "keyPrefix": "team-a"}}
-        )
-        time.sleep(2.5)
-        client("bedrock-runtime", url).converse(modelId=BUILTIN_MODEL_ID, messages=HELLO)
-        deadline = time.monotonic() + 15
-        keys: list[str] = []
-        while time.monotonic() < deadline and not keys:
-            keys = [o["Key"] for o in s3.list_objects_v2(Bucket="model-logs").get("Contents", [])]
-            time.sleep(0.3)
-        server.should_exit = True
-        thread.join(timeout=30)
+        with serve_app(app) as url:
+            client("bedrock", url).put_model_invocation_logging_configuration(
+                loggingConfig={"s3Config": {"bucketName": "model-logs", "keyPrefix": "team-a"}}
+            )
+            time.sleep(2.5)
+            client("bedrock-runtime", url).converse(modelId=BUILTIN_MODEL_ID, messages=HELLO)
+            deadline = time.monotonic() + 15
+            keys: list[str] = []
+            while time.monotonic() < deadline and not keys:
+                keys = [o["Key"] for o in s3.list_objects_v2(Bucket="model-logs").get("Contents", [])]
+                time.sleep(0.3)
     finally:
         s3_server.stop()
     assert keys and keys[0].startswith("team-a/AWSLogs/000000000000/BedrockModelInvocationLogs/eu-west-1/")

@@ -11,11 +11,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from outcrop import store
@@ -30,7 +28,7 @@ from outcrop.metering.usage import UsageRecorder
 from outcrop.models import BUILTIN_MODEL_ID
 from outcrop.registry import Registry
 from outcrop.store.schema import usage_records
-from tests.conftest import ECHO, free_port
+from tests.conftest import ECHO, free_port, serve_app
 
 M = BUILTIN_MODEL_ID.replace(":", "%3A")
 
@@ -39,16 +37,6 @@ class Env:
     url: str
     keys: dict[str, str]
     recorder: UsageRecorder
-
-
-def _start(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +60,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     app = build_app(
         settings, registry, Authenticator("keys", keyring), AccessControl(engine, {}), Quotas(engine, rules), e.recorder
     )
-    server, thread, e.url = _start(app)
-    yield e
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_app(app) as e.url:
+        yield e
 
 
 def _auth(env: Env, who: str) -> dict[str, str]:
