@@ -7,10 +7,13 @@ do is declared on its `Capabilities`, not added as abstract methods.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from outcrop import errors
 from outcrop.conversation import ChatRequest, EmbedRequest, EmbedResult, Event
 
 
@@ -28,6 +31,31 @@ class EngineStats:
     max_queue: int
     completed: int = 0
     cancelled: int = 0  # generations stopped because their caller went away
+
+
+class Admission:
+    """A model's bounded queue: one request at a time, up to `max_queue` more waiting their turn (in
+    order), and past that Overloaded at once rather than a pile-up."""
+
+    def __init__(self, name: str, max_queue: int) -> None:
+        self.name = name
+        self.max_queue = max_queue
+        self.pending = 0  # running + waiting
+        self.lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        if self.pending >= 1 + self.max_queue:
+            raise errors.Overloaded(
+                f"Model '{self.name}' is busy: {self.pending} requests are running or queued "
+                f"(queue limit {self.max_queue}). Retry later."
+            )
+        self.pending += 1
+        try:
+            async with self.lock:
+                yield
+        finally:
+            self.pending -= 1
 
 
 class Engine(Protocol):

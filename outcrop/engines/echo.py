@@ -13,17 +13,15 @@ from collections.abc import AsyncIterator
 from outcrop import errors
 from outcrop.conversation import ChatRequest, Event, MessageStart, MessageStop, Usage
 from outcrop.engines import chat_template
-from outcrop.engines.base import Capabilities, EngineStats
+from outcrop.engines.base import Admission, Capabilities, EngineStats
 from outcrop.engines.textevents import TextEventBuilder
 
 
 class EchoEngine:
     def __init__(self, *, context_length: int = 2048, max_queue: int = 8, delay_s: float = 0.0) -> None:
         self.capabilities = Capabilities(context_length=context_length, tools=True, grammar=False)
-        self.max_queue = max_queue
         self.delay_s = delay_s
-        self._lock = asyncio.Lock()
-        self._pending = 0
+        self._admission = Admission("echo", max_queue)
         self._running = 0
         self.cancelled = 0
         self.completed = 0
@@ -41,10 +39,18 @@ class EchoEngine:
     async def count_tokens(self, request: ChatRequest) -> int:
         return len(self._prompt_words(request))
 
+    @property
+    def max_queue(self) -> int:
+        return self._admission.max_queue
+
+    @max_queue.setter
+    def max_queue(self, value: int) -> None:
+        self._admission.max_queue = value
+
     def stats(self) -> EngineStats:
         return EngineStats(
             in_flight=self._running,
-            queued=self._pending - self._running,
+            queued=self._admission.pending - self._running,
             max_queue=self.max_queue,
             completed=self.completed,
             cancelled=self.cancelled,
@@ -63,25 +69,19 @@ class EchoEngine:
                 f"The input is {n_in} tokens, longer than this model's context window of "
                 f"{self.capabilities.context_length} tokens."
             )
-        if self._pending >= 1 + self.max_queue:
-            raise errors.Overloaded(f"The echo model is busy (queue limit {self.max_queue}). Retry later.")
-        self._pending += 1
-        try:
-            async with self._lock:
-                self._running += 1
-                finished = False
-                try:
-                    async for event in self._generate(request, n_in):
-                        yield event
-                    finished = True
-                finally:
-                    self._running -= 1
-                    if finished:
-                        self.completed += 1
-                    else:
-                        self.cancelled += 1
-        finally:
-            self._pending -= 1
+        async with self._admission.turn():
+            self._running += 1
+            finished = False
+            try:
+                async for event in self._generate(request, n_in):
+                    yield event
+                finished = True
+            finally:
+                self._running -= 1
+                if finished:
+                    self.completed += 1
+                else:
+                    self.cancelled += 1
 
     async def _generate(self, request: ChatRequest, n_in: int) -> AsyncIterator[Event]:
         yield MessageStart(input_tokens=n_in)

@@ -34,7 +34,7 @@ import numpy as np
 
 from outcrop import errors
 from outcrop.conversation import EmbedRequest, EmbedResult
-from outcrop.engines.base import EngineStats
+from outcrop.engines.base import Admission, EngineStats
 
 T = TypeVar("T")
 CHUNK = 32  # texts per forward pass, as SentenceTransformer.encode batches them
@@ -64,11 +64,9 @@ class _Worker:
         self.name = name
         self.dimensions = dimensions
         self.max_tokens = max_tokens
-        self.max_queue = max_queue
         self._owns_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix=f"embed-{name}")
-        self._lock = asyncio.Lock()
-        self._pending = 0
+        self._admission = Admission(name, max_queue)
         self._running = 0
         self.completed = 0
         self.cancelled = 0
@@ -89,44 +87,43 @@ class _Worker:
 
     async def run(self, work: Callable[[threading.Event], T]) -> T:
         """Run `work` on the worker thread when its turn comes; Overloaded when the queue is full."""
-        if self._pending >= 1 + self.max_queue:
-            raise errors.Overloaded(
-                f"Model '{self.name}' is busy: {self._pending} requests are running or queued "
-                f"(queue limit {self.max_queue}). Retry later."
-            )
-        self._pending += 1
-        try:
-            async with self._lock:
-                cancel = threading.Event()
-                self._running += 1
-                job = asyncio.get_running_loop().run_in_executor(self._executor, work, cancel)
-                try:
-                    result = await asyncio.shield(job)
-                except asyncio.CancelledError:
-                    # The caller went away: the worker stops before its next chunk and holds the slot till then.
-                    self.cancelled += 1
-                    cancel.set()
-                    with contextlib.suppress(BaseException):
-                        await asyncio.shield(job)
-                    raise
-                finally:
-                    self._running -= 1
-                self.completed += 1
-                return result
-        finally:
-            self._pending -= 1
+        async with self._admission.turn():
+            cancel = threading.Event()
+            self._running += 1
+            job = asyncio.get_running_loop().run_in_executor(self._executor, work, cancel)
+            try:
+                result = await asyncio.shield(job)
+            except asyncio.CancelledError:
+                # The caller went away: the worker stops before its next chunk and holds the slot till then.
+                self.cancelled += 1
+                cancel.set()
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(job)
+                raise
+            finally:
+                self._running -= 1
+            self.completed += 1
+            return result
+
+    @property
+    def max_queue(self) -> int:
+        return self._admission.max_queue
+
+    @max_queue.setter
+    def max_queue(self, value: int) -> None:
+        self._admission.max_queue = value
 
     def stats(self) -> EngineStats:
         return EngineStats(
             in_flight=self._running,
-            queued=self._pending - self._running,
+            queued=self._admission.pending - self._running,
             max_queue=self.max_queue,
             completed=self.completed,
             cancelled=self.cancelled,
         )
 
     async def _shutdown(self, release: Callable[[], None]) -> None:
-        async with self._lock:  # held: none of our work is running or queued on the thread
+        async with self._admission.lock:  # held: none of our work is running or queued on the thread
             if self._owns_executor:
                 self._executor.shutdown(wait=True)
             release()

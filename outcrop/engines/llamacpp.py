@@ -34,7 +34,7 @@ from outcrop.conversation import (
     Usage,
 )
 from outcrop.engines import chat_template
-from outcrop.engines.base import Capabilities, EngineStats
+from outcrop.engines.base import Admission, Capabilities, EngineStats
 from outcrop.engines.textevents import TextEventBuilder
 
 DEFAULT_TEMPERATURE = 0.8
@@ -140,10 +140,8 @@ class LlamaCppEngine:
         eos = self._llm.token_eos()
         self._eos_text = self._piece(eos, special=True).decode(errors="replace") if eos >= 0 else ""
         self.capabilities = Capabilities(context_length=self._llm.n_ctx(), tools=True, grammar=True)
-        self.max_queue = max_queue
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"llama-{name}")
-        self._lock = asyncio.Lock()
-        self._pending = 0
+        self._admission = Admission(name, max_queue)
         self._running = 0
         self.completed = 0
         self.cancelled = 0
@@ -183,10 +181,18 @@ class LlamaCppEngine:
     async def count_tokens(self, request: ChatRequest) -> int:
         return len(self.tokenize(self.render(request)))
 
+    @property
+    def max_queue(self) -> int:
+        return self._admission.max_queue
+
+    @max_queue.setter
+    def max_queue(self, value: int) -> None:
+        self._admission.max_queue = value
+
     def stats(self) -> EngineStats:
         return EngineStats(
             in_flight=self._running,
-            queued=self._pending - self._running,
+            queued=self._admission.pending - self._running,
             max_queue=self.max_queue,
             completed=self.completed,
             cancelled=self.cancelled,
@@ -281,18 +287,9 @@ class LlamaCppEngine:
         room = n_ctx - len(prompt)
         max_tokens = min(request.sampling.max_tokens or room, room)
         grammar = self._grammar_for(request)
-        if self._pending >= 1 + self.max_queue:
-            raise errors.Overloaded(
-                f"Model '{self.name}' is busy: {self._pending} requests are running or queued "
-                f"(queue limit {self.max_queue}). Retry later."
-            )
-        self._pending += 1
-        try:
-            async with self._lock:
-                async for event in self._run(prompt, request, max_tokens, grammar):
-                    yield event
-        finally:
-            self._pending -= 1
+        async with self._admission.turn():
+            async for event in self._run(prompt, request, max_tokens, grammar):
+                yield event
 
     async def _run(
         self, prompt: list[int], request: ChatRequest, max_tokens: int, grammar: Any
@@ -341,7 +338,7 @@ class LlamaCppEngine:
             self._running -= 1
 
     async def close(self) -> None:
-        async with self._lock:
+        async with self._admission.lock:
             self._executor.shutdown(wait=True)
             self._llm.close()
 
