@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from outcrop import __version__, config, errors
@@ -78,6 +79,8 @@ def _keyring(settings: Settings):  # type: ignore[no-untyped-def]
 def cmd_keys_create(args: argparse.Namespace) -> int:
     keyring = _keyring(_settings(args))
     keyring.ensure_principal(args.name, admin=args.admin, group_names=tuple(args.group or ()))
+    if args.guardrail:
+        keyring.set_guardrail(args.name, args.guardrail)
     if args.aws:
         akid, secret = keyring.create_aws_key(args.name, args.label)
         print(f"AWS access key for {args.name} (shown once; keep the secret safe):")
@@ -88,6 +91,17 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         print(f"API key {key_id} for {args.name} (shown once; keep it safe):")
         print(f"  {token}")
         print("  use it as AWS_BEARER_TOKEN_BEDROCK, OPENAI_API_KEY or ANTHROPIC_API_KEY")
+    return 0
+
+
+def cmd_keys_guardrail(args: argparse.Namespace) -> int:
+    if bool(args.guardrail) == bool(args.none):
+        print("error: give a guardrail ID[:VERSION] or --none", file=sys.stderr)
+        return 2
+    if not _keyring(_settings(args)).set_guardrail(args.name, None if args.none else args.guardrail):
+        print(f"error: no principal named {args.name}", file=sys.stderr)
+        return 2
+    print(f"{args.name}: " + ("no default guardrail" if args.none else f"every call goes through {args.guardrail}"))
     return 0
 
 
@@ -293,7 +307,13 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--label", help="a note to recognise the key by")
     create.add_argument("--group", action="append", help="put the principal in this group (repeatable)")
     create.add_argument("--admin", action="store_true", help="make the principal an administrator")
+    create.add_argument("--guardrail", help="ID[:VERSION]: a guardrail every call by NAME goes through")
     create.set_defaults(func=cmd_keys_create)
+    key_guard = keys.add_parser("guardrail", help="set (or with --none, remove) NAME's default guardrail")
+    key_guard.add_argument("name")
+    key_guard.add_argument("guardrail", nargs="?", help="ID[:VERSION]")
+    key_guard.add_argument("--none", action="store_true", help="remove the default guardrail")
+    key_guard.set_defaults(func=cmd_keys_guardrail)
     keys.add_parser("list", help="list keys (never their secrets)").set_defaults(func=cmd_keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key_id")
@@ -331,7 +351,18 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--group")
     grant.add_argument("--by", default=os.environ.get("USER") or "admin")
     grant.set_defaults(func=cmd_access_grant)
+    from outcrop.guardrails import cli as guardrails_cli
+
+    guardrails_cli.add_parser(sub, _with_guardrails)
     return p
+
+
+def _with_guardrails(command: Callable[..., int], args: argparse.Namespace) -> int:
+    from outcrop.guardrails.store import GuardrailStore
+
+    settings = _settings(args)
+    store = GuardrailStore(_keyring(settings).engine)
+    return command(store, args, settings) if command.__name__ == "cmd_apply" else command(store, args)
 
 
 def main(argv: list[str] | None = None) -> int:

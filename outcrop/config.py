@@ -75,6 +75,7 @@ class ModelSpec:
     url: str | None = None  # its base URL, e.g. http://127.0.0.1:11434/v1
     upstream_model: str | None = None  # the model name there (default: id)
     api_key_env: str | None = None  # the environment variable that holds its API key, if it wants one
+    guardrail: str | None = None  # `id[:version]` of a guardrail every call to this model goes through
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> ModelSpec:

@@ -20,6 +20,9 @@ Role = Literal["user", "assistant"]
 @dataclass(frozen=True)
 class Text:
     text: str
+    # Bedrock guardContent qualifiers (guard_content, grounding_source, query): set only on text the
+    # caller marked for a guardrail; engines see plain text either way.
+    qualifiers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,21 @@ class ChatRequest:
     sampling: Sampling = field(default_factory=Sampling)
     response_format: ResponseFormat | None = None
     prompt: str | None = None
+    guardrails: tuple[GuardrailRef, ...] = ()
+    # System guardContent blocks (their text is also in `system`); only a guardrail looks at these.
+    guarded_system: tuple[Text, ...] = ()
+
+
+@dataclass(frozen=True)
+class GuardrailRef:
+    """A guardrail to apply to one call. `enforced` ones come from the caller's key or the model and
+    cannot be switched off by the request."""
+
+    identifier: str
+    version: str = "DRAFT"
+    trace: Literal["disabled", "enabled", "enabled_full"] = "disabled"
+    stream_mode: Literal["sync", "async"] = "sync"
+    enforced: bool = False
 
 
 # --- results and events --------------------------------------------------------------------------
@@ -123,6 +141,7 @@ class StopReason(enum.StrEnum):
     MAX_TOKENS = "max_tokens"
     STOP_SEQUENCE = "stop_sequence"
     TOOL_USE = "tool_use"
+    GUARDRAIL_INTERVENED = "guardrail_intervened"
 
 
 @dataclass(frozen=True)
@@ -169,6 +188,20 @@ class MessageStop:
     stop_reason: StopReason
     usage: Usage
     stop_sequence: str | None = None
+    guardrail: GuardrailTrace | None = None
+
+
+@dataclass(frozen=True)
+class GuardrailTrace:
+    """What the guardrails decided for one call, in Bedrock's assessment shape (the richest of the
+    dialects'): assessments keyed by guardrail id, the texts the model produced before any masking."""
+
+    intervened: bool
+    input_assessment: Mapping[str, Any] = field(default_factory=dict)
+    output_assessments: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    model_output: tuple[str, ...] = ()
+    action_reason: str | None = None
+    trace: Literal["disabled", "enabled", "enabled_full"] = "disabled"
 
 
 Event = MessageStart | TextDelta | ToolUseStart | ToolUseDelta | BlockStop | MessageStop
@@ -184,6 +217,7 @@ class ChatResult:
     stop_sequence: str | None = None
     latency_ms: int = 0
     first_token_ms: int | None = None
+    guardrail: GuardrailTrace | None = None
 
     @property
     def text(self) -> str:

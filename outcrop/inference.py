@@ -1,6 +1,8 @@
 """The only place that orders the steps of one invocation: resolve the model, check access, admit it
 under the caller's quotas, run the engine, hand typed events back to the dialect, and, when the stream
-closes, settle the quota and record usage (later: guardrails).
+closes, settle the quota and record usage. Guardrails (the request's own, the caller key's and the
+model's, the last two not switchable off) check the input before the engine runs and the output on the
+event stream.
 
 A non-streaming answer is `collect()`: a fold over the same event stream.
 """
@@ -15,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from outcrop import errors
 from outcrop.auth.access import AccessControl
@@ -26,6 +29,7 @@ from outcrop.conversation import (
     EmbedRequest,
     EmbedResult,
     Event,
+    GuardrailRef,
     MessageStart,
     MessageStop,
     StopReason,
@@ -40,6 +44,9 @@ from outcrop.metering.metrics import Metrics
 from outcrop.metering.quotas import Quotas
 from outcrop.metering.usage import UsageRecord, UsageRecorder
 from outcrop.registry import Registry
+
+if TYPE_CHECKING:
+    from outcrop.guardrails.runtime import Guardrails
 
 log = logging.getLogger("outcrop.inference")
 
@@ -112,8 +119,10 @@ class Inference:
         access: AccessControl | None = None,
         quotas: Quotas | None = None,
         usage: UsageRecorder | None = None,
+        guardrails: Guardrails | None = None,
     ) -> None:
         self.registry = registry
+        self.guardrails = guardrails
         self.access = access or AccessControl(None, {})
         self.quotas = quotas or Quotas(None, ())
         self.usage = usage
@@ -168,9 +177,41 @@ class Inference:
             )
         )
 
-    async def stream(self, request: ChatRequest, principal: Principal) -> Stream:
+    def guardrail_refs(self, request: ChatRequest, principal: Principal, model_id: str) -> tuple[GuardrailRef, ...]:
+        """The request's guardrails plus those the caller's key and the model carry (enforced)."""
+        from outcrop.guardrails.runtime import parse_ref
+
+        refs = list(request.guardrails)
+        for default in (principal.guardrail, self.registry.spec(model_id).guardrail):
+            if default:
+                ident, version = parse_ref(default)
+                if not any(r.identifier == ident and r.version == version for r in refs):
+                    refs.append(GuardrailRef(ident, version, enforced=True))
+        return tuple(refs)
+
+    async def stream(self, request: ChatRequest, principal: Principal, *, whole: bool = False,
+                     guard: bool = True) -> Stream:  # fmt: skip
+        """`whole`: the caller folds the stream (guardrails check whole text blocks); `guard=False`
+        only for Outcrop's own calls (a constitution's judge), never for a caller's."""
         started = time.perf_counter()
         model_id = await self.authorize(request.model, principal)
+        refs = self.guardrail_refs(request, principal, model_id) if guard else ()
+        guards = check = None
+        if refs:
+            from outcrop.guardrails.runtime import require
+
+            rails = require(self.guardrails)
+            guards = await rails.resolve(refs)  # an unknown guardrail fails before anything runs
+            check = await rails.check_input(guards, refs, request)
+            request = check.request
+            if check.blocking is not None:
+                blocked = rails.blocked_stream(check, refs)
+                first_event = await anext(blocked)
+
+                async def finish_blocked(stream: Stream) -> None:
+                    self._record(principal, model_id, "GuardrailIntervened", stream.usage, stream.latency_ms, None)
+
+                return Stream(model_id, started, first_event, blocked, on_close=finish_blocked)
         limits = self.quotas.limits(principal, model_id)
         ticket = await asyncio.to_thread(self.quotas.admit, principal, model_id, limits) if limits else None
 
@@ -186,6 +227,8 @@ class Inference:
         try:
             _, engine = await self.registry.engine(model_id)
             events = engine.stream(replace(request, model=model_id))
+            if guards and check is not None and self.guardrails is not None:
+                events = self.guardrails.guard_output(guards, refs, check, events, whole=whole)
             first = await anext(events)
         except StopAsyncIteration:
             failure: errors.OutcropError = errors.ModelFailure("The engine ended without producing a message.")
@@ -208,8 +251,8 @@ class Inference:
         )
         raise failure
 
-    async def complete(self, request: ChatRequest, principal: Principal) -> ChatResult:
-        stream = await self.stream(request, principal)
+    async def complete(self, request: ChatRequest, principal: Principal, *, guard: bool = True) -> ChatResult:
+        stream = await self.stream(request, principal, whole=True, guard=guard)
         try:
             return await collect(stream)
         finally:
@@ -288,6 +331,7 @@ async def collect(stream: Stream) -> ChatResult:
         stop_sequence=stop.stop_sequence,
         latency_ms=stream.latency_ms,
         first_token_ms=first_ms,
+        guardrail=stop.guardrail,
     )
 
 

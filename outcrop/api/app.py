@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,6 +26,7 @@ from outcrop.auth.access import AccessControl
 from outcrop.auth.authenticate import Authenticator
 from outcrop.auth.principal import Principal
 from outcrop.config import Settings
+from outcrop.conversation import ChatRequest, ChatResult
 from outcrop.guardrails.store import GuardrailStore
 from outcrop.inference import Call, Inference, current_call
 from outcrop.metering.invocation_log import InvocationLogger
@@ -58,6 +59,44 @@ class Context:
     access: AccessControl
     invocation_log: InvocationLogger | None = None
     guardrails: GuardrailStore | None = None
+
+
+GUARDRAIL_TRACES = ("disabled", "enabled", "enabled_full")
+
+
+def header_guardrails(request: Request, chat: ChatRequest) -> ChatRequest:
+    """The OpenAI and Anthropic dialects name a guardrail in headers (Bedrock has guardrailConfig):
+    `X-Outcrop-Guardrail: ID[:VERSION]`, optional `X-Outcrop-Guardrail-Trace: enabled|enabled_full`
+    and `X-Outcrop-Guardrail-Stream-Mode: sync|async`."""
+    from outcrop.conversation import GuardrailRef
+    from outcrop.guardrails.runtime import parse_ref
+
+    value = request.headers.get("x-outcrop-guardrail")
+    if not value:
+        return chat
+    ident, version = parse_ref(value.strip())
+    trace = request.headers.get("x-outcrop-guardrail-trace", "disabled").lower()
+    mode = request.headers.get("x-outcrop-guardrail-stream-mode", "sync").lower()
+    if trace not in GUARDRAIL_TRACES:
+        raise errors.InvalidRequest(f"X-Outcrop-Guardrail-Trace must be one of {list(GUARDRAIL_TRACES)}.")
+    if mode not in ("sync", "async"):
+        raise errors.InvalidRequest("X-Outcrop-Guardrail-Stream-Mode must be sync or async.")
+    return replace(chat, guardrails=(GuardrailRef(ident, version, trace, mode),))  # type: ignore[arg-type]
+
+
+def guardrail_extras(result: ChatResult) -> tuple[dict[str, str], dict[str, Any]]:
+    """For OpenAI / Anthropic answers: an `x-outcrop-guardrail-action` header when a guardrail ran, and
+    the Bedrock-shaped trace as `guardrail_trace` in the body when the caller asked for one."""
+    g = result.guardrail
+    if g is None:
+        return {}, {}
+    headers = {"x-outcrop-guardrail-action": "INTERVENED" if g.intervened else "NONE"}
+    if g.trace == "disabled":
+        return headers, {}
+    body = {"action": headers["x-outcrop-guardrail-action"], "input_assessment": dict(g.input_assessment),
+            "output_assessments": {k: list(v) for k, v in g.output_assessments.items()},
+            "action_reason": g.action_reason}  # fmt: skip
+    return headers, {"guardrail_trace": body}
 
 
 def route(
@@ -169,6 +208,15 @@ def build_app(
     authenticator = authenticator or Authenticator("local", None)
     access = access or AccessControl(None, {s.id: s.access for s in registry.specs()})
     inference = Inference(registry, access, quotas, usage)
+    if guardrails is not None:
+        from outcrop.auth.principal import LOCAL
+        from outcrop.guardrails.assess import Checker
+        from outcrop.guardrails.runtime import Guardrails, registry_embed
+
+        async def judge(request: ChatRequest) -> ChatResult:  # a constitution's judge: unguarded, as the server
+            return await inference.complete(request, LOCAL, guard=False)
+
+        inference.guardrails = Guardrails(guardrails, Checker(registry_embed(registry), judge))
     context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails)
     routes = [
         *status.ROUTES,

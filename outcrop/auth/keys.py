@@ -119,7 +119,14 @@ class Keyring:
             .join(memberships, memberships.c.group_id == groups.c.id)
             .where(memberships.c.principal_id == pid)
         ).scalars()
-        return Principal(row.id, row.name, tuple(sorted(names)), bool(row.is_admin), credential_id)
+        return Principal(row.id, row.name, tuple(sorted(names)), bool(row.is_admin), credential_id, row.guardrail)
+
+    def set_guardrail(self, name: str, guardrail: str | None) -> bool:
+        """Give principal `name` a default guardrail (None removes it); False if there is no such principal."""
+        with self.engine.begin() as db:
+            done = db.execute(update(principals).where(principals.c.name == name).values(guardrail=guardrail))
+        self._cache.clear()
+        return bool(done.rowcount)
 
     # --- keys ------------------------------------------------------------------------------------
 

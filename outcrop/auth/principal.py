@@ -12,6 +12,7 @@ class Principal:
     groups: tuple[str, ...] = ()
     is_admin: bool = False
     credential_id: str | None = None
+    guardrail: str | None = None  # `id[:version]` applied to every call this caller makes
 
 
 # In local mode (loopback, no keys required) every caller is this one principal.

@@ -155,6 +155,7 @@ STOP_REASONS = {
     StopReason.MAX_TOKENS: "max_tokens",
     StopReason.STOP_SEQUENCE: "stop_sequence",
     StopReason.TOOL_USE: "tool_use",
+    StopReason.GUARDRAIL_INTERVENED: "refusal",  # Anthropic's own stop reason for a safety intervention
 }
 
 

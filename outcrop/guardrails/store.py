@@ -92,6 +92,8 @@ class Guardrail:
         )  # fmt: skip
         if self.description:
             out["description"] = self.description
+        if "constitution" in self.config:  # our extension; SDKs ignore members their model doesn't name
+            out["constitution"] = self.config["constitution"]
         return out
 
 

@@ -15,6 +15,7 @@ principals = Table(
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("disabled_at", DateTime(timezone=True)),
+    Column("guardrail", String(300)),  # `id[:version]` every call by this principal goes through
 )
 
 groups = Table(

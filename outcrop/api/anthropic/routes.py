@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop.api.anthropic import convert
-from outcrop.api.app import Context, caller, json_body, read_json, route
+from outcrop.api.app import Context, caller, guardrail_extras, header_guardrails, json_body, read_json, route
 from outcrop.api.streaming import event_response
 
 DIALECT = "anthropic"
@@ -14,10 +14,12 @@ DIALECT = "anthropic"
 
 async def messages(ctx: Context, request: Request) -> Response:
     chat, stream = convert.decode_request(await read_json(request))
+    chat = header_guardrails(request, chat)
     model = chat.model
     if not stream:
         result = await ctx.inference.complete(chat, caller(request))
-        return json_body(convert.encode_response(model, result))
+        headers, extra = guardrail_extras(result)
+        return json_body({**convert.encode_response(model, result), **extra}, headers=headers)
     events = await ctx.inference.stream(chat, caller(request))
     return event_response(
         events,

@@ -18,6 +18,8 @@ from outcrop.conversation import (
     ChatRequest,
     ChatResult,
     Event,
+    GuardrailRef,
+    GuardrailTrace,
     Json,
     Message,
     MessageStart,
@@ -45,7 +47,7 @@ def _parts(block: schema.ContentBlock, where: str) -> list[Part]:
     if block.guardContent is not None:
         if block.guardContent.text is None:
             raise errors.InvalidRequest(f"{where}: image guard content is not supported by this model.")
-        return [Text(block.guardContent.text.text)]
+        return [Text(block.guardContent.text.text, tuple(block.guardContent.text.qualifiers or ()))]
     if block.toolUse is not None:
         tool_input = block.toolUse.input
         if not isinstance(tool_input, dict):
@@ -88,14 +90,23 @@ def _messages(wire: list[schema.Message] | None) -> tuple[Message, ...]:
     return tuple(out)
 
 
-def _system(wire: list[schema.SystemBlock] | None) -> str:
+def _system(wire: list[schema.SystemBlock] | None) -> tuple[str, tuple[Text, ...]]:
     texts = []
+    guarded = []
     for block in wire or []:
         if block.text is not None:
             texts.append(block.text)
         elif block.guardContent is not None and block.guardContent.text is not None:
             texts.append(block.guardContent.text.text)
-    return "\n\n".join(texts)
+            guarded.append(Text(block.guardContent.text.text, tuple(block.guardContent.text.qualifiers or ())))
+    return "\n\n".join(texts), tuple(guarded)
+
+
+def guardrail_ref(wire: schema.GuardrailConfig | None) -> tuple[GuardrailRef, ...]:
+    if wire is None:
+        return ()
+    return (GuardrailRef(wire.guardrailIdentifier, wire.guardrailVersion, wire.trace or "disabled",
+                         wire.streamProcessingMode or "sync"),)  # fmt: skip
 
 
 def _tools(wire: schema.ToolConfig | None) -> tuple[tuple[Tool, ...], ToolChoice]:
@@ -164,10 +175,13 @@ def decode_request(model: str, body: object) -> ChatRequest:
     tools, choice = _tools(wire.toolConfig)
     cfg = wire.inferenceConfig or schema.InferenceConfig()
     extra = _extra(wire.additionalModelRequestFields)
+    system, guarded_system = _system(wire.system)
     return ChatRequest(
         model=model,
         messages=_messages(wire.messages),
-        system=_system(wire.system),
+        system=system,
+        guarded_system=guarded_system,
+        guardrails=guardrail_ref(wire.guardrailConfig),
         tools=tools,
         tool_choice=choice,
         sampling=Sampling(
@@ -196,7 +210,7 @@ def decode_count_tokens(model: str, body: object, invoke_decoder: Any) -> ChatRe
     assert conv is not None
     tools, choice = _tools(conv.toolConfig)
     return ChatRequest(
-        model=model, messages=_messages(conv.messages), system=_system(conv.system), tools=tools, tool_choice=choice
+        model=model, messages=_messages(conv.messages), system=_system(conv.system)[0], tools=tools, tool_choice=choice
     )
 
 
@@ -210,14 +224,34 @@ def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
     return {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens}
 
 
+def guardrail_trace(trace: GuardrailTrace | None) -> dict[str, Any] | None:
+    """Bedrock's `trace.guardrail`, when the caller turned tracing on."""
+    if trace is None or trace.trace == "disabled":
+        return None
+    out: dict[str, Any] = {}
+    if trace.model_output:
+        out["modelOutput"] = ["".join(trace.model_output)]
+    if trace.input_assessment:
+        out["inputAssessment"] = dict(trace.input_assessment)
+    if trace.output_assessments:
+        out["outputAssessments"] = {k: list(v) for k, v in trace.output_assessments.items()}
+    if trace.action_reason:
+        out["actionReason"] = trace.action_reason
+    return out
+
+
 def encode_response(result: ChatResult) -> dict[str, Any]:
     content = [_block(p) for p in result.parts] or [{"text": ""}]
-    return {
+    out = {
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": str(result.stop_reason),
         "usage": usage(result.usage.input_tokens, result.usage.output_tokens),
         "metrics": {"latencyMs": int(result.latency_ms)},
     }
+    trace = guardrail_trace(result.guardrail)
+    if trace is not None:
+        out["trace"] = {"guardrail": trace}
+    return out
 
 
 def encode_event(event: Event, latency_ms: int) -> list[bytes]:
@@ -234,13 +268,17 @@ def encode_event(event: Event, latency_ms: int) -> list[bytes]:
             return [eventstream.event("contentBlockDelta", {"contentBlockIndex": i, "delta": delta})]
         case BlockStop(index=i):
             return [eventstream.event("contentBlockStop", {"contentBlockIndex": i})]
-        case MessageStop(stop_reason=reason, usage=u):
+        case MessageStop(stop_reason=reason, usage=u, guardrail=g):
+            metadata: dict[str, Any] = {
+                "usage": usage(u.input_tokens, u.output_tokens),
+                "metrics": {"latencyMs": int(latency_ms)},
+            }
+            trace = guardrail_trace(g)
+            if trace is not None:
+                metadata["trace"] = {"guardrail": trace}
             return [
                 eventstream.event("messageStop", {"stopReason": str(reason)}),
-                eventstream.event(
-                    "metadata",
-                    {"usage": usage(u.input_tokens, u.output_tokens), "metrics": {"latencyMs": int(latency_ms)}},
-                ),
+                eventstream.event("metadata", metadata),
             ]
     return []
 

@@ -1,4 +1,10 @@
-"""The bedrock control plane's guardrail operations, in Bedrock's shapes (botocore's service model)."""
+"""Guardrails in Bedrock's shapes (botocore's service models): the control plane's Create/Get/List/Update/
+Delete/CreateGuardrailVersion, and bedrock-runtime's ApplyGuardrail.
+
+One extension: a definition may carry `constitution` (principles judged by a model; see
+outcrop/guardrails/constitution.py). boto3 validates its parameters against the service model, so it
+cannot send it; the CLI (`outcrop guardrails create FILE`) and plain HTTP clients can.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from starlette.responses import Response
 from outcrop import errors
 from outcrop.api.app import Context, caller, json_body, read_json, route
 from outcrop.api.bedrock.shapes import input_shape, problems
+from outcrop.guardrails import constitution
+from outcrop.guardrails.runtime import require
 from outcrop.guardrails.store import GuardrailStore, check_semantics
 
 DIALECT = "bedrock"
@@ -24,18 +32,27 @@ def _store(ctx: Context, request: Request, write: bool = False) -> GuardrailStor
     return ctx.guardrails
 
 
-async def _body(request: Request, operation: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    body = await read_json(request, {})
+def check_body(body: object, operation: str, extra: dict[str, Any] | None = None,
+               service: str = "bedrock") -> dict[str, Any]:  # fmt: skip
+    """`body` as botocore's model for `operation` says it must be; messages name the member."""
     if not isinstance(body, dict):
         raise errors.InvalidRequest("The request body must be a JSON object.")
-    found = problems({**body, **(extra or {})}, input_shape("bedrock", operation), "body")
+    checked = {k: v for k, v in body.items() if k != "constitution"}
+    found = problems({**checked, **(extra or {})}, input_shape(service, operation), "body")
     if found:
         more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
         raise errors.InvalidRequest(f"{len(found)} validation error(s) detected: " + "; ".join(found[:5]) + more)
     return body
 
 
-def _definition(body: dict[str, Any]) -> dict[str, Any]:
+async def _body(
+    request: Request, operation: str, extra: dict[str, Any] | None = None, service: str = "bedrock"
+) -> dict[str, Any]:
+    return check_body(await read_json(request, {}), operation, extra, service)
+
+
+def definition(body: dict[str, Any]) -> dict[str, Any]:
+    """A checked CreateGuardrail / UpdateGuardrail body -> the definition we store (also used by the CLI)."""
     for unsupported in ("automatedReasoningPolicyConfig", "crossRegionConfig"):
         if unsupported in body:
             raise errors.InvalidRequest(f"{unsupported} is not supported by this server.")
@@ -43,12 +60,14 @@ def _definition(body: dict[str, Any]) -> dict[str, Any]:
         k: v for k, v in body.items() if k not in ("clientRequestToken", "tags", "kmsKeyId", "guardrailIdentifier")
     }
     check_semantics(config)
+    if "constitution" in config:
+        constitution.parse(config["constitution"])  # refused here, with the field named, not at call time
     return config
 
 
 async def create_guardrail(ctx: Context, request: Request) -> Response:
     store = _store(ctx, request, write=True)
-    config = _definition(await _body(request, "CreateGuardrail"))
+    config = definition(await _body(request, "CreateGuardrail"))
     made = await asyncio.to_thread(store.create, config)
     region = ctx.settings.region
     return json_body({"guardrailId": made.id, "guardrailArn": made.arn(region), "version": made.version,
@@ -76,7 +95,7 @@ async def list_guardrails(ctx: Context, request: Request) -> Response:
 
 async def update_guardrail(ctx: Context, request: Request, guardrailIdentifier: str) -> Response:
     store = _store(ctx, request, write=True)
-    config = _definition(await _body(request, "UpdateGuardrail", {"guardrailIdentifier": guardrailIdentifier}))
+    config = definition(await _body(request, "UpdateGuardrail", {"guardrailIdentifier": guardrailIdentifier}))
     done = await asyncio.to_thread(store.update, guardrailIdentifier, config)
     return json_body({"guardrailId": done.id, "guardrailArn": done.arn(ctx.settings.region), "version": "DRAFT",
                       "updatedAt": done.updated_at.isoformat()}, status=202)  # fmt: skip
@@ -95,7 +114,43 @@ async def delete_guardrail(ctx: Context, request: Request, guardrailIdentifier: 
     return json_body({}, status=202)
 
 
+async def apply_guardrail(ctx: Context, request: Request, guardrailIdentifier: str, guardrailVersion: str) -> Response:
+    rails = require(ctx.inference.guardrails)
+    extra = {"guardrailIdentifier": guardrailIdentifier, "guardrailVersion": guardrailVersion}
+    body = await _body(request, "ApplyGuardrail", extra, service="bedrock-runtime")
+    if "constitution" in body:
+        raise errors.InvalidRequest("extraneous key [constitution] is not permitted")
+    if guardrailVersion != "DRAFT" and not guardrailVersion.isdigit():
+        raise errors.InvalidRequest(f"guardrailVersion must be DRAFT or a number, not '{guardrailVersion}'.")
+    blocks: list[tuple[str, tuple[str, ...]]] = []
+    for i, item in enumerate(body["content"]):
+        if "text" not in item:
+            raise errors.InvalidRequest(f"content.{i}: only text content is supported by this server's guardrails.")
+        blocks.append((item["text"]["text"], tuple(item["text"].get("qualifiers") or ())))
+    compiled = await rails.compiled(guardrailIdentifier, guardrailVersion)
+    scope = body.get("outputScope", "INTERVENTIONS")
+    outcome = await rails.apply(compiled, body["source"], blocks, scope)
+    if outcome.blocked:
+        outputs = [{"text": outcome.message}]
+    elif outcome.intervened or scope == "FULL":
+        outputs = [{"text": t} for t in outcome.texts]
+    else:
+        outputs = []
+    chars = sum(len(t) for t, _ in blocks)
+    answer: dict[str, Any] = {
+        "usage": outcome.usage,
+        "action": outcome.action,
+        "outputs": outputs,
+        "assessments": [outcome.assessment],
+        "guardrailCoverage": {"textCharacters": {"guarded": chars, "total": chars}},
+    }
+    if outcome.reason and outcome.intervened:
+        answer["actionReason"] = outcome.reason
+    return json_body(answer)
+
+
 ROUTES = [
+    route("POST", "/guardrail/{guardrailIdentifier}/version/{guardrailVersion}/apply", apply_guardrail, DIALECT),
     route("POST", "/guardrails", create_guardrail, DIALECT),
     route("GET", "/guardrails", list_guardrails, DIALECT),
     route("GET", "/guardrails/{guardrailIdentifier}", get_guardrail, DIALECT),

@@ -148,6 +148,8 @@ def encode_mistral(model: str, result: ChatResult) -> dict[str, Any]:
 def _titan_reason(reason: StopReason) -> str:
     if reason == StopReason.STOP_SEQUENCE:
         return "STOP_CRITERIA_MET"
+    if reason == StopReason.GUARDRAIL_INTERVENED:
+        return "CONTENT_FILTERED"
     return _finish(reason, stop="FINISH", length="LENGTH")
 
 

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -19,7 +20,7 @@ from outcrop.api.bedrock import converse, embed, eventstream, invoke
 from outcrop.api.bedrock.errors import encode_stream_error
 from outcrop.api.streaming import event_response
 from outcrop.auth.access import WIRE_STATES
-from outcrop.conversation import Event, MessageStop, TextDelta, ToolUseStart
+from outcrop.conversation import Event, GuardrailRef, GuardrailTrace, MessageStop, TextDelta, ToolUseStart
 from outcrop.inference import Stream
 from outcrop.registry import provider_of
 
@@ -41,27 +42,47 @@ def _event_stream(
 # --- Converse ------------------------------------------------------------------------------------
 
 
-async def _no_guardrails_yet(ctx: Context, request: Request) -> None:
-    """Guardrails can be defined but not yet enforced: a call that names one is refused, never run unguarded."""
+_TRACE = {"ENABLED": "enabled", "DISABLED": "disabled", "ENABLED_FULL": "enabled_full"}
+_STREAM_MODE = {"SYNCHRONOUS": "sync", "ASYNCHRONOUS": "async"}
+
+
+def _invoke_guardrail(request: Request, body: object) -> tuple[GuardrailRef, ...]:
+    """InvokeModel's guardrail: the X-Amzn-Bedrock-Guardrail* headers, and for a stream the native
+    body's `amazon-bedrock-guardrailConfig.streamProcessingMode` (taken out before the body is parsed)."""
+    config = body.pop("amazon-bedrock-guardrailConfig", None) if isinstance(body, dict) else None
     identifier = request.headers.get("x-amzn-bedrock-guardrailidentifier")
-    if identifier is None and request.url.path.endswith(("/converse", "/converse-stream")):
-        body = await read_json(request, {})
-        config = body.get("guardrailConfig") if isinstance(body, dict) else None
-        identifier = config.get("guardrailIdentifier") if isinstance(config, dict) else None
+    version = request.headers.get("x-amzn-bedrock-guardrailversion")
     if identifier is None:
-        return
-    if ctx.guardrails is not None:
-        await asyncio.to_thread(ctx.guardrails.get, str(identifier))  # NotFound for one that doesn't exist
-        raise errors.InvalidRequest(
-            f"Guardrail '{identifier}' exists, but enforcing guardrails is not available on this server yet; "
-            "the call was not run unguarded."
-        )
-    raise errors.NotFound(f"The guardrail '{identifier}' was not found.")
+        if version is not None:
+            raise errors.InvalidRequest("X-Amzn-Bedrock-GuardrailVersion was given without a guardrail identifier.")
+        return ()
+    if version is None:
+        raise errors.InvalidRequest("X-Amzn-Bedrock-GuardrailVersion is required with a guardrail identifier.")
+    trace = request.headers.get("x-amzn-bedrock-trace", "DISABLED").upper()
+    if trace not in _TRACE:
+        raise errors.InvalidRequest(f"X-Amzn-Bedrock-Trace must be one of {sorted(_TRACE)}, not '{trace}'.")
+    mode = "SYNCHRONOUS"
+    if isinstance(config, dict) and config.get("streamProcessingMode") is not None:
+        mode = str(config["streamProcessingMode"])
+        if mode not in _STREAM_MODE:
+            raise errors.InvalidRequest(
+                f"amazon-bedrock-guardrailConfig.streamProcessingMode must be one of {sorted(_STREAM_MODE)}."
+            )
+    return (GuardrailRef(identifier, version, _TRACE[trace], _STREAM_MODE[mode]),)  # type: ignore[arg-type]
+
+
+def _guardrail_fields(refs: tuple[GuardrailRef, ...], trace: GuardrailTrace | None) -> dict[str, Any]:
+    if not refs:
+        return {}
+    out: dict[str, Any] = {"amazon-bedrock-guardrailAction": "INTERVENED" if trace and trace.intervened else "NONE"}
+    wire = converse.guardrail_trace(trace)
+    if wire is not None:
+        out["amazon-bedrock-trace"] = {"guardrail": wire}
+    return out
 
 
 async def converse_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))
-    await _no_guardrails_yet(ctx, request)
     chat = converse.decode_request(modelId, await read_json(request, {}))
     result = await ctx.inference.complete(chat, caller(request))
     return json_body(converse.encode_response(result), headers=_request_id())
@@ -69,7 +90,6 @@ async def converse_op(ctx: Context, request: Request, modelId: str) -> Response:
 
 async def converse_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))
-    await _no_guardrails_yet(ctx, request)
     chat = converse.decode_request(modelId, await read_json(request, {}))
     stream = await ctx.inference.stream(chat, caller(request))
     return _event_stream(stream, lambda e: converse.encode_event(e, stream.latency_ms))
@@ -80,18 +100,20 @@ async def converse_stream_op(ctx: Context, request: Request, modelId: str) -> Re
 
 async def invoke_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))  # unknown: 404, not allowed: 403, whatever the body
-    await _no_guardrails_yet(ctx, request)
     if ctx.registry.kind(modelId) == "embedding":
         return await _embed_op(ctx, request, modelId)
-    fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
-    result = await ctx.inference.complete(chat, caller(request))
+    raw = invoke.parse_json_body(await request.body())
+    refs = _invoke_guardrail(request, raw)
+    fam, chat = invoke.decode_request(modelId, raw)
+    result = await ctx.inference.complete(replace(chat, guardrails=refs), caller(request))
     headers = {
         **_request_id(),
         "X-Amzn-Bedrock-Input-Token-Count": str(result.usage.input_tokens),
         "X-Amzn-Bedrock-Output-Token-Count": str(result.usage.output_tokens),
         "X-Amzn-Bedrock-Invocation-Latency": str(result.latency_ms),
     }
-    return json_body(invoke.encode_response(fam, modelId, result), headers=headers)
+    body = {**invoke.encode_response(fam, modelId, result), **_guardrail_fields(refs, result.guardrail)}
+    return json_body(body, headers=headers)
 
 
 async def _embed_op(ctx: Context, request: Request, modelId: str) -> Response:
@@ -109,13 +131,14 @@ def _chunk(payload: dict[str, Any]) -> bytes:
 
 async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))  # unknown: 404, not allowed: 403, whatever the body
-    await _no_guardrails_yet(ctx, request)
     if ctx.registry.kind(modelId) == "embedding":
         raise errors.InvalidRequest(
             f"The model '{modelId}' is an embedding model: it does not support response streaming. Call InvokeModel."
         )
-    fam, chat = invoke.decode_request(modelId, invoke.parse_json_body(await request.body()))
-    stream = await ctx.inference.stream(chat, caller(request))
+    raw = invoke.parse_json_body(await request.body())
+    refs = _invoke_guardrail(request, raw)
+    fam, chat = invoke.decode_request(modelId, raw)
+    stream = await ctx.inference.stream(replace(chat, guardrails=refs), caller(request))
     encode = invoke.chunk_encoder(fam, modelId)
     first_byte: list[int] = []
 
@@ -130,6 +153,7 @@ async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Resp
                 "invocationLatency": stream.latency_ms,
                 "firstByteLatency": first_byte[0] if first_byte else stream.latency_ms,
             }
+            chunks[-1].update(_guardrail_fields(refs, event.guardrail))
         return [_chunk(c) for c in chunks]
 
     return _event_stream(stream, frames, {"X-Amzn-Bedrock-Content-Type": "application/json"})

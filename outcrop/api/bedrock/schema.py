@@ -64,7 +64,7 @@ class ToolResultBlock(_Wire):
 
 class GuardContentText(_Wire):
     text: str
-    qualifiers: list[str] | None = None
+    qualifiers: list[Literal["grounding_source", "query", "guard_content"]] | None = None
 
 
 class GuardContent(_Union):

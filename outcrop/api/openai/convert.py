@@ -39,6 +39,7 @@ FINISH = {
     StopReason.STOP_SEQUENCE: "stop",
     StopReason.MAX_TOKENS: "length",
     StopReason.TOOL_USE: "tool_calls",
+    StopReason.GUARDRAIL_INTERVENED: "content_filter",
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from outcrop.api.app import Context, caller, json_body, read_json, route
+from outcrop.api.app import Context, caller, guardrail_extras, header_guardrails, json_body, read_json, route
 from outcrop.api.openai import convert
 from outcrop.api.streaming import event_response
 from outcrop.auth.access import WIRE_STATES
@@ -20,8 +20,11 @@ SSE = "text/event-stream"
 
 async def _answer(ctx: Context, request: Request, chat: ChatRequest, body: Any, whole: Any, chunks: Any) -> Response:
     """Chat completions and completions alike: the whole answer, or its server-sent events."""
+    chat = header_guardrails(request, chat)
     if not body.stream:
-        return json_body(whole(body.model, await ctx.inference.complete(chat, caller(request))))
+        result = await ctx.inference.complete(chat, caller(request))
+        headers, extra = guardrail_extras(result)
+        return json_body({**whole(body.model, result), **extra}, headers=headers)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     stream = await ctx.inference.stream(chat, caller(request))
     return event_response(

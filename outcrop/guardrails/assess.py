@@ -1,0 +1,328 @@
+"""Run one guardrail's rules for one direction over some texts: Bedrock's GuardrailAssessment.
+
+Cheap checks first and concurrently: words and sensitive information on a worker thread while the
+embedding model embeds every window once (content filters and denied topics share those vectors).
+A constitution, the only check that calls a model, runs last and only when nothing blocked already.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from outcrop.guardrails import constitution as constitution_mod
+from outcrop.guardrails import semantic, words
+from outcrop.guardrails.content import ContentClassifier, blocks, windows
+from outcrop.guardrails.policy import Rules, Source
+from outcrop.guardrails.store import Guardrail
+
+Embed = Callable[[list[str]], Awaitable[np.ndarray]]
+Scope = Literal["INTERVENTIONS", "FULL"]
+_ACTION = {"BLOCK": "BLOCKED", "ANONYMIZE": "ANONYMIZED", "NONE": "NONE"}
+_UNIT_KEYS = ("topicPolicyUnits", "contentPolicyUnits", "wordPolicyUnits", "sensitiveInformationPolicyUnits",
+              "sensitiveInformationPolicyFreeUnits", "contextualGroundingPolicyUnits")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A guardrail version ready to run: its rules per direction and its constitution."""
+
+    guardrail: Guardrail
+    input: Rules
+    output: Rules
+    constitution: constitution_mod.Constitution | None = None
+
+    def rules(self, source: Source) -> Rules:
+        return self.input if source == "INPUT" else self.output
+
+
+@dataclass(frozen=True)
+class Outcome:
+    blocked: bool
+    intervened: bool  # blocked, masked or revised
+    texts: tuple[str, ...]  # the guarded texts after masking or revision
+    message: str  # what a blocked call answers instead
+    assessment: dict[str, Any]
+    usage: dict[str, int]
+    reason: str | None = None
+    latency_ms: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def action(self) -> str:
+        return "GUARDRAIL_INTERVENED" if self.intervened else "NONE"
+
+
+def _units(chars: int) -> int:
+    return max(1, math.ceil(chars / 1000)) if chars else 0
+
+
+def no_usage() -> dict[str, int]:
+    return dict.fromkeys(_UNIT_KEYS, 0)
+
+
+class Checker:
+    """The process-wide parts the rules need: the embedding model, the content classifier, a judge."""
+
+    def __init__(self, embed: Embed, complete: constitution_mod.Complete | None = None) -> None:
+        self.embed = embed
+        self.complete = complete
+        self._classifier: ContentClassifier | None = None
+        self._anchors: dict[tuple[str, str, str], semantic.TopicAnchors] = {}
+
+    @property
+    def classifier(self) -> ContentClassifier:
+        if self._classifier is None:
+            self._classifier = ContentClassifier.load()
+        return self._classifier
+
+    async def _topic_anchors(self, compiled: Compiled, rules: Rules) -> list[semantic.TopicAnchors]:
+        g = compiled.guardrail
+        keys = [(g.id, g.version + g.updated_at.isoformat(), t.name) for t in rules.topics]
+        missing = [(k, t) for k, t in zip(keys, rules.topics, strict=True) if k not in self._anchors]
+        if missing:
+            texts = [s for _, t in missing for s in (f"{t.name}: {t.definition}", *t.examples)]
+            vectors = await self.embed(texts)
+            at = 0
+            for key, t in missing:
+                n = 1 + len(t.examples)
+                self._anchors[key] = semantic.TopicAnchors(t.name, vectors[at : at + n])
+                at += n
+        return [self._anchors[k] for k in keys]
+
+    async def assess(
+        self,
+        compiled: Compiled,
+        source: Source,
+        texts: Sequence[str],
+        *,
+        grounding_source: str | None = None,
+        query: str | None = None,
+        scope: Scope = "INTERVENTIONS",
+        prompt: str | None = None,
+    ) -> Outcome:
+        started = time.perf_counter()
+        rules = compiled.rules(source)
+        full = scope == "FULL"
+        chars = sum(len(t) for t in texts)
+        assessment: dict[str, Any] = {}
+        usage = no_usage()
+        texts = list(texts)
+
+        lexical = asyncio.to_thread(_lexical, rules, texts, full)
+        semantic_part = self._semantic(compiled, rules, texts, grounding_source, query, full)
+        (word_policy, sensitive, masked), (content_policy, topic_policy, grounding_policy) = await asyncio.gather(
+            lexical, semantic_part
+        )
+        for key, policy, unit_key, configured in (
+            ("topicPolicy", topic_policy, "topicPolicyUnits", rules.topics),
+            ("contentPolicy", content_policy, "contentPolicyUnits", rules.content),
+            ("wordPolicy", word_policy, "wordPolicyUnits", rules.words or rules.profanity),
+            ("sensitiveInformationPolicy", sensitive, "sensitiveInformationPolicyUnits", rules.pii or rules.regexes),
+            ("contextualGroundingPolicy", grounding_policy, "contextualGroundingPolicyUnits", rules.grounding),
+        ):
+            if configured:
+                usage[unit_key] = _units(chars)
+            if policy:
+                assessment[key] = policy
+        actions = [e["action"] for p in assessment.values() for entries in p.values() for e in entries]
+        blocked = "BLOCKED" in actions
+        anonymized = "ANONYMIZED" in actions
+        reason = None
+        out_texts = tuple(masked)
+        revised = False
+        if not blocked and compiled.constitution is not None and self.complete is not None:
+            c = compiled.constitution
+            if (c.check_input and source == "INPUT") or (c.check_output and source == "OUTPUT"):
+                text = "\n\n".join(masked)
+                verdict = await constitution_mod.judge(c, text, source, self.complete, prompt=prompt)
+                action = "NONE"
+                if not verdict.allowed:
+                    if source == "OUTPUT" and c.revise_output:
+                        revision = await constitution_mod.revise(c, text, verdict, self.complete, prompt=prompt)
+                        if revision.strip():
+                            out_texts, revised, action = (revision,), True, "REVISED"
+                        else:
+                            blocked, action = True, "BLOCKED"
+                    else:
+                        blocked, action = True, "BLOCKED"
+                if full or not verdict.allowed:
+                    assessment["constitutionPolicy"] = constitution_mod.trace_entry(
+                        verdict, action, c.judge_model, revised
+                    )
+                if not verdict.allowed:
+                    reason = f"Constitution rule {verdict.rule_id or '?'}: {verdict.reason}"
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        assessment["invocationMetrics"] = {
+            "guardrailProcessingLatency": latency_ms,
+            "usage": usage,
+            "guardrailCoverage": {"textCharacters": {"guarded": chars, "total": chars}},
+        }
+        if blocked and reason is None:
+            reason = "Guardrail blocked."
+        return Outcome(blocked, blocked or anonymized or revised, out_texts, rules.blocked_message, assessment,
+                       usage, reason, latency_ms)  # fmt: skip
+
+    async def _semantic(
+        self,
+        compiled: Compiled,
+        rules: Rules,
+        texts: list[str],
+        grounding_source: str | None,
+        query: str | None,
+        full: bool,
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        content: dict[str, Any] = {}
+        topics: dict[str, Any] = {}
+        grounding: dict[str, Any] = {}
+        need_windows = bool(rules.content or rules.topics)
+        ground = bool(rules.grounding) and grounding_source is not None and query is not None
+        if not (need_windows or ground):
+            return content, topics, grounding
+        pieces = [w for t in texts for w in windows(t)] if need_windows else []
+        answer = [s for t in texts for s in semantic.sentences(t)] if ground else []
+        source_pieces = semantic.sentences(grounding_source or "") if ground else []
+        extra = [*answer, *source_pieces, query or "", "\n".join(texts)] if ground else []
+        anchors = await self._topic_anchors(compiled, rules) if rules.topics else []
+        vectors = await self.embed([*pieces, *extra]) if (pieces or extra) else np.zeros((0, 384), np.float32)
+        window_vectors = vectors[: len(pieces)]
+        if rules.content and len(pieces):
+            confidences = self.classifier.confidences(window_vectors)
+            filters = []
+            for rule in rules.content:
+                confidence = confidences.get(rule.category, "NONE")
+                detected = blocks(confidence, rule.strength)
+                if detected or full:
+                    filters.append({"type": rule.category, "confidence": confidence, "filterStrength": rule.strength,
+                                    "action": "BLOCKED" if detected and rule.action == "BLOCK" else "NONE",
+                                    "detected": detected})  # fmt: skip
+            if filters:
+                content["filters"] = filters
+        if rules.topics and len(pieces):
+            found = []
+            for topic, anchor in zip(rules.topics, anchors, strict=True):
+                detected = semantic.topic_score(anchor, window_vectors) >= 0.5
+                if detected or full:
+                    found.append({"name": topic.name, "type": "DENY",
+                                  "action": "BLOCKED" if detected and topic.action == "BLOCK" else "NONE",
+                                  "detected": detected})  # fmt: skip
+            if found:
+                topics["topics"] = found
+        if ground:
+            at = len(pieces)
+            answer_vectors = vectors[at : at + len(answer)]
+            at += len(answer)
+            source_vectors = vectors[at : at + len(source_pieces)]
+            at += len(source_pieces)
+            query_vector, whole_vector = vectors[at], vectors[at + 1]
+            scores = {
+                "GROUNDING": semantic.grounding_score(answer, answer_vectors, grounding_source or "", source_vectors),
+                "RELEVANCE": semantic.relevance_score(query_vector, whole_vector),
+            }
+            gfilters: list[dict[str, Any]] = []
+            for g in rules.grounding:
+                score = round(scores[g.type], 4)
+                detected = score < g.threshold
+                if detected or full:
+                    gfilters.append({"type": g.type, "threshold": g.threshold, "score": score,
+                                    "action": "BLOCKED" if detected and g.action == "BLOCK" else "NONE",
+                                    "detected": detected})  # fmt: skip
+            if gfilters:
+                grounding["filters"] = gfilters
+        return content, topics, grounding
+
+
+def _lexical(rules: Rules, texts: list[str], full: bool) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Word filters and sensitive information; returns the texts with ANONYMIZE findings masked."""
+    word_policy: dict[str, Any] = {}
+    if rules.words or rules.profanity:
+        custom = []
+        for rule in rules.words:
+            for match in words.find(rule.pattern, texts):
+                custom.append({"match": match, "action": _ACTION[rule.action], "detected": True})
+        managed = []
+        if rules.profanity:
+            for match in words.find(words.profanity_pattern(), texts):
+                managed.append({"match": match, "type": "PROFANITY", "action": _ACTION[rules.profanity],
+                                "detected": True})  # fmt: skip
+        if custom or managed or full:
+            word_policy = {"customWords": custom, "managedWordLists": managed}
+    sensitive: dict[str, Any] = {}
+    masked = texts
+    if rules.pii or rules.regexes:
+        actions = {p.type: p.action for p in rules.pii}
+        regex_actions = {r.name: r for r in rules.regexes}
+        scan = _scanner(rules)
+        entities: list[dict[str, Any]] = []
+        regexes: list[dict[str, Any]] = []
+        masked = []
+        for text in texts:
+            findings = scan(text)
+            to_mask = []
+            for f in findings:
+                if f.regex:
+                    regex = regex_actions[f.type]
+                    regexes.append({"name": f.type, "match": f.match, "regex": regex.pattern,
+                                    "action": _ACTION[regex.action], "detected": True})  # fmt: skip
+                    if regex.action == "ANONYMIZE":
+                        to_mask.append(f)
+                else:
+                    entities.append({"match": f.match, "type": f.type, "action": _ACTION[actions[f.type]],
+                                     "detected": True})  # fmt: skip
+                    if actions[f.type] == "ANONYMIZE":
+                        to_mask.append(f)
+            masked.append(_mask(text, to_mask) if to_mask else text)
+        if entities or regexes or full:
+            sensitive = {"piiEntities": entities, "regexes": regexes}
+    return word_policy, sensitive, masked
+
+
+def _scanner(rules: Rules) -> Callable[[str], list[Any]]:
+    """presidio (loaded on first use) when PII types are configured; custom regexes alone need only `re`."""
+    regexes = [(r.name, r.pattern) for r in rules.regexes]
+    if rules.pii:
+        from outcrop.guardrails.pii import PiiScanner
+
+        return PiiScanner([p.type for p in rules.pii], regexes).scan
+    compiled = [(name, re.compile(pattern)) for name, pattern in regexes]
+
+    def scan(text: str) -> list[Any]:
+        found = [_Finding(name, m.group(0), m.start(), m.end(), True)
+                 for name, rx in compiled for m in rx.finditer(text) if m.group(0)]  # fmt: skip
+        found.sort(key=lambda f: (f.start, -(f.end - f.start)))
+        kept: list[_Finding] = []
+        for f in found:  # non-overlapping, earliest and longest first
+            if not kept or f.start >= kept[-1].end:
+                kept.append(f)
+        return kept
+
+    return scan
+
+
+@dataclass(frozen=True)
+class _Finding:
+    type: str
+    match: str
+    start: int
+    end: int
+    regex: bool
+
+
+def _mask(text: str, findings: Sequence[Any]) -> str:
+    """Bedrock's ANONYMIZE: each finding replaced in place by {TYPE} (or {regex name})."""
+    out, at = [], 0
+    for f in sorted(findings, key=lambda f: f.start):
+        if f.start < at:
+            continue
+        out.append(text[at : f.start])
+        out.append("{" + f.type + "}")
+        at = f.end
+    out.append(text[at:])
+    return "".join(out)
