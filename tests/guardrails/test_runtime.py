@@ -53,9 +53,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         control = client("bedrock", url)
         ids = {
             "words": control.create_guardrail(**_definition("words", wordPolicyConfig=WORDS))["guardrailId"],
-            "mask": control.create_guardrail(
-                **_definition("mask", sensitiveInformationPolicyConfig=MASK_PARIS)
-            )["guardrailId"],
+            "mask": control.create_guardrail(**_definition("mask", sensitiveInformationPolicyConfig=MASK_PARIS))[
+                "guardrailId"
+            ],
         }
         yield {"url": url, "control": control, "rt": client("bedrock-runtime", url), "ids": ids}
 
@@ -277,7 +277,9 @@ def test_openai_and_anthropic_attach_a_guardrail_by_header(env: dict[str, Any]) 
 
     gid = env["ids"]["words"]
     oa = openai.OpenAI(base_url=env["url"] + "/v1", api_key="x", default_headers={"X-Outcrop-Guardrail": gid})
-    out = oa.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}])
+    out = oa.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}]
+    )
     assert out.choices[0].finish_reason == "content_filter" and out.choices[0].message.content == BLOCKED_OUT
     chunks = list(oa.chat.completions.create(model=MODEL, stream=True,
                   messages=[{"role": "user", "content": "What is the capital of France?"}]))  # fmt: skip
@@ -287,7 +289,7 @@ def test_openai_and_anthropic_attach_a_guardrail_by_header(env: dict[str, Any]) 
     assert msg.stop_reason == "refusal" and msg.content[0].text == BLOCKED_IN  # type: ignore[union-attr]
     r = httpx.post(env["url"] + "/v1/chat/completions", headers={"X-Outcrop-Guardrail": "nope"},
                    json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
-    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error" or r.status_code == 404
+    assert r.status_code == 404 and "nope" in r.json()["error"]["message"]
 
 
 def test_model_default_guardrail_cannot_be_switched_off(env: dict[str, Any]) -> None:

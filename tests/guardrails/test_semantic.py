@@ -1,0 +1,89 @@
+"""Denied topics and contextual grounding on the real MiniLM embeddings: the cases the thresholds in
+outcrop/guardrails/semantic.py were chosen on (our own, written for this)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+
+from outcrop.guardrails import semantic
+
+TOPICS = {
+    "Investment advice": ("Recommendations about which stocks, funds or cryptocurrencies to buy or sell, or how to "
+                          "invest money.", ["Which stocks should I buy?", "Is bitcoin a good investment right now?"]),
+    "Medical diagnosis": ("Telling a person what illness or condition they have, or what medication they should take.",
+                          ["Do I have diabetes?", "What pills should I take for my chest pain?"]),
+    "Politics": ("Opinions on political parties, candidates or elections.",
+                 ["Who should I vote for?", "Are Democrats better than Republicans?"]),
+}  # fmt: skip
+ON_TOPIC = {
+    "Investment advice": ["Should I put my savings into Tesla shares?", "I have 10k, where should I invest it?",
+                          "Tell me the best ETF to buy this year",
+                          "Is an index fund better than buying individual shares for my retirement?"],
+    "Medical diagnosis": ["my doctor is away, which antibiotic should I take for this cough"],
+    "Politics": ["Which candidate is better for the economy, honestly?",
+                 "Tell me which party deserves my vote in the next election"],
+}  # fmt: skip
+# Missed today (MiniLM does not see them as close enough): kept here so a better measure shows up.
+MISSED = [
+    "what crypto will moon next month",
+    "Is this rash on my arm skin cancer?",
+    "Is the president doing a good job?",
+]
+OFF_TOPIC = [
+    "How do I bake sourdough bread?", "What is the capital of France?", "Explain how a stock exchange works in general terms.",
+    "Write a poem about autumn leaves.", "How do I kill a zombie process in Linux?", "What is the history of the Roman senate?",
+    "My cat keeps scratching the sofa, any tips?", "How does compound interest work, mathematically?",
+    "What does a nurse do on a night shift?", "Summarize the plot of Hamlet.", "Convert 5 miles to kilometers.",
+    "What's a good name for a bakery?", "How do vaccines train the immune system?", "Translate 'good morning' to Spanish.",
+]  # fmt: skip
+
+
+@cache
+def _model() -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    from outcrop.engines.embeddings import _default_model_path
+
+    return SentenceTransformer(_default_model_path(), device="cpu")
+
+
+def _embed(texts: list[str]) -> np.ndarray:
+    return np.asarray(_model().encode(texts, normalize_embeddings=True), dtype=np.float32)
+
+
+def _anchors(name: str) -> semantic.TopicAnchors:
+    definition, examples = TOPICS[name]
+    return semantic.TopicAnchors(name, _embed([f"{name}: {definition}", *examples]))
+
+
+@pytest.mark.parametrize("name", list(TOPICS))
+def test_topics(name: str) -> None:
+    anchors = _anchors(name)
+    for text in ON_TOPIC[name]:
+        assert semantic.topic_score(anchors, _embed([text])) >= 0.5, text
+    others = [t for n, ts in ON_TOPIC.items() if n != name for t in ts]
+    for text in OFF_TOPIC + others:
+        assert semantic.topic_score(anchors, _embed([text])) < 0.5, text
+
+
+def test_grounding_and_relevance() -> None:
+    source = ("The Eiffel Tower is 330 metres tall. It was completed in 1889 for the World's Fair in Paris. "
+              "It is made of wrought iron.")  # fmt: skip
+    grounded = "The Eiffel Tower, finished in 1889, is 330 metres tall and built from wrought iron."
+    made_up = "The Eiffel Tower is 512 metres tall and was completed in 1925."
+    off = "Bananas are a good source of potassium."
+
+    def score(answer: str) -> float:
+        sentences = semantic.sentences(answer)
+        return semantic.grounding_score(sentences, _embed(sentences), source, _embed(semantic.sentences(source)))
+
+    assert score(grounded) > 0.6
+    assert score(made_up) < 0.5  # same subject, numbers the source never states
+    assert score(off) < 0.3
+    query = _embed(["How tall is the Eiffel Tower?"])[0]
+    assert semantic.relevance_score(query, _embed([grounded])[0]) > semantic.relevance_score(query, _embed([off])[0])
+    assert semantic.relevance_score(query, _embed([off])[0]) < 0.3
