@@ -174,6 +174,8 @@ class App:
                     self.context.inference.usage.start()
                 if self.context.invocation_log is not None:
                     self.context.invocation_log.start()
+                if self.context.inference.guardrails is not None:
+                    self.context.inference.guardrails.warm_up()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.context.inference.usage is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from outcrop import errors
 from outcrop.guardrails import constitution as constitution_mod
 from outcrop.guardrails import semantic, words
 from outcrop.guardrails.content import ContentClassifier, blocks, windows
@@ -259,12 +259,19 @@ def _lexical(rules: Rules, texts: list[str], full: bool) -> tuple[dict[str, Any]
     if rules.pii or rules.regexes:
         actions = {p.type: p.action for p in rules.pii}
         regex_actions = {r.name: r for r in rules.regexes}
-        scan = _scanner(rules)
+        from outcrop.guardrails.pii import PiiScanner, mask  # presidio loads on first use, and only for PII types
+
+        scanner = PiiScanner([p.type for p in rules.pii], [(r.name, r.pattern) for r in rules.regexes])
         entities: list[dict[str, Any]] = []
         regexes: list[dict[str, Any]] = []
         masked = []
         for text in texts:
-            findings = scan(text)
+            try:
+                findings = scanner.scan(text)
+            except TimeoutError:  # a runaway custom regex: fail closed, and say why
+                raise errors.InvalidRequest(
+                    "A custom regex of this guardrail took too long on this text; the text was not let through."
+                ) from None
             to_mask = []
             for f in findings:
                 if f.regex:
@@ -278,51 +285,7 @@ def _lexical(rules: Rules, texts: list[str], full: bool) -> tuple[dict[str, Any]
                                      "detected": True})  # fmt: skip
                     if actions[f.type] == "ANONYMIZE":
                         to_mask.append(f)
-            masked.append(_mask(text, to_mask) if to_mask else text)
+            masked.append(mask(text, to_mask) if to_mask else text)
         if entities or regexes or full:
             sensitive = {"piiEntities": entities, "regexes": regexes}
     return word_policy, sensitive, masked
-
-
-def _scanner(rules: Rules) -> Callable[[str], list[Any]]:
-    """presidio (loaded on first use) when PII types are configured; custom regexes alone need only `re`."""
-    regexes = [(r.name, r.pattern) for r in rules.regexes]
-    if rules.pii:
-        from outcrop.guardrails.pii import PiiScanner
-
-        return PiiScanner([p.type for p in rules.pii], regexes).scan
-    compiled = [(name, re.compile(pattern)) for name, pattern in regexes]
-
-    def scan(text: str) -> list[Any]:
-        found = [_Finding(name, m.group(0), m.start(), m.end(), True)
-                 for name, rx in compiled for m in rx.finditer(text) if m.group(0)]  # fmt: skip
-        found.sort(key=lambda f: (f.start, -(f.end - f.start)))
-        kept: list[_Finding] = []
-        for f in found:  # non-overlapping, earliest and longest first
-            if not kept or f.start >= kept[-1].end:
-                kept.append(f)
-        return kept
-
-    return scan
-
-
-@dataclass(frozen=True)
-class _Finding:
-    type: str
-    match: str
-    start: int
-    end: int
-    regex: bool
-
-
-def _mask(text: str, findings: Sequence[Any]) -> str:
-    """Bedrock's ANONYMIZE: each finding replaced in place by {TYPE} (or {regex name})."""
-    out, at = [], 0
-    for f in sorted(findings, key=lambda f: f.start):
-        if f.start < at:
-            continue
-        out.append(text[at : f.start])
-        out.append("{" + f.type + "}")
-        at = f.end
-    out.append(text[at:])
-    return "".join(out)

@@ -15,6 +15,7 @@ Rules that need the whole answer (contextual grounding, a constitution) also che
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +41,7 @@ from outcrop.guardrails.assess import Checker, Compiled, Outcome, Scope
 from outcrop.guardrails.policy import compile_rules
 from outcrop.guardrails.store import GuardrailStore
 
+log = logging.getLogger("outcrop.guardrails")
 CHUNK_CHARS = 200  # sync streaming: check and release text about this often
 _DRAFT_TTL_S = 2.0  # a DRAFT can change under us; numbered versions cannot
 _VERSION_TTL_S = 30.0  # ... but can be deleted
@@ -148,6 +150,26 @@ class Guardrails:
         self.store = store
         self.checker = checker
         self._cache: dict[tuple[str, str], tuple[float, Compiled]] = {}
+        self._warming: asyncio.Task[None] | None = None
+
+    def warm_up(self) -> None:
+        """When guardrails exist, load what they need (presidio takes seconds to import, the classifier and
+        embedding model a second) in the background, so the first guarded call does not wait for it."""
+
+        async def warm() -> None:
+            try:
+                configs = [g.config for g in await asyncio.to_thread(self.store.list)]
+                if any((c.get("sensitiveInformationPolicyConfig") or {}).get("piiEntitiesConfig") for c in configs):
+                    from outcrop.guardrails.pii import warm_up
+
+                    await asyncio.to_thread(warm_up)
+                if any(c.get("contentPolicyConfig") or c.get("topicPolicyConfig") for c in configs):
+                    await asyncio.to_thread(lambda: self.checker.classifier)
+                    await self.checker.embed(["warm up"])
+            except Exception as exc:  # a failed warm-up only means the first call pays; it reports its own error
+                log.warning("guardrail warm-up failed: %s", exc)
+
+        self._warming = asyncio.get_running_loop().create_task(warm())
 
     async def compiled(self, identifier: str, version: str) -> Compiled:
         key = (self.store.parse_id(identifier), version)
