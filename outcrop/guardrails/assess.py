@@ -26,6 +26,7 @@ from outcrop.guardrails.store import Guardrail
 Embed = Callable[[list[str]], Awaitable[np.ndarray]]
 Scope = Literal["INTERVENTIONS", "FULL"]
 _ACTION = {"BLOCK": "BLOCKED", "ANONYMIZE": "ANONYMIZED", "NONE": "NONE"}
+_CACHE_TEXTS = 4096  # about 6 MB of vectors
 _UNIT_KEYS = ("topicPolicyUnits", "contentPolicyUnits", "wordPolicyUnits", "sensitiveInformationPolicyUnits",
               "sensitiveInformationPolicyFreeUnits", "contextualGroundingPolicyUnits")  # fmt: skip
 
@@ -76,6 +77,23 @@ class Checker:
         self.complete = complete
         self._classifier: ContentClassifier | None = None
         self._anchors: dict[tuple[str, str, str], semantic.TopicAnchors] = {}
+        self._cache: dict[str, np.ndarray] = {}  # text -> vector, least recently used first
+
+    async def vectors(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of `texts`, each distinct text embedded once and recent ones not again: a conversation's
+        earlier turns are checked on every turn, and a RAG caller sends the same source many times."""
+        found = {t: self._cache[t] for t in texts if t in self._cache}
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            found.update(zip(missing, await self.embed(missing), strict=True))
+        for t, v in found.items():  # most recently used last
+            self._cache.pop(t, None)
+            self._cache[t] = v
+        while len(self._cache) > _CACHE_TEXTS:
+            self._cache.pop(next(iter(self._cache)))
+        if not texts:
+            return np.zeros((0, 384), np.float32)
+        return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
 
     @property
     def classifier(self) -> ContentClassifier:
@@ -189,9 +207,8 @@ class Checker:
         pieces = [w for t in texts for w in windows(t)] if need_windows else []
         answer = [s for t in texts for s in semantic.sentences(t)] if ground else []
         source_pieces = semantic.sentences(grounding_source or "") if ground else []
-        extra = [*answer, *source_pieces, query or "", "\n".join(texts)] if ground else []
         anchors = await self._topic_anchors(compiled, rules) if rules.topics else []
-        vectors = await self.embed([*pieces, *extra]) if (pieces or extra) else np.zeros((0, 384), np.float32)
+        vectors = await self.vectors([*pieces, *answer, *source_pieces, *([query or ""] if ground else [])])
         window_vectors = vectors[: len(pieces)]
         if rules.content and len(pieces):
             confidences = self.classifier.confidences(window_vectors)
@@ -221,7 +238,10 @@ class Checker:
             at += len(answer)
             source_vectors = vectors[at : at + len(source_pieces)]
             at += len(source_pieces)
-            query_vector, whole_vector = vectors[at], vectors[at + 1]
+            query_vector = vectors[at]
+            # the answer as a whole: the mean of its sentences (no second, longer pass through the model)
+            whole_vector = answer_vectors.mean(axis=0)
+            whole_vector = whole_vector / max(float(np.linalg.norm(whole_vector)), 1e-9)
             scores = {
                 "GROUNDING": semantic.grounding_score(answer, answer_vectors, grounding_source or "", source_vectors),
                 "RELEVANCE": semantic.relevance_score(query_vector, whole_vector),

@@ -256,7 +256,11 @@ class _OutputGuard:
         self.trace = _trace_mode(refs)
         self.scope: Scope = "FULL" if self.trace == "enabled_full" else "INTERVENTIONS"
         self.sync = whole or all(r.stream_mode == "sync" for r in refs)
-        needs_whole = any(g.output.grounding or (g.constitution and g.constitution.check_output) for g in self.guards)
+        # grounding needs the whole answer, but only runs when the request gave a source to ground in
+        grounding = check.grounding_source is not None
+        needs_whole = any(
+            (g.output.grounding and grounding) or (g.constitution and g.constitution.check_output) for g in self.guards
+        )
         self.chunk = None if (whole or needs_whole) else CHUNK_CHARS
         self.assessments: dict[str, list[dict[str, Any]]] = {}
         self.model_output: list[str] = []
