@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,12 +22,14 @@ from outcrop.guardrails import constitution as constitution_mod
 from outcrop.guardrails import semantic, words
 from outcrop.guardrails.content import ContentClassifier, blocks, windows
 from outcrop.guardrails.policy import Rules, Source
+from outcrop.guardrails.static import StaticEmbedder
 from outcrop.guardrails.store import Guardrail
 
 Embed = Callable[[list[str]], Awaitable[np.ndarray]]
 Scope = Literal["INTERVENTIONS", "FULL"]
 _ACTION = {"BLOCK": "BLOCKED", "ANONYMIZE": "ANONYMIZED", "NONE": "NONE"}
 _CACHE_TEXTS = 4096  # about 6 MB of vectors
+STATIC_CLASSIFIER = Path(__file__).parent / "data" / "content_classifier_static.npz"
 _UNIT_KEYS = ("topicPolicyUnits", "contentPolicyUnits", "wordPolicyUnits", "sensitiveInformationPolicyUnits",
               "sensitiveInformationPolicyFreeUnits", "contextualGroundingPolicyUnits")  # fmt: skip
 
@@ -75,39 +78,46 @@ class Checker:
     def __init__(self, embed: Embed, complete: constitution_mod.Complete | None = None) -> None:
         self.embed = embed
         self.complete = complete
-        self._classifier: ContentClassifier | None = None
+        self._classifiers: dict[str, ContentClassifier] = {}
+        self._static: StaticEmbedder | None = None
         self._anchors: dict[tuple[str, str, str], semantic.TopicAnchors] = {}
-        self._cache: dict[str, np.ndarray] = {}  # text -> vector, least recently used first
+        self._cache: dict[tuple[str, str], np.ndarray] = {}  # (tier, text) -> vector, least recently used first
 
-    async def vectors(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of `texts`, each distinct text embedded once and recent ones not again: a conversation's
-        earlier turns are checked on every turn, and a RAG caller sends the same source many times."""
-        found = {t: self._cache[t] for t in texts if t in self._cache}
+    async def vectors(self, texts: list[str], tier: str) -> np.ndarray:
+        """Embeddings of `texts` for `tier`, each distinct text embedded once and recent ones not again: a
+        conversation's earlier turns are checked on every turn, and a RAG caller sends the same source often."""
+        found = {t: self._cache[(tier, t)] for t in texts if (tier, t) in self._cache}
         missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
-            found.update(zip(missing, await self.embed(missing), strict=True))
+            if tier == "STANDARD":
+                fresh = await self.embed(missing)
+            else:
+                if self._static is None:  # the first use may build the table: off the event loop
+                    self._static = await asyncio.to_thread(StaticEmbedder.load)
+                fresh = self._static.embed(missing)  # about a millisecond: not worth a thread hop
+            found.update(zip(missing, fresh, strict=True))
         for t, v in found.items():  # most recently used last
-            self._cache.pop(t, None)
-            self._cache[t] = v
+            self._cache.pop((tier, t), None)
+            self._cache[(tier, t)] = v
         while len(self._cache) > _CACHE_TEXTS:
             self._cache.pop(next(iter(self._cache)))
         if not texts:
             return np.zeros((0, 384), np.float32)
         return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
 
-    @property
-    def classifier(self) -> ContentClassifier:
-        if self._classifier is None:
-            self._classifier = ContentClassifier.load()
-        return self._classifier
+    def classifier(self, tier: str) -> ContentClassifier:
+        if tier not in self._classifiers:
+            self._classifiers[tier] = ContentClassifier.load(STATIC_CLASSIFIER if tier == "CLASSIC" else None)
+        return self._classifiers[tier]
 
     async def _topic_anchors(self, compiled: Compiled, rules: Rules) -> list[semantic.TopicAnchors]:
         g = compiled.guardrail
-        keys = [(g.id, g.version + g.updated_at.isoformat(), t.name) for t in rules.topics]
+        tier = rules.topic_tier
+        keys = [(g.id, g.version + g.updated_at.isoformat() + tier, t.name) for t in rules.topics]
         missing = [(k, t) for k, t in zip(keys, rules.topics, strict=True) if k not in self._anchors]
         if missing:
             texts = [s for _, t in missing for s in (f"{t.name}: {t.definition}", *t.examples)]
-            vectors = await self.embed(texts)
+            vectors = await self.vectors(texts, tier)
             at = 0
             for key, t in missing:
                 n = 1 + len(t.examples)
@@ -208,10 +218,15 @@ class Checker:
         answer = [s for t in texts for s in semantic.sentences(t)] if ground else []
         source_pieces = semantic.sentences(grounding_source or "") if ground else []
         anchors = await self._topic_anchors(compiled, rules) if rules.topics else []
-        vectors = await self.vectors([*pieces, *answer, *source_pieces, *([query or ""] if ground else [])])
-        window_vectors = vectors[: len(pieces)]
+        tier = rules.content_tier
+        grounding_texts = [*answer, *source_pieces, *([query or ""] if ground else [])]
+        vectors = await self.vectors([*(pieces if rules.content else []), *grounding_texts], tier)
+        window_vectors = vectors[: len(pieces)] if rules.content else vectors[:0]
+        topic_vectors = window_vectors
+        if rules.topics and (rules.topic_tier != tier or not rules.content):
+            topic_vectors = await self.vectors(pieces, rules.topic_tier)
         if rules.content and len(pieces):
-            confidences = self.classifier.confidences(window_vectors)
+            confidences = self.classifier(tier).confidences(window_vectors)
             filters = []
             for rule in rules.content:
                 confidence = confidences.get(rule.category, "NONE")
@@ -225,7 +240,7 @@ class Checker:
         if rules.topics and len(pieces):
             found = []
             for topic, anchor in zip(rules.topics, anchors, strict=True):
-                detected = semantic.topic_score(anchor, window_vectors) >= 0.5
+                detected = semantic.topic_score(anchor, topic_vectors, rules.topic_tier) >= 0.5
                 if detected or full:
                     found.append({"name": topic.name, "type": "DENY",
                                   "action": "BLOCKED" if detected and topic.action == "BLOCK" else "NONE",
@@ -233,7 +248,7 @@ class Checker:
             if found:
                 topics["topics"] = found
         if ground:
-            at = len(pieces)
+            at = len(window_vectors)
             answer_vectors = vectors[at : at + len(answer)]
             at += len(answer)
             source_vectors = vectors[at : at + len(source_pieces)]

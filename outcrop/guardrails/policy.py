@@ -72,6 +72,11 @@ class Rules:
     regexes: tuple[RegexRule, ...] = ()
     grounding: tuple[GroundingRule, ...] = ()
     blocked_message: str = DEFAULT_BLOCKED
+    # Bedrock's tiers, as Outcrop runs them: STANDARD on MiniLM itself (the default here: the more accurate);
+    # CLASSIC on static embeddings distilled from it (about a hundred times faster, less accurate; see
+    # static.py). Contextual grounding follows the content filters' tier.
+    content_tier: str = "STANDARD"
+    topic_tier: str = "STANDARD"
 
     @property
     def empty(self) -> bool:
@@ -135,4 +140,9 @@ def compile_rules(config: Mapping[str, Any], source: Source) -> Rules:
                 grounding.append(GroundingRule(g["type"], float(g["threshold"]), g.get("action") or "BLOCK"))
     message = config.get("blockedInputMessaging" if source == "INPUT" else "blockedOutputsMessaging")
     return Rules(source, tuple(content), tuple(topics), tuple(words), profanity, tuple(pii), tuple(regexes),
-                 tuple(grounding), message or DEFAULT_BLOCKED)  # fmt: skip
+                 tuple(grounding), message or DEFAULT_BLOCKED, _tier(config, "contentPolicyConfig"),
+                 _tier(config, "topicPolicyConfig"))  # fmt: skip
+
+
+def _tier(config: Mapping[str, Any], policy: str) -> str:
+    return str(((config.get(policy) or {}).get("tierConfig") or {}).get("tierName") or "STANDARD")

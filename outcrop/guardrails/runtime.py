@@ -164,8 +164,9 @@ class Guardrails:
 
                     await asyncio.to_thread(warm_up)
                 if any(c.get("contentPolicyConfig") or c.get("topicPolicyConfig") for c in configs):
-                    await asyncio.to_thread(lambda: self.checker.classifier)
-                    await self.checker.embed(["warm up"])
+                    for tier in ("CLASSIC", "STANDARD"):
+                        await asyncio.to_thread(self.checker.classifier, tier)
+                        await self.checker.vectors(["warm up"], tier)
             except Exception as exc:  # a failed warm-up only means the first call pays; it reports its own error
                 log.warning("guardrail warm-up failed: %s", exc)
 

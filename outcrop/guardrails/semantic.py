@@ -22,8 +22,9 @@ import numpy as np
 # our own topic cases (tests/guardrails/test_semantic.py: 3 topics, 12 on-topic texts, 66 off-topic
 # ones): no off-topic text is caught, and about 60 % of the on-topic ones are. MiniLM's similarity is
 # coarse, so topics work best with several examples phrased the way users ask.
-DEFINITION_THRESHOLD = 0.40
-EXAMPLE_THRESHOLD = 0.38
+# tier -> (definition, example). CLASSIC's static vectors separate topics less well: the same cases give
+# no false positive only at these thresholds, where 2 of the 7 on-topic texts are caught.
+THRESHOLDS = {"STANDARD": (0.40, 0.38), "CLASSIC": (0.70, 0.80)}
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -40,15 +41,16 @@ class TopicAnchors:
     vectors: np.ndarray
 
 
-def topic_score(anchors: TopicAnchors, windows: np.ndarray) -> float:
+def topic_score(anchors: TopicAnchors, windows: np.ndarray, tier: str = "STANDARD") -> float:
     """How far past its threshold the closest anchor is, as a cosine-like score in [0, 1]; >= 0.5 is a hit."""
+    definition_threshold, example_threshold = THRESHOLDS[tier]
     if len(windows) == 0:
         return 0.0
     sims = windows @ anchors.vectors.T  # (windows, anchors)
     best_def = float(sims[:, 0].max())
     best_ex = float(sims[:, 1:].max()) if anchors.vectors.shape[0] > 1 else -1.0
     # Map each to 0.5 at its own threshold so that one number says "detected or not".
-    return max(0.5 + (best_def - DEFINITION_THRESHOLD), 0.5 + (best_ex - EXAMPLE_THRESHOLD), 0.0)
+    return max(0.5 + (best_def - definition_threshold), 0.5 + (best_ex - example_threshold), 0.0)
 
 
 def grounding_score(answer: Sequence[str], answer_vectors: np.ndarray, source: str,

@@ -467,3 +467,18 @@ def test_contextual_grounding(env: dict[str, Any]) -> None:
     assert bad["action"] == "GUARDRAIL_INTERVENED" and bad["outputs"] == [{"text": BLOCKED_OUT}]
     failed = [f for f in bad["assessments"][0]["contextualGroundingPolicy"]["filters"] if f["detected"]]
     assert failed[0]["type"] == "GROUNDING" and failed[0]["score"] < 0.6
+
+
+def test_classic_tier_runs_on_static_embeddings(env: dict[str, Any]) -> None:
+    """CLASSIC: the static-embedding classifier (fast); the same rules, the same answer shapes."""
+    tiered = {**SAFETY, "name": "safety-classic",
+              "contentPolicyConfig": {**SAFETY["contentPolicyConfig"], "tierConfig": {"tierName": "CLASSIC"}},
+              "topicPolicyConfig": {**SAFETY["topicPolicyConfig"], "tierConfig": {"tierName": "CLASSIC"}}}  # fmt: skip
+    gid = env["control"].create_guardrail(**tiered)["guardrailId"]
+    harmful = _apply(env, gid, "I will find you and break every bone in your worthless body.", "OUTPUT")
+    assert harmful["action"] == "GUARDRAIL_INTERVENED"
+    filters = harmful["assessments"][0]["contentPolicy"]["filters"]
+    assert {f["type"] for f in filters if f["action"] == "BLOCKED"} & {"VIOLENCE", "INSULTS"}
+    assert _apply(env, gid, "What is the capital of France?")["action"] == "NONE"
+    out = _say(env, gid, "What is the capital of France?")
+    assert out["output"]["message"]["content"] == [{"text": CAPITAL_ANSWER}]
