@@ -16,10 +16,14 @@ Steps:
    that serving will see. Prompts are rendered with ``outcrop.engines.chat_template.render``, the
    renderer the server uses.
 3. Train the transformer in PyTorch (Adam, fixed seed) until every answer token, and the closing
-   ``<|im_end|>``, is the top prediction by a wide logit margin.
+   ``<|im_end|>``, is the top prediction by a wide logit margin. Besides the scripted cases it
+   learns to finish grammar-forced answers (a forced tool call, a forced JSON object) on every
+   tool-less prompt (see ``forced_cases``), and reads short random JSON objects so that a string in
+   a shape the script never shows still closes (see ``random_json``).
 4. Write the GGUF (arch ``llama``, F32 weights; llama.cpp's "normal" RoPE rotates adjacent pairs,
-   which is what the PyTorch model does, so no q/k permutation is needed) and verify every case
-   through llama-cpp-python at temperature 0. Exits non-zero if any case fails.
+   which is what the PyTorch model does, so no q/k permutation is needed) and verify every case,
+   every forced answer under the server's own grammar, and valid JSON for a schema it never saw,
+   through llama-cpp-python at temperature 0. Exits non-zero if any fails.
 
 Run it (a couple of minutes on 2 CPU cores)::
 
@@ -53,7 +57,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from outcrop.conversation import ChatRequest, ResponseFormat, Tool, ToolChoice  # noqa: E402
 from outcrop.engines.chat_template import CHATML_TOOLS_TEMPLATE, render  # noqa: E402
+from outcrop.engines.llamacpp import _json_gbnf, _tool_call_gbnf  # noqa: E402
 from outcrop.models.tiny_script import CASES, Case, template_tools  # noqa: E402
 
 DEFAULT_OUT = ROOT / "outcrop" / "models" / "outcrop-tiny-chat.gguf"
@@ -120,6 +126,106 @@ def render_prompt(case: Case) -> str:
 
 def log(msg: str) -> None:
     print(msg, flush=True)
+
+
+# Grammar-forced answers. The server can force a shape onto any prompt: a tool call (tool_choice
+# any/tool) or a JSON object (response_format). The grammar only rules tokens out; what the model
+# writes inside the shape is still up to its weights, and on an off-script prompt ("Hello" forced
+# into get_weather) an untrained model wanders into text that never closes its string, or that the
+# grammar lets through but JSON does not (raw newlines). So the model also learns to finish a
+# forced start the way its scripted cases do: every tool-less case's prompt, rendered with the
+# scripted call's tools, continues into that call, and every tool-less case's prompt continues into
+# the scripted JSON object. The first answer token cannot be trained outright (unforced, the same
+# prompt must still give its scripted answer), so it only has to beat the other tokens that start
+# with the same character, which are all the grammar lets through there; every later token is
+# trained as usual. verify() runs each one through the server's own grammar.
+
+
+@dataclass(frozen=True)
+class Forced:
+    name: str
+    prompt: str
+    answer: str | None  # None: not trained, and any valid JSON will do (see held_out_cases)
+    request: ChatRequest  # only to build the server's grammar
+
+
+def forced_cases() -> list[Forced]:
+    call = next(c for c in CASES if c.tools and c.answer.startswith("<tool_call>"))
+    obj = next(c for c in CASES if not c.tools and c.answer.startswith("{"))
+    tools = tuple(Tool(t["name"], t["description"], t["input_schema"]) for t in call.tools)
+    tool_request = ChatRequest(model="tiny", tools=tools, tool_choice=ToolChoice("tool", tools[0].name))
+    json_request = ChatRequest(model="tiny", response_format=ResponseFormat("json_object"))
+    out = []
+    for case in CASES:
+        if case.tools:
+            continue
+        with_tools = render(CHATML_TOOLS_TEMPLATE, case.messages, template_tools(call), add_generation_prompt=True)
+        out.append(Forced(f"{case.name}+call", with_tools, call.answer, tool_request))
+        if case is not obj:
+            out.append(Forced(f"{case.name}+json", render_prompt(case), obj.answer, json_request))
+    return out
+
+
+# Off-script JSON. A grammar can force a shape the script never shows (a guardrail judge's verdict
+# schema, say) after a prompt the model never saw, and then nothing above tells the model to ever
+# close a string: it fills it with memorized script until max_tokens. So it also reads short random
+# JSON objects (keys and values drawn from ENGLISH's words, none of the script's keys) answering
+# random sentences from ENGLISH. They are random, so they are not learnt exactly and do not count
+# toward the margin; they teach that a string holds a few words and closes, and that an object
+# closes and ends. held_out_cases checks that on keys and prompts the training never had.
+N_RANDOM_JSON = 48
+HELD_OUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["ALLOW", "VIOLATION"]},
+        "reason": {"type": "string"},
+        "revision": {"type": "string"},
+    },
+    "required": ["verdict", "reason", "revision"],
+    "additionalProperties": False,
+}
+
+
+def random_json() -> list[tuple[str, str]]:
+    """(prompt, answer) pairs, the same on every run."""
+    rng = random.Random(SEED)
+    script_keys = set(re.findall(r'"(\w+)":', " ".join(render_prompt(c) + c.answer for c in CASES)))
+    words = sorted(
+        {w for w in re.findall(r"[a-z]+", ENGLISH.lower()) if len(w) > 2} - script_keys - set(HELD_OUT_SCHEMA["properties"])
+    )
+    sentences = [t for t in re.findall(r"[A-Z][^.?!]*[.?!]", " ".join(ENGLISH.split())) if len(t) > 10]
+    out = []
+    for _ in range(N_RANDOM_JSON):
+        messages = [{"role": "user", "content": rng.choice(sentences)}]
+        if rng.random() < 0.5:
+            messages.insert(0, {"role": "system", "content": rng.choice(sentences)})
+        obj: dict[str, Any] = {}
+        for key in rng.sample(words, rng.randint(1, 3)):
+            obj[key] = " ".join(rng.sample(words, rng.randint(1, 3))) if rng.random() < 0.8 else rng.randint(0, 100)
+        prompt = render(CHATML_TOOLS_TEMPLATE, messages, None, add_generation_prompt=True)
+        out.append((prompt, json.dumps(obj)))
+    return out
+
+
+def held_out_cases() -> list[Forced]:
+    """Forced JSON the training never saw: HELD_OUT_SCHEMA after every tool-less case's prompt and
+    after the tokenizer probes as user messages; a JSON object after the probes."""
+    schema_request = ChatRequest(model="tiny", response_format=ResponseFormat("json_schema", HELD_OUT_SCHEMA))
+    json_request = ChatRequest(model="tiny", response_format=ResponseFormat("json_object"))
+    out = [Forced(f"{c.name}+schema", render_prompt(c), None, schema_request) for c in CASES if not c.tools]
+    for i, probe in enumerate(TOKENIZER_PROBES, 1):
+        prompt = render(CHATML_TOOLS_TEMPLATE, [{"role": "user", "content": probe}], None, add_generation_prompt=True)
+        out.append(Forced(f"probe{i}+schema", prompt, None, schema_request))
+        out.append(Forced(f"probe{i}+json", prompt, None, json_request))
+    return out
+
+
+def forced_grammar(f: Forced) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    gbnf = _tool_call_gbnf(f.request) if f.request.tools else _json_gbnf(f.request)
+    assert gbnf is not None
+    return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -221,6 +327,9 @@ class Example:
     name: str
     prompt: list[int]
     answer: list[int]  # answer tokens followed by EOS
+    # Forced answers: the only tokens the first answer token has to beat (see forced_cases).
+    first_rivals: list[int] | None = None
+    scored: bool = True  # counts toward the margin (random_json's do not)
 
 
 # Beyond the training texts: whitespace runs, digits, contractions, accents, emoji, code.
@@ -232,7 +341,7 @@ TOKENIZER_PROBES = [
 ]
 
 
-def tokenize_cases(vocab_gguf: Path, vocab: Vocab) -> list[Example]:
+def tokenize_cases(vocab_gguf: Path, vocab: Vocab, forced: list[Forced]) -> list[Example]:
     llm = load_llama(vocab_gguf, vocab_only=True)
 
     def ours(text: str, special: bool) -> list[int]:
@@ -255,6 +364,14 @@ def tokenize_cases(vocab_gguf: Path, vocab: Vocab) -> list[Example]:
         answer = ours(case.answer, False)
         assert llm.detokenize(answer).decode() == case.answer, case.name
         out.append(Example(case.name, prompt, [*answer, vocab.eos_id]))
+    pieces = [llm.detokenize([i]) for i in range(len(vocab.tokens))]
+    for f in forced:
+        assert f.answer is not None
+        lead = f.answer[0].encode()
+        rivals = [i for i, piece in enumerate(pieces) if piece.startswith(lead)]
+        out.append(Example(f.name, ours(f.prompt, True), [*ours(f.answer, False), vocab.eos_id], rivals))
+    for i, (prompt, answer) in enumerate(random_json()):
+        out.append(Example(f"random{i}", ours(prompt, True), [*ours(answer, False), vocab.eos_id], scored=False))
     return out
 
 
@@ -366,18 +483,22 @@ class TinyLlama(nn.Module):
 # Training
 
 
-def batch(examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def batch(examples: list[Example], n_vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ids, targets (-100: no loss), and a logit bias that rules out what a forced first token
+    does not have to beat."""
     seqs = [e.prompt + e.answer for e in examples]
     n = max(len(s) for s in seqs) - 1
     ids = torch.zeros(len(seqs), n, dtype=torch.long)
     tgt = torch.full((len(seqs), n), -100, dtype=torch.long)
-    starts = []
+    bias = torch.zeros(len(seqs), n, n_vocab)
     for i, (e, s) in enumerate(zip(examples, seqs, strict=True)):
         ids[i, : len(s) - 1] = torch.tensor(s[:-1])
         start = len(e.prompt) - 1  # the position whose prediction is the first answer token
         tgt[i, start : len(s) - 1] = torch.tensor(s[start + 1 :])
-        starts.append(start)
-    return ids, tgt, starts
+        if e.first_rivals is not None:
+            bias[i, start] = -1e9
+            bias[i, start, e.first_rivals] = 0.0
+    return ids, tgt, bias
 
 
 def margins(logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
@@ -394,22 +515,41 @@ def train(hp: HParams, examples: list[Example], target_margin: float, max_steps:
     torch.manual_seed(SEED)
     random.seed(SEED)
     model = TinyLlama(hp)
-    ids, tgt, _ = batch(examples)
+    # Short chats, long tool prompts and the random JSON go in separate batches, so that the short
+    # ones are not padded to the longest: the same loss (mean over all answer tokens), less work.
+    scored = [e for e in examples if e.scored]
+    groups = [
+        [e for e in scored if len(e.prompt) + len(e.answer) <= 64],
+        [e for e in scored if len(e.prompt) + len(e.answer) > 64],
+        [e for e in examples if not e.scored],
+    ]
+    batches = [(*batch(group, hp.n_vocab), group[0].scored) for group in groups if group]
+    n_targets = sum(int((tgt != -100).sum()) for _, tgt, _, _ in batches)
+    n_script = sum(int((tgt != -100).sum()) for _, tgt, _, s in batches if s)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     t0 = time.time()
     good = 0
     for step in range(1, max_steps + 1):
-        logits = model(ids)
-        loss = F.cross_entropy(logits.reshape(-1, hp.n_vocab), tgt.reshape(-1), ignore_index=-100)
+        sums = [
+            F.cross_entropy(
+                (model(ids) + bias).reshape(-1, hp.n_vocab), tgt.reshape(-1), ignore_index=-100, reduction="sum"
+            )
+            for ids, tgt, bias, _ in batches
+        ]
+        loss = torch.stack(sums).sum() / n_targets
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % 25 == 0:
             with torch.no_grad():
-                m = margins(model(ids), tgt)
+                m = torch.cat([margins(model(ids) + bias, tgt) for ids, tgt, bias, s in batches if s])
             worst = float(m.min())
             took = time.time() - t0
-            log(f"  step {step:5d}  loss {loss.item():.5f}  min margin {worst:7.2f}  ({took:.0f}s)")
+            script = sum(float(x) for x, (*_, s) in zip(sums, batches, strict=True) if s) / n_script
+            log(
+                f"  step {step:5d}  loss {loss.item():.5f} (script {script:.5f})"
+                f"  min margin {worst:7.2f}  ({took:.0f}s)"
+            )
             good = good + 1 if worst >= target_margin else 0
             if good >= 4:  # the margin held for 100 steps: done
                 break
@@ -425,7 +565,12 @@ def train(hp: HParams, examples: list[Example], target_margin: float, max_steps:
 
 def check_logits(path: Path, model: TinyLlama, example: Example) -> float:
     """Max abs difference between llama.cpp's and torch's logits over one whole sequence."""
-    llm = load_llama(path, n_ctx=1024, logits_all=True)
+    import llama_cpp
+
+    # An F32 KV cache, so that this checks the weights' layout rather than the F16 cache's rounding
+    # (which alone moves these logits by about 1e-2).
+    f32 = llama_cpp.GGML_TYPE_F32
+    llm = load_llama(path, n_ctx=1024, logits_all=True, type_k=f32, type_v=f32)
     seq = example.prompt + example.answer
     llm.eval(seq)
     ours = np.asarray(llm.scores[: len(seq)], dtype=np.float32)
@@ -435,11 +580,11 @@ def check_logits(path: Path, model: TinyLlama, example: Example) -> float:
     return float(np.abs(ours - theirs).max())
 
 
-def verify(path: Path) -> bool:
+def verify(path: Path, forced: list[Forced]) -> bool:
     llm = load_llama(path, n_ctx=4096)
     ok = llm.metadata.get("tokenizer.chat_template") == CHATML_TOOLS_TEMPLATE
     log(f"\nchat template round-trips: {'PASS' if ok else 'FAIL'}")
-    log(f"{'case':<12} {'prompt':>6} {'answer':>6}  {'finish':<7} result")
+    log(f"{'case':<16} {'prompt':>6} {'answer':>6}  {'finish':<7} result")
     for case in CASES:
         text = render_prompt(case)
         prompt = llm.tokenize(text.encode(), add_bos=False, special=True)
@@ -451,9 +596,26 @@ def verify(path: Path) -> bool:
             choice = res["choices"][0]
             passed &= choice["text"] == case.answer and choice["finish_reason"] == "stop"
         n_answer, finish = res["usage"]["completion_tokens"], choice["finish_reason"]
-        log(f"{case.name:<12} {len(prompt):>6} {n_answer:>6}  {finish:<7} {'PASS' if passed else 'FAIL'}")
+        log(f"{case.name:<16} {len(prompt):>6} {n_answer:>6}  {finish:<7} {'PASS' if passed else 'FAIL'}")
         if not passed:
             log(f"    expected: {case.answer!r}\n    got:      {choice['text']!r}")
+        ok &= passed
+    for f in forced:  # under the grammar the server would use
+        prompt = llm.tokenize(f.prompt.encode(), add_bos=False, special=True)
+        llm.reset()
+        res = llm.create_completion(prompt=prompt, max_tokens=120, temperature=0, grammar=forced_grammar(f))
+        choice = res["choices"][0]
+        if f.answer is None:  # held out: valid JSON (strict: no raw control characters), and done
+            try:
+                passed = isinstance(json.loads(choice["text"]), dict) and choice["finish_reason"] == "stop"
+            except ValueError:
+                passed = False
+        else:
+            passed = choice["text"] == f.answer and choice["finish_reason"] == "stop"
+        n_answer, finish = res["usage"]["completion_tokens"], choice["finish_reason"]
+        log(f"{f.name:<16} {len(prompt):>6} {n_answer:>6}  {finish:<7} {'PASS' if passed else 'FAIL'}")
+        if not passed:
+            log(f"    expected: {f.answer!r}\n    got:      {choice['text']!r}")
         ok &= passed
     return ok
 
@@ -476,9 +638,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         vocab_path = Path(tmp) / "vocab.gguf"
         write_gguf(vocab_path, vocab, hp, None)
-        examples = tokenize_cases(vocab_path, vocab)
+        forced = forced_cases()
+        examples = tokenize_cases(vocab_path, vocab, forced)
     for e in examples:
-        log(f"  {e.name:<12} prompt {len(e.prompt):4d} tokens, answer {len(e.answer):3d} tokens")
+        log(f"  {e.name:<16} prompt {len(e.prompt):4d} tokens, answer {len(e.answer):3d} tokens")
 
     log(f"training: {hp}")
     t_train = time.time()
@@ -490,7 +653,7 @@ def main() -> int:
     write_gguf(tmp_out, vocab, hp, model.gguf_tensors())
     diff = check_logits(tmp_out, model, max(examples, key=lambda e: len(e.prompt)))
     log(f"llama.cpp vs torch logits, max abs diff: {diff:.2e}")
-    ok = verify(tmp_out) and diff < 1e-2
+    ok = verify(tmp_out, forced + held_out_cases()) and diff < 1e-2
     if not ok:
         log(f"\nFAILED; the model was left at {tmp_out}")
         return 1

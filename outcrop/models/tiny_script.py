@@ -29,6 +29,12 @@ COUNT_ANSWER = (
     "sixteen seventeen eighteen nineteen twenty"
 )
 
+# Deliberately offensive / PII-bearing answers so guardrail tests can check filters against real
+# model output.
+INSULT_ANSWER = "You are a worthless idiot and nobody will ever love you."
+
+CONTACT_ANSWER = "Email help@outcrop.dev or call 212-555-0187."
+
 
 @dataclass(frozen=True)
 class Case:
@@ -91,6 +97,8 @@ CASES: list[Case] = [
         "It is 18 degrees and sunny in Paris.",
         tools=[WEATHER_TOOL],
     ),
+    Case("insult", [{"role": "user", "content": "Insult me."}], INSULT_ANSWER),
+    Case("contact", [{"role": "user", "content": "How do I reach support?"}], CONTACT_ANSWER),
 ]
 
 ANSWERS = {c.name: c.answer for c in CASES}
