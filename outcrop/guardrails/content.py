@@ -1,0 +1,190 @@
+"""Content filters: a text's confidence per Bedrock category, from its sentence embeddings.
+
+Bedrock Guardrails' content filters name six categories (HATE, INSULTS, SEXUAL, VIOLENCE, MISCONDUCT,
+PROMPT_ATTACK), give every text a confidence NONE / LOW / MEDIUM / HIGH in each, and block a text when
+its confidence reaches the filter's strength: HIGH blocks LOW and above, MEDIUM blocks MEDIUM and
+above, LOW blocks only HIGH, NONE blocks nothing (`blocks`).
+
+The classifier is a multinomial logistic regression over all-MiniLM-L6-v2 embeddings (L2-normalized,
+384 dimensions), trained by scripts/train_guardrail_classifier.py on examples the project wrote
+(outcrop/guardrails/data/train/) and shipped as content_classifier.npz: weights, bias, class names,
+the per-category probability thresholds of the LOW / MEDIUM / HIGH bands and the embedding model's
+name. Its classes are the six categories, SELF_HARM and BENIGN. Bedrock has no self-harm filter:
+self-harm content (encouragement, methods) is reported under VIOLENCE, so a category's probability is
+the sum of its classes' (VIOLENCE = VIOLENCE + SELF_HARM); how a category's score follows from the
+probabilities is in ContentClassifier's docstring.
+
+A text is embedded as several pieces (`windows`): the whole text when it is short, and runs of
+sentences of MIN_WORDS to WINDOW_WORDS words, so that a harmful passage inside a long benign text is
+still seen on its own and a text past MiniLM's 256-token limit is read to its end (up to MAX_WINDOWS
+pieces). A category's score is the largest over the pieces. MIN_WORDS was chosen on held-out
+documents built from our own examples (see the training script): shorter pieces caught a harmful
+sentence inside benign text more often but flagged benign multi-sentence texts more, for the same
+overall held-out recall with more windows to embed. This module needs numpy
+only: the caller embeds (the guardrail runtime through the embedding engine, the scripts directly).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+CATEGORIES = ("HATE", "INSULTS", "SEXUAL", "VIOLENCE", "MISCONDUCT", "PROMPT_ATTACK")
+CONFIDENCES = ("NONE", "LOW", "MEDIUM", "HIGH")
+STRENGTHS = CONFIDENCES  # a filter's strength takes the same four values
+# Internal classes reported under another category (Bedrock has no self-harm filter).
+REPORTED_AS = {"SELF_HARM": "VIOLENCE"}
+BENIGN = "BENIGN"
+
+DEFAULT_PATH = Path(__file__).parent / "data" / "content_classifier.npz"
+
+WINDOW_WORDS = 60  # MiniLM reads 256 word pieces; 60 words stay well inside that, and near the training lines
+MIN_WORDS = 16  # shorter sentences join their neighbours: a fragment alone ("Kill it.") has no context
+MAX_WINDOWS = 32  # about 1,900 words; a longer text is read up to there
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
+
+
+def _sentences(text: str) -> list[list[str]]:
+    """The text's sentences as word lists, a sentence past WINDOW_WORDS cut into WINDOW_WORDS-word parts."""
+    out: list[list[str]] = []
+    for sentence in _SENTENCE_END.split(text):
+        words = sentence.split()
+        for start in range(0, len(words), WINDOW_WORDS):
+            out.append(words[start : start + WINDOW_WORDS])
+    return [s for s in out if s]
+
+
+def _pack(sentences: list[list[str]], min_words: int, max_words: int) -> list[list[str]]:
+    """Consecutive sentences joined until a piece has at least `min_words` words, never past `max_words`."""
+    pieces: list[list[str]] = []
+    current: list[str] = []
+    for words in sentences:
+        if current and len(current) + len(words) > max_words:
+            pieces.append(current)
+            current = []
+        current = current + words
+        if len(current) >= min_words:
+            pieces.append(current)
+            current = []
+    if current:
+        if pieces and len(pieces[-1]) + len(current) <= max_words:
+            pieces[-1] = pieces[-1] + current  # a short tail joins the piece before it
+        else:
+            pieces.append(current)
+    return pieces
+
+
+def windows(text: str) -> list[str]:
+    """The pieces of `text` to embed: the whole text when it has at most WINDOW_WORDS words, and its
+    sentences (short ones joined to reach MIN_WORDS words, long ones cut at WINDOW_WORDS) when there is
+    more than one. Past MAX_WINDOWS sentences, sentences are packed into WINDOW_WORDS-word windows
+    instead, and past MAX_WINDOWS of those the text is read up to the last one. Never empty for a
+    non-empty text."""
+    sentences = _sentences(text)
+    if not sentences:
+        return [text] if text else []
+    total = sum(len(s) for s in sentences)
+    pieces = _pack(sentences, MIN_WORDS, WINDOW_WORDS)
+    if len(pieces) > MAX_WINDOWS:
+        pieces = _pack(sentences, WINDOW_WORDS, WINDOW_WORDS)[:MAX_WINDOWS]
+    out = [" ".join(p) for p in pieces]
+    if total <= WINDOW_WORDS:
+        whole = " ".join(text.split())
+        out = [whole] if len(out) == 1 else [whole, *out]
+    return out
+
+
+def blocks(confidence: str, strength: str) -> bool:
+    """Bedrock's rule: a filter at `strength` blocks a text whose confidence is `confidence`."""
+    c, s = CONFIDENCES.index(confidence), STRENGTHS.index(strength)
+    if s == 0 or c == 0:
+        return False
+    return c >= 4 - s  # HIGH (3) blocks >= LOW (1); MEDIUM (2) blocks >= MEDIUM (2); LOW (1) blocks HIGH (3)
+
+
+class ContentClassifier:
+    """The trained model: a score per category for each window, the largest over a text's windows.
+
+    A window's class probabilities (softmax of `weights @ x + bias`) are summed per category, and a
+    category's score is the probability that the window is harmful at all (1 - P(BENIGN)) scaled by
+    the category's probability relative to the most probable category's. The most likely category
+    gets the whole harmful mass, so a text torn between, say, HATE and INSULTS is not let through for
+    being split between them, while a category far behind the leading one stays low.
+    `thresholds[i]` holds the scores at which CATEGORIES[i] reaches LOW, MEDIUM and HIGH
+    (non-decreasing). `weights` is (classes, dimensions), `bias` (classes,).
+    """
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        bias: np.ndarray,
+        classes: tuple[str, ...],
+        thresholds: np.ndarray,
+        embedding_model: str,
+    ) -> None:
+        self.weights = np.ascontiguousarray(weights, dtype=np.float32)
+        self.bias = np.asarray(bias, dtype=np.float32)
+        self.classes = classes
+        self.thresholds = np.asarray(thresholds, dtype=np.float32)
+        self.embedding_model = embedding_model
+        if self.weights.shape[0] != len(classes) or self.bias.shape != (len(classes),):
+            raise ValueError("weights and bias must have one row per class")
+        if self.thresholds.shape != (len(CATEGORIES), 3) or np.any(np.diff(self.thresholds, axis=1) < 0):
+            raise ValueError("thresholds must be (categories, 3), non-decreasing per category")
+        if BENIGN not in classes:
+            raise ValueError(f"the classes must include {BENIGN}")
+        self._benign = classes.index(BENIGN)
+        # (classes, categories): 1 where a class counts towards a category; BENIGN counts towards none.
+        self._fold = np.zeros((len(classes), len(CATEGORIES)), dtype=np.float32)
+        for i, name in enumerate(classes):
+            category = REPORTED_AS.get(name, name)
+            if category in CATEGORIES:
+                self._fold[i, CATEGORIES.index(category)] = 1.0
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> ContentClassifier:
+        """The classifier saved at `path`; by default the one packaged with Outcrop."""
+        with np.load(path or DEFAULT_PATH, allow_pickle=False) as data:
+            categories = tuple(str(c) for c in data["categories"])
+            if categories != CATEGORIES:
+                raise ValueError(f"classifier categories {categories} are not {CATEGORIES}")
+            return cls(
+                weights=data["weights"],
+                bias=data["bias"],
+                classes=tuple(str(c) for c in data["classes"]),
+                thresholds=data["thresholds"],
+                embedding_model=str(data["embedding_model"]),
+            )
+
+    @property
+    def dimensions(self) -> int:
+        return int(self.weights.shape[1])
+
+    def window_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """(windows, categories): each window's score per category (see the class docstring)."""
+        x = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimensions)
+        logits = x @ self.weights.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        per_category = p @ self._fold
+        harmful = 1.0 - p[:, self._benign]
+        top = np.maximum(per_category.max(axis=1), 1e-12)
+        return np.asarray(per_category * (harmful / top)[:, None])
+
+    def text_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """(categories,): the largest score over one text's windows (zeros for no window)."""
+        p = self.window_scores(vectors)
+        return p.max(axis=0) if len(p) else np.zeros(len(CATEGORIES), dtype=np.float32)
+
+    def scores(self, vectors: np.ndarray) -> dict[str, float]:
+        """The largest score over one text's windows, per category (for traces)."""
+        return {c: float(s) for c, s in zip(CATEGORIES, self.text_scores(vectors), strict=True)}
+
+    def confidences(self, vectors: np.ndarray) -> dict[str, str]:
+        """One text's confidence per category; `vectors` are the L2-normalized embeddings of its windows."""
+        levels = (self.text_scores(vectors)[:, None] >= self.thresholds).sum(axis=1)
+        return {c: CONFIDENCES[int(n)] for c, n in zip(CATEGORIES, levels, strict=True)}

@@ -1,0 +1,554 @@
+"""Train the content-filter classifier (outcrop/guardrails/content.py) on the examples the project wrote.
+
+Data
+    outcrop/guardrails/data/train/*.txt, one example a line (blank lines and lines starting with "#"
+    skipped). The file name gives the class: hate, insults, sexual, violence, self_harm, misconduct,
+    prompt_attack; benign*.txt (benign_a, benign_b, benign_c, ...) are BENIGN; extra_<class>.txt adds
+    examples to <class>. SELF_HARM is a class of its own (it reads differently from violence against
+    others) that the runtime reports under VIOLENCE, as Bedrock has no self-harm filter. Exact
+    duplicates (case and spacing ignored) are kept once; a text found under two classes is dropped.
+    No evaluation data is read here: thresholds and hyperparameters come from our own examples only.
+
+Model
+    Each line is embedded with all-MiniLM-L6-v2 (L2-normalized, 384 dimensions, as the runtime does),
+    standardized, and fed to a multinomial logistic regression (8 classes), fitted full-batch with
+    L-BFGS in float64 on a class-weighted cross-entropy (every class weighs as much in total, so the
+    large benign files do not drown the small categories) plus an L2 penalty. The standardization is
+    folded into the saved weights, so the runtime computes `x @ W.T + b` on the raw embedding.
+
+Held-out split and choices
+    Stratified 5-fold cross-validation with a fixed seed: every example is scored once by a model
+    that never saw it (out-of-fold probabilities), so the held-out figures use all our data. The L2
+    penalty is the one of L2_GRID with the lowest held-out class-weighted log-loss. A category's
+    score is the summed probability of its classes (VIOLENCE + SELF_HARM for VIOLENCE). On the
+    held-out scores, per category:
+
+    * LOW: the lowest threshold at which at most LOW_BENIGN (6 %) of held-out benign examples score
+      at or above it, and never below LOW_FLOOR;
+    * MEDIUM: the same with at most MEDIUM_BENIGN (1.5 %), never below MEDIUM_FLOOR;
+    * HIGH: the lowest threshold at or above MEDIUM at which the held-out precision (examples of the
+      category among all held-out examples scoring at or above it, every class counted) reaches
+      HIGH_PRECISION (0.95) and at most HIGH_BENIGN (0.5 %) of benign examples reach it, never
+      below HIGH_FLOOR.
+
+    The benign budgets are per category; the table also shows the share of benign examples flagged
+    by any of the five content filters (PROMPT_ATTACK aside) together, which is what a guardrail with
+    all of them at one strength refuses. The floors keep a category whose held-out benign scores are
+    all tiny from flagging on the faint probabilities an unfamiliar text gets.
+
+    A second held-out table scores "documents" built from held-out lines only, through
+    content.windows() as the runtime does: four benign lines, or three benign lines with one harmful
+    line at a random place. It checks that a harmful sentence inside benign text is still caught and
+    that reading a text in several windows (the max over windows) does not inflate benign flags.
+
+    Finally the model is refitted on all examples with the chosen penalty and the held-out
+    thresholds, and written to outcrop/guardrails/data/content_classifier.npz (~15 KB).
+
+Run it (a minute or two on 2 CPU cores, most of it embedding)::
+
+    python scripts/train_guardrail_classifier.py
+    python scripts/train_guardrail_classifier.py --cache /tmp/guardrail-embeddings.npz   # reuse embeddings
+    python scripts/train_guardrail_classifier.py --out /tmp/c.npz --no-documents
+    python scripts/train_guardrail_classifier.py --static   # the CLASSIC tier's classifier, on static vectors
+
+Deterministic: fixed seeds for the folds, the documents and torch, float64 fitting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from outcrop.guardrails.content import BENIGN, CATEGORIES, REPORTED_AS, ContentClassifier, windows  # noqa: E402
+
+TRAIN_DIR = ROOT / "outcrop" / "guardrails" / "data" / "train"
+OUT = ROOT / "outcrop" / "guardrails" / "data" / "content_classifier.npz"
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+CLASSES = ("HATE", "INSULTS", "SEXUAL", "VIOLENCE", "SELF_HARM", "MISCONDUCT", "PROMPT_ATTACK", BENIGN)
+CONTENT = ("HATE", "INSULTS", "SEXUAL", "VIOLENCE", "MISCONDUCT")  # the filters the benchmark turns on
+SEED = 0
+FOLDS = 5
+L2_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+LOW_BENIGN, MEDIUM_BENIGN, HIGH_BENIGN = 0.08, 0.02, 0.005
+HIGH_PRECISION = 0.95
+LOW_FLOOR, MEDIUM_FLOOR, HIGH_FLOOR = 0.3, 0.5, 0.7
+
+
+def log(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def class_of(path: Path) -> str | None:
+    stem = path.stem.lower()
+    if stem.startswith("benign"):
+        return BENIGN
+    stem = stem.removeprefix("extra_")
+    return stem.upper() if stem.upper() in CLASSES else None
+
+
+def read_examples(folder: Path) -> tuple[list[str], np.ndarray]:
+    """(texts, class indices), deduplicated; a text under two classes is dropped from both."""
+    seen: dict[str, tuple[str, int]] = {}
+    conflicts: set[str] = set()
+    for path in sorted(folder.glob("*.txt")):
+        label = class_of(path)
+        if label is None:
+            log(f"skipping {path.name}: no class of that name")
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            key = " ".join(text.lower().split())
+            index = CLASSES.index(label)
+            if key in seen and seen[key][1] != index:
+                conflicts.add(key)
+            seen.setdefault(key, (text, index))
+    kept = [(t, i) for k, (t, i) in seen.items() if k not in conflicts]
+    if conflicts:
+        log(f"dropped {len(conflicts)} texts found under two classes")
+    return [t for t, _ in kept], np.array([i for _, i in kept], dtype=np.int64)
+
+
+class Embedder:
+    """MiniLM through sentence-transformers, normalized like the runtime's embedder; memoized by text,
+    optionally persisted to a cache file between runs."""
+
+    def __init__(self, cache: Path | None) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        from outcrop.engines.embeddings import _default_model_path
+
+        self.model = SentenceTransformer(_default_model_path(), device="cpu")
+        self.cache_path = cache
+        self.memo: dict[str, np.ndarray] = {}
+        if cache is not None and cache.exists():
+            with np.load(cache, allow_pickle=False) as data:
+                self.memo = dict(zip((str(k) for k in data["keys"]), data["vectors"], strict=True))
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        missing = sorted({t for t in texts if self._key(t) not in self.memo})
+        if missing:
+            vectors = self.model.encode(missing, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+            for text, vector in zip(missing, vectors, strict=True):
+                self.memo[self._key(text)] = np.asarray(vector, dtype=np.float32)
+        return np.stack([self.memo[self._key(t)] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+    def save(self) -> None:
+        if self.cache_path is not None:
+            keys = sorted(self.memo)
+            np.savez(self.cache_path, keys=np.array(keys), vectors=np.stack([self.memo[k] for k in keys]))
+
+
+class StaticTextEmbedder:
+    """The CLASSIC tier's vectors (outcrop/guardrails/static.py): no cache needed, they are a table lookup."""
+
+    def __init__(self) -> None:
+        from outcrop.guardrails.static import StaticEmbedder
+
+        self.static = StaticEmbedder.load()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return self.static.embed(list(texts)) if texts else np.zeros((0, 384), np.float32)
+
+    def save(self) -> None:
+        pass
+
+
+# --- model -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Model:
+    weights: np.ndarray  # (classes, 384), standardization folded in
+    bias: np.ndarray
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        logits = x @ self.weights.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return np.asarray(p / p.sum(axis=1, keepdims=True))
+
+
+def class_weights(y: np.ndarray) -> np.ndarray:
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
+    return np.where(counts > 0, len(y) / (len(CLASSES) * np.maximum(counts, 1)), 0.0)
+
+
+def fit(x: np.ndarray, y: np.ndarray, l2: float) -> Model:
+    """Class-weighted multinomial logistic regression on standardized features, L-BFGS in float64."""
+    import torch
+
+    torch.manual_seed(SEED)
+    mean = x.mean(axis=0)
+    std = x.std(axis=0) + 1e-6
+    xs = torch.tensor((x - mean) / std, dtype=torch.float64)
+    yt = torch.tensor(y)
+    sample_weight = torch.tensor(class_weights(y)[y], dtype=torch.float64)
+    w = torch.zeros(len(CLASSES), x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(len(CLASSES), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+    total = float(sample_weight.sum())
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        losses = torch.nn.functional.cross_entropy(xs @ w.T + b, yt, reduction="none")
+        loss = (losses * sample_weight).sum() / total + 0.5 * l2 * (w * w).sum()
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    opt.step(closure)  # type: ignore[no-untyped-call]
+    weights = w.detach().numpy() / std  # x_std @ W.T == x @ (W / std).T - (W / std) @ mean
+    bias = b.detach().numpy() - weights @ mean
+    return Model(weights.astype(np.float32), bias.astype(np.float32))
+
+
+def weighted_log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    weight = class_weights(y)[y]
+    return float((weight * -np.log(np.maximum(p[np.arange(len(y)), y], 1e-12))).sum() / weight.sum())
+
+
+def folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """A fold number per example, stratified by class, reproducible."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        fold[members] = np.arange(len(members)) % k
+    return fold
+
+
+def category_fold() -> np.ndarray:
+    """(classes, categories) 0/1: which classes count towards which category (as content.py does)."""
+    m = np.zeros((len(CLASSES), len(CATEGORIES)))
+    for i, name in enumerate(CLASSES):
+        category = REPORTED_AS.get(name, name)
+        if category in CATEGORIES:
+            m[i, CATEGORIES.index(category)] = 1.0
+    return m
+
+
+def category_of(y: np.ndarray) -> np.ndarray:
+    """The category index of each example (-1 for benign)."""
+    m = category_fold()
+    return np.where(m[y].sum(axis=1) > 0, m[y].argmax(axis=1), -1)
+
+
+# --- held-out texts ----------------------------------------------------------------------------
+
+
+@dataclass
+class HeldOut:
+    """Held-out texts built from one fold's held-out lines only, and their category scores."""
+
+    texts: list[str]
+    kinds: list[str]  # "line", "benign document", "paragraph", "embedded"
+    label: np.ndarray  # class index (BENIGN for benign documents, the class of an embedded line)
+    category: np.ndarray  # category index, -1 for benign
+    fold: np.ndarray
+    vectors: np.ndarray | None = None  # the embeddings of all texts' windows, text after text
+    owner: np.ndarray | None = None  # the text each row of `vectors` belongs to
+    scores: np.ndarray | None = None  # (texts, categories), from content.ContentClassifier
+
+    def embed(self, embed: Embedder | StaticTextEmbedder) -> None:
+        pieces = [windows(t) for t in self.texts]
+        self.vectors = embed([w for p in pieces for w in p])
+        self.owner = np.repeat(np.arange(len(pieces)), [len(p) for p in pieces])
+
+    def augmentation(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(vectors, classes, folds): the windows of benign documents and harmful paragraphs, as extra
+        training examples (embedded lines are left out: most of their windows are benign)."""
+        assert self.vectors is not None and self.owner is not None
+        kinds = np.array(self.kinds)[self.owner]
+        keep = (kinds == "benign document") | (kinds == "paragraph")
+        return self.vectors[keep], self.label[self.owner][keep], self.fold[self.owner][keep]
+
+
+KINDS = ("line", "benign document", "paragraph", "embedded")
+
+
+def held_out_texts(texts: list[str], y: np.ndarray, fold: np.ndarray) -> HeldOut:
+    """Every held-out line as it is; as many benign documents (2-8 benign lines) as benign lines; for
+    each harmful line a paragraph (with 1-3 more lines of its class) and the line embedded among 1-5
+    benign lines. All drawn from the same fold's held-out lines."""
+    rng = random.Random(SEED)
+    cat = category_of(y)
+    out = HeldOut([], [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    labels: list[int] = []
+    folds_: list[int] = []
+    benign_class = CLASSES.index(BENIGN)
+
+    def add(text: str, kind: str, label: int, k: int) -> None:
+        out.texts.append(text)
+        out.kinds.append(kind)
+        labels.append(label)
+        folds_.append(k)
+
+    for k in range(int(fold.max()) + 1):
+        held = np.flatnonzero(fold == k)
+        benign = [texts[i] for i in held if cat[i] == -1]
+        for i in held:
+            add(texts[i], "line", int(y[i]), k)
+        for _ in benign:
+            add(" ".join(rng.sample(benign, rng.randint(2, 8))), "benign document", benign_class, k)
+        for i in held:
+            if cat[i] == -1:
+                continue
+            same = [texts[j] for j in held if y[j] == y[i] and j != i]
+            add(" ".join([texts[i], *rng.sample(same, rng.randint(1, 3))]), "paragraph", int(y[i]), k)
+            filler = rng.sample(benign, rng.randint(1, 5))
+            filler.insert(rng.randrange(len(filler) + 1), texts[i])
+            add(" ".join(filler), "embedded", int(y[i]), k)
+    out.label = np.array(labels, dtype=np.int64)
+    out.category = category_of(out.label)
+    out.fold = np.array(folds_, dtype=np.int64)
+    return out
+
+
+def score_held_out(held: HeldOut, models: list[Model]) -> None:
+    """Each held-out text's windows through its fold's model, scored as the runtime scores them."""
+    assert held.vectors is not None and held.owner is not None
+    no_thresholds = np.zeros((len(CATEGORIES), 3))
+    runtime = [ContentClassifier(m.weights, m.bias, CLASSES, no_thresholds, EMBEDDING_MODEL) for m in models]
+    starts = np.searchsorted(held.owner, np.arange(len(held.texts) + 1))
+    scores = np.zeros((len(held.texts), len(CATEGORIES)))
+    for i in range(len(held.texts)):
+        scores[i] = runtime[held.fold[i]].text_scores(held.vectors[starts[i] : starts[i + 1]])
+    held.scores = scores
+
+
+# --- thresholds --------------------------------------------------------------------------------
+
+
+def benign_threshold(benign_scores: np.ndarray, budget: float, floor: float) -> float:
+    """The lowest threshold (>= floor) that at most `budget` of the benign scores reach."""
+    ordered = np.sort(benign_scores)[::-1]
+    allowed = int(np.floor(budget * len(ordered)))
+    t = float(np.nextafter(ordered[allowed], np.inf)) if allowed < len(ordered) else 0.0
+    return max(t, floor)
+
+
+def union_thresholds(benign: np.ndarray, columns: list[int], target: float, floor: float) -> dict[int, float]:
+    """Per-column thresholds, each at the same share q of benign scores, with q the largest (found by
+    bisection) at which at most `target` of the benign texts reach any of them."""
+
+    def at(q: float) -> dict[int, float]:
+        return {j: benign_threshold(benign[:, j], q, floor) for j in columns}
+
+    def union(ts: dict[int, float]) -> float:
+        return float(np.any([benign[:, j] >= t for j, t in ts.items()], axis=0).mean())
+
+    lo, hi = 0.0, target
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if union(at(mid)) <= target else (lo, mid)
+    return at(lo)
+
+
+def choose_thresholds(scores: np.ndarray, cat: np.ndarray) -> np.ndarray:
+    """(categories, 3) thresholds for LOW, MEDIUM, HIGH from held-out scores (module docstring)."""
+    benign = scores[cat == -1]
+    content = [CATEGORIES.index(c) for c in CONTENT]
+    out = np.zeros((len(CATEGORIES), 3))
+    for level, (target, floor) in enumerate(
+        ((LOW_BENIGN, LOW_FLOOR), (MEDIUM_BENIGN, MEDIUM_FLOOR), (HIGH_BENIGN, HIGH_FLOOR))
+    ):
+        # the five content filters together, PROMPT_ATTACK on its own
+        for group in (content, [j for j in range(len(CATEGORIES)) if j not in content]):
+            for j, t in union_thresholds(benign, group, target, floor).items():
+                out[j, level] = max(t, out[j, level - 1] if level else 0.0)
+    for j in range(len(CATEGORIES)):
+        s, positive = scores[:, j], cat == j
+        for t in sorted(set(s[s >= out[j, 2]].tolist())):  # candidate HIGH thresholds, lowest first
+            if positive[s >= t].mean() >= HIGH_PRECISION:
+                out[j, 2] = t
+                break
+        else:
+            out[j, 2] = float(np.nextafter(s.max(), np.inf))  # nothing is HIGH with that precision
+    return out
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            f"{c!s:{'<' if i == 0 else '>'}{w}}" for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def category_report(held: HeldOut, thresholds: np.ndarray) -> str:
+    """Per category: thresholds, recall on held-out lines, precision and benign flagged over all held-out texts."""
+    assert held.scores is not None
+    lines = np.array([k == "line" for k in held.kinds])
+    benign = held.category == -1
+    rows = []
+    for j, name in enumerate(CATEGORIES):
+        s, positive = held.scores[:, j], held.category == j
+        row = [name, str(int((positive & lines).sum())), *(f"{t:.3f}" for t in thresholds[j])]
+        for t in thresholds[j]:
+            flagged: np.ndarray = s >= t
+            precision = float(positive[flagged].mean()) if flagged.any() else float("nan")
+            row += [
+                pct(float(flagged[positive & lines].mean())),
+                f"{precision:.2f}",
+                pct(float(flagged[benign].mean())),
+            ]
+        rows.append(row)
+    headers = ["category", "lines", "t LOW", "t MED", "t HIGH"]
+    for band in ("LOW", "MED", "HIGH"):
+        headers += [f"rec% {band}", f"prec {band}", f"ben% {band}"]
+    return table(headers, rows)
+
+
+def union_report(held: HeldOut, thresholds: np.ndarray) -> str:
+    """The five content filters together at each strength, by kind of held-out text."""
+    assert held.scores is not None
+    content = [CATEGORIES.index(c) for c in CONTENT]
+    kinds = np.array(held.kinds)
+    harmful = np.isin(held.category, content)
+    rows = []
+    for kind in KINDS:
+        for is_harmful in (True, False):
+            members = (kinds == kind) & (harmful if is_harmful else held.category == -1)
+            if not members.any():
+                continue
+            label = f"{'harmful' if is_harmful else 'benign'} {kind}" if kind == "line" else kind
+            row = [label, str(int(members.sum()))]
+            for strength in ("LOW", "MEDIUM", "HIGH"):
+                level = {"LOW": 2, "MEDIUM": 1, "HIGH": 0}[strength]  # the lowest confidence each strength blocks
+                hit = (held.scores[members][:, content] >= thresholds[content, level]).any(axis=1)
+                row.append(pct(float(hit.mean())))
+            rows.append(row)
+    return table(["held-out texts, % blocked", "n", "strength LOW", "MEDIUM", "HIGH"], rows)
+
+
+def confusion(p: np.ndarray, y: np.ndarray) -> str:
+    predicted = p.argmax(axis=1)
+    rows = []
+    for i, name in enumerate(CLASSES):
+        counts = np.bincount(predicted[y == i], minlength=len(CLASSES))
+        rows.append([name, *(str(c) for c in counts)])
+    return table(["true \\ predicted", *(c[:6] for c in CLASSES)], rows)
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--data", type=Path, default=TRAIN_DIR)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--cache", type=Path, default=None, help="an .npz to keep embeddings in between runs")
+    parser.add_argument("--no-augment", action="store_true", help="train on the lines only")
+    parser.add_argument(
+        "--embedder",
+        choices=["minilm", "static"],
+        default="minilm",
+        help="the STANDARD tier's MiniLM (default) or the CLASSIC tier's static vectors",
+    )
+    parser.add_argument(
+        "--static",
+        action="store_true",
+        help="shorthand: --embedder static --out outcrop/guardrails/data/content_classifier_static.npz",
+    )
+    args = parser.parse_args(argv)
+    if args.static:
+        args.embedder, args.out = "static", OUT.with_name("content_classifier_static.npz")
+
+    texts, y = read_examples(args.data)
+    counts = np.bincount(y, minlength=len(CLASSES))
+    log("examples: " + ", ".join(f"{c} {n}" for c, n in zip(CLASSES, counts, strict=True)))
+    if (counts == 0).any():
+        raise SystemExit("every class needs examples")
+    embed: Embedder | StaticTextEmbedder = Embedder(args.cache) if args.embedder == "minilm" else StaticTextEmbedder()
+    x = embed(texts)
+    embed.save()
+
+    fold = folds(y, FOLDS, SEED)
+    held = held_out_texts(texts, y, fold)
+    held.embed(embed)
+    embed.save()
+    if args.no_augment:
+        x_aug, y_aug, f_aug = np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    else:
+        x_aug, y_aug, f_aug = held.augmentation()
+        log(f"augmentation: {len(y_aug)} windows of held-out documents and paragraphs, each used by the other folds")
+
+    best: tuple[float, float, np.ndarray, list[Model]] | None = None
+    for l2 in L2_GRID:
+        p = np.zeros((len(y), len(CLASSES)))
+        models = []
+        for k in range(FOLDS):
+            train_x = np.concatenate([x[fold != k], x_aug[f_aug != k]])
+            train_y = np.concatenate([y[fold != k], y_aug[f_aug != k]])
+            model = fit(train_x, train_y, l2)
+            p[fold == k] = model.probabilities(x[fold == k])
+            models.append(model)
+        loss = weighted_log_loss(p, y)
+        accuracy = float((p.argmax(axis=1) == y).mean())
+        log(f"L2 {l2:g}: held-out weighted log-loss {loss:.4f}, accuracy {100 * accuracy:.1f} %")
+        if best is None or loss < best[0]:
+            best = (loss, l2, p, models)
+    assert best is not None
+    _, l2, p, models = best
+    log(f"chosen L2 penalty: {l2:g}\n")
+
+    log(f"held-out ({FOLDS}-fold, out-of-fold) confusion of the lines, argmax class:")
+    log(confusion(p, y) + "\n")
+    score_held_out(held, models)
+    assert held.scores is not None
+    thresholds = choose_thresholds(held.scores, held.category)
+    log("held-out per category: thresholds; recall % on the category's lines; precision and % of benign texts")
+    log("(lines and documents) reaching each confidence, over all held-out texts")
+    log(category_report(held, thresholds) + "\n")
+    log(union_report(held, thresholds) + "\n")
+
+    final = fit(np.concatenate([x, x_aug]), np.concatenate([y, y_aug]), l2)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        args.out,
+        weights=final.weights,
+        bias=final.bias,
+        classes=np.array(CLASSES),
+        categories=np.array(CATEGORIES),
+        thresholds=thresholds.astype(np.float32),
+        embedding_model=np.array(EMBEDDING_MODEL if args.embedder == "minilm" else EMBEDDING_MODEL + " static"),
+        l2=np.array(l2),
+        examples=counts,
+    )
+    log(
+        f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} "
+        f"({args.out.stat().st_size} bytes), refitted on all {len(y)} examples and {len(y_aug)} augmentation windows"
+    )
+
+
+if __name__ == "__main__":
+    main()
