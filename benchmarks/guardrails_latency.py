@@ -17,23 +17,23 @@ What it measures
       guardrail lookup and one regex.
 
     1. ApplyGuardrail. POST /guardrail/{id}/version/1/apply over one keep-alive http.client
-       connection (the client is this process, the server another), timed from building the JSON
-       body (built before the clock starts) to the parsed reply. The content is three blocks: a ~200-word answer about a library's
-       renovation (qualifier guard_content: the text checked), the document it is based on
-       (grounding_source) and the question it answers (query); the same body for every row, so the
-       rows differ only in the guardrail -- except that every call works its own call number into
-       every sentence: the server keeps the vectors of recently embedded texts (a conversation's
-       earlier turns are re-checked every turn), and sending identical sentences would time that
-       cache instead of the classifiers. One informational row does send the same texts every call,
-       to show what the cache saves. Two variants of the answer: benign, and the same with one
-       more sentence holding an e-mail address and a phone number (which PII ANONYMIZEs). Each row
-       runs with source INPUT except grounding (OUTPUT: Bedrock skips grounding on INPUT); the
-       all-policies guardrail runs with both, since INPUT adds PROMPT_ATTACK and OUTPUT adds
-       grounding. The table gives n, p50, p90 and p99 in ms, the ratio to the floor and the p50
-       the policy adds over the floor, the server's own guardrailProcessingLatency (the
-       assessment's invocationMetrics, whole ms, p50), and the action the guardrail answered (NONE,
-       GUARDRAIL_INTERVENED masked, ... BLOCKED). The target, p50 <= 20 ms with all policies on,
-       is printed next to the all-policies rows.
+       connection (the client is this process, the server another), timed from sending the JSON body
+       (built before the clock starts) to the parsed reply. The content is three blocks: a ~200-word
+       answer about a library's renovation (qualifier guard_content: the text checked), the document
+       it is based on (grounding_source) and the question it answers (query); the same body for
+       every row, so the rows differ only in the guardrail -- except that every call works its own
+       call number into every sentence: the server keeps the vectors of recently embedded texts (a
+       conversation's earlier turns are re-checked every turn), and sending identical sentences
+       would time that cache instead of the classifiers. One informational row does send the same
+       texts every call, to show what the cache saves. Two variants of the answer: benign, and the
+       same with one more sentence holding an e-mail address and a phone number (which PII
+       ANONYMIZEs). Each row runs with source INPUT except grounding (OUTPUT: Bedrock skips
+       grounding on INPUT); the all-policies guardrail runs with both, since INPUT adds
+       PROMPT_ATTACK and OUTPUT adds grounding. The table gives n, p50, p90 and p99 in ms, the ratio
+       to the floor and the p50 the policy adds over the floor, the server's own
+       guardrailProcessingLatency (the assessment's invocationMetrics, whole ms, p50), and the
+       action the guardrail answered (NONE, GUARDRAIL_INTERVENED masked, ... BLOCKED). The target,
+       p50 <= 20 ms with all policies on, is printed next to the all-policies rows.
 
        Every row is called up to --warmup times first (the first calls load MiniLM, presidio and
        the classifier). Then rounds visit every row, in an order rotated every round; a visit runs

