@@ -191,7 +191,9 @@ def random_json() -> list[tuple[str, str]]:
     rng = random.Random(SEED)
     script_keys = set(re.findall(r'"(\w+)":', " ".join(render_prompt(c) + c.answer for c in CASES)))
     words = sorted(
-        {w for w in re.findall(r"[a-z]+", ENGLISH.lower()) if len(w) > 2} - script_keys - set(HELD_OUT_SCHEMA["properties"])
+        {w for w in re.findall(r"[a-z]+", ENGLISH.lower()) if len(w) > 2}
+        - script_keys
+        - set(HELD_OUT_SCHEMA["properties"])
     )
     sentences = [t for t in re.findall(r"[A-Z][^.?!]*[.?!]", " ".join(ENGLISH.split())) if len(t) > 10]
     out = []
