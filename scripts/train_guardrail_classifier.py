@@ -12,46 +12,62 @@ Data
 Model
     Each line is embedded with all-MiniLM-L6-v2 (L2-normalized, 384 dimensions, as the runtime does),
     standardized, and fed to a multinomial logistic regression (8 classes), fitted full-batch with
-    L-BFGS in float64 on a class-weighted cross-entropy (every class weighs as much in total, so the
-    large benign files do not drown the small categories) plus an L2 penalty. The standardization is
-    folded into the saved weights, so the runtime computes `x @ W.T + b` on the raw embedding.
+    L-BFGS in float64 on a class-weighted cross-entropy plus an L2 penalty. The seven harmful classes
+    weigh the same in total, and BENIGN weighs BENIGN_WEIGHT (1) times all of them together, so the
+    model's prior is an even split between benign and harmful rather than 7 to 1 for harmful. The
+    standardization is folded into the saved weights: the runtime computes `x @ W.T + b` on the raw
+    embedding, and scores categories as content.ContentClassifier describes.
 
-Held-out split and choices
-    Stratified 5-fold cross-validation with a fixed seed: every example is scored once by a model
-    that never saw it (out-of-fold probabilities), so the held-out figures use all our data. The L2
-    penalty is the one of L2_GRID with the lowest held-out class-weighted log-loss. A category's
-    score is the summed probability of its classes (VIOLENCE + SELF_HARM for VIOLENCE). On the
-    held-out scores, per category:
+    Besides the lines, the model trains on the windows (content.windows) of "documents" assembled from
+    our lines: 2-8 benign lines joined (BENIGN), and a harmful line with 1-3 more lines of its class
+    (that class), so that it also sees texts of several sentences, as the runtime reads them.
 
-    * LOW: the lowest threshold at which at most LOW_BENIGN (6 %) of held-out benign examples score
-      at or above it, and never below LOW_FLOOR;
-    * MEDIUM: the same with at most MEDIUM_BENIGN (1.5 %), never below MEDIUM_FLOOR;
-    * HIGH: the lowest threshold at or above MEDIUM at which the held-out precision (examples of the
-      category among all held-out examples scoring at or above it, every class counted) reaches
-      HIGH_PRECISION (0.95) and at most HIGH_BENIGN (0.5 %) of benign examples reach it, never
-      below HIGH_FLOOR.
+Held-out split
+    One fold per benign file (benign_a, benign_b, benign_c: written by different people), the harmful
+    lines spread over the same number of folds, stratified by class, with a fixed seed. Each fold is
+    scored by a model trained on the other folds (their lines and their documents), so every benign
+    example is judged by a model that never saw a line of its author's file. A random split scores
+    benign texts as if the model knew the style of every benign text it will meet: with thresholds
+    set on a random 5-fold split, 2.7 % of held-out benign texts reached MEDIUM, but 10 % of
+    benign_a's and of benign_b's texts did when the model was trained without that file.
+    The held-out texts of a fold are built from its own lines only: every line as it is; as many benign
+    documents (2-8 benign lines) as benign lines; for each harmful line a paragraph (1-3 more lines of
+    its class) and the line embedded among 1-5 benign lines. They are scored through windows() and the
+    runtime's ContentClassifier, exactly as the runtime scores a text.
 
-    The benign budgets are per category; the table also shows the share of benign examples flagged
-    by any of the five content filters (PROMPT_ATTACK aside) together, which is what a guardrail with
-    all of them at one strength refuses. The floors keep a category whose held-out benign scores are
-    all tiny from flagging on the faint probabilities an unfamiliar text gets.
+Choices made on the held-out split (never on an evaluation set)
+    * L2 penalty: the one of L2_GRID with the lowest held-out class-weighted log-loss on the lines.
+    * BENIGN_WEIGHT: 1, among 1/7 (every class equal), 1, 3 and 10, for the best held-out recall of
+      harmful lines averaged over the three strengths (1 and 3 were within 0.2 points; all four within
+      1 point at MEDIUM).
+    * Thresholds, per confidence band, on the held-out benign texts (lines and documents together):
+      the five content filters (HATE, INSULTS, SEXUAL, VIOLENCE, MISCONDUCT) get their thresholds at
+      one common share q of their benign scores, q the largest at which at most LOW_BENIGN (8 %),
+      MEDIUM_BENIGN (2 %) or HIGH_BENIGN (0.5 %) of the benign texts reach any of the five: the budget
+      is for what a guardrail with all five at one strength refuses, not per filter. PROMPT_ATTACK
+      gets the same budgets on its own. A band's threshold is never below LOW_FLOOR (0.3),
+      MEDIUM_FLOOR (0.5) or HIGH_FLOOR (0.7), nor below the band under it. HIGH is then raised, if
+      needed, to the lowest threshold at which the held-out precision (texts of the category among all
+      held-out texts reaching it) is at least HIGH_PRECISION (0.95).
+    * Windows (content.MIN_WORDS): 16 words, among 8 and 16 (and other layouts), on the same kind of
+      held-out documents (then with a random 5-fold split): equal average recall over lines,
+      paragraphs and embedded lines at the same benign budget, with 40 % fewer windows than 8.
 
-    A second held-out table scores "documents" built from held-out lines only, through
-    content.windows() as the runtime does: four benign lines, or three benign lines with one harmful
-    line at a random place. It checks that a harmful sentence inside benign text is still caught and
-    that reading a text in several windows (the max over windows) does not inflate benign flags.
+    The tables show, per category, the thresholds, the recall of the category's held-out lines, the
+    precision and the share of benign held-out texts reaching each band; then, for the five content
+    filters together at each strength, the share of each kind of held-out text blocked.
 
-    Finally the model is refitted on all examples with the chosen penalty and the held-out
-    thresholds, and written to outcrop/guardrails/data/content_classifier.npz (~15 KB).
+    Finally the model is refitted on all lines and documents with the chosen penalty, and written with
+    the held-out thresholds to outcrop/guardrails/data/content_classifier.npz (~13 KB).
 
-Run it (a minute or two on 2 CPU cores, most of it embedding)::
+Run it (5-10 minutes on 2 CPU cores, most of it embedding; a minute with a warm --cache)::
 
     python scripts/train_guardrail_classifier.py
     python scripts/train_guardrail_classifier.py --cache /tmp/guardrail-embeddings.npz   # reuse embeddings
-    python scripts/train_guardrail_classifier.py --out /tmp/c.npz --no-documents
+    python scripts/train_guardrail_classifier.py --out /tmp/c.npz --benign-weight 3 --no-augment
     python scripts/train_guardrail_classifier.py --static   # the CLASSIC tier's classifier, on static vectors
 
-Deterministic: fixed seeds for the folds, the documents and torch, float64 fitting.
+Deterministic: fixed seeds for the folds and the documents, float64 L-BFGS from zeros.
 """
 
 from __future__ import annotations
@@ -78,7 +94,7 @@ EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 CLASSES = ("HATE", "INSULTS", "SEXUAL", "VIOLENCE", "SELF_HARM", "MISCONDUCT", "PROMPT_ATTACK", BENIGN)
 CONTENT = ("HATE", "INSULTS", "SEXUAL", "VIOLENCE", "MISCONDUCT")  # the filters the benchmark turns on
 SEED = 0
-FOLDS = 5
+BENIGN_WEIGHT = 1.0  # BENIGN weighs as much as all harmful classes together (chosen on held-out, see above)
 L2_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 LOW_BENIGN, MEDIUM_BENIGN, HIGH_BENIGN = 0.08, 0.02, 0.005
 HIGH_PRECISION = 0.95
@@ -100,9 +116,9 @@ def class_of(path: Path) -> str | None:
     return stem.upper() if stem.upper() in CLASSES else None
 
 
-def read_examples(folder: Path) -> tuple[list[str], np.ndarray]:
-    """(texts, class indices), deduplicated; a text under two classes is dropped from both."""
-    seen: dict[str, tuple[str, int]] = {}
+def read_examples(folder: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """(texts, class indices, source file stems), deduplicated; a text under two classes is dropped."""
+    seen: dict[str, tuple[str, int, str]] = {}
     conflicts: set[str] = set()
     for path in sorted(folder.glob("*.txt")):
         label = class_of(path)
@@ -117,11 +133,11 @@ def read_examples(folder: Path) -> tuple[list[str], np.ndarray]:
             index = CLASSES.index(label)
             if key in seen and seen[key][1] != index:
                 conflicts.add(key)
-            seen.setdefault(key, (text, index))
-    kept = [(t, i) for k, (t, i) in seen.items() if k not in conflicts]
+            seen.setdefault(key, (text, index, path.stem))
+    kept = [v for k, v in seen.items() if k not in conflicts]
     if conflicts:
         log(f"dropped {len(conflicts)} texts found under two classes")
-    return [t for t, _ in kept], np.array([i for _, i in kept], dtype=np.int64)
+    return [t for t, _, _ in kept], np.array([i for _, i, _ in kept], dtype=np.int64), [s for _, _, s in kept]
 
 
 class Embedder:
@@ -188,12 +204,19 @@ class Model:
         return np.asarray(p / p.sum(axis=1, keepdims=True))
 
 
-def class_weights(y: np.ndarray) -> np.ndarray:
+def class_weights(y: np.ndarray, benign_weight: float = BENIGN_WEIGHT) -> np.ndarray:
+    """Per-class sample weights: the harmful classes weigh the same in total, BENIGN weighs
+    `benign_weight` times all of them together; the mean sample weight is 1."""
     counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
-    return np.where(counts > 0, len(y) / (len(CLASSES) * np.maximum(counts, 1)), 0.0)
+    benign = CLASSES.index(BENIGN)
+    harmful = [i for i in range(len(CLASSES)) if i != benign and counts[i] > 0]
+    total = np.zeros(len(CLASSES))
+    total[harmful] = 1.0 / len(harmful)
+    total[benign] = benign_weight
+    return np.where(counts > 0, total / total.sum() * len(y) / np.maximum(counts, 1), 0.0)
 
 
-def fit(x: np.ndarray, y: np.ndarray, l2: float) -> Model:
+def fit(x: np.ndarray, y: np.ndarray, l2: float, benign_weight: float = BENIGN_WEIGHT) -> Model:
     """Class-weighted multinomial logistic regression on standardized features, L-BFGS in float64."""
     import torch
 
@@ -202,7 +225,7 @@ def fit(x: np.ndarray, y: np.ndarray, l2: float) -> Model:
     std = x.std(axis=0) + 1e-6
     xs = torch.tensor((x - mean) / std, dtype=torch.float64)
     yt = torch.tensor(y)
-    sample_weight = torch.tensor(class_weights(y)[y], dtype=torch.float64)
+    sample_weight = torch.tensor(class_weights(y, benign_weight)[y], dtype=torch.float64)
     w = torch.zeros(len(CLASSES), x.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(len(CLASSES), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
@@ -221,18 +244,26 @@ def fit(x: np.ndarray, y: np.ndarray, l2: float) -> Model:
     return Model(weights.astype(np.float32), bias.astype(np.float32))
 
 
-def weighted_log_loss(p: np.ndarray, y: np.ndarray) -> float:
-    weight = class_weights(y)[y]
+def weighted_log_loss(p: np.ndarray, y: np.ndarray, benign_weight: float) -> float:
+    weight = class_weights(y, benign_weight)[y]
     return float((weight * -np.log(np.maximum(p[np.arange(len(y)), y], 1e-12))).sum() / weight.sum())
 
 
-def folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """A fold number per example, stratified by class, reproducible."""
+def folds(y: np.ndarray, sources: list[str], seed: int) -> np.ndarray:
+    """A fold number per example: one fold per benign source file, so that every benign example is
+    scored by a model that never saw a line of its author's file; the harmful examples spread over
+    the same number of folds, stratified by class. Reproducible."""
+    benign_sources = sorted({s for s, c in zip(sources, y, strict=True) if c == CLASSES.index(BENIGN)})
+    if len(benign_sources) < 2:
+        raise SystemExit("the held-out split needs at least two benign files (benign_a.txt, benign_b.txt, ...)")
     rng = np.random.default_rng(seed)
     fold = np.empty(len(y), dtype=np.int64)
     for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
-        fold[members] = np.arange(len(members)) % k
+        members = np.flatnonzero(y == c)
+        if c == CLASSES.index(BENIGN):
+            fold[members] = [benign_sources.index(sources[i]) for i in members]
+        else:
+            fold[rng.permutation(members)] = np.arange(len(members)) % len(benign_sources)
     return fold
 
 
@@ -468,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--cache", type=Path, default=None, help="an .npz to keep embeddings in between runs")
     parser.add_argument("--no-augment", action="store_true", help="train on the lines only")
+    parser.add_argument("--benign-weight", type=float, default=BENIGN_WEIGHT, help="BENIGN's weight / all harmful")
     parser.add_argument(
         "--embedder",
         choices=["minilm", "static"],
@@ -483,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.static:
         args.embedder, args.out = "static", OUT.with_name("content_classifier_static.npz")
 
-    texts, y = read_examples(args.data)
+    texts, y, sources = read_examples(args.data)
     counts = np.bincount(y, minlength=len(CLASSES))
     log("examples: " + ", ".join(f"{c} {n}" for c, n in zip(CLASSES, counts, strict=True)))
     if (counts == 0).any():
@@ -492,7 +524,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     x = embed(texts)
     embed.save()
 
-    fold = folds(y, FOLDS, SEED)
+    fold = folds(y, sources, SEED)
+    n_folds = int(fold.max()) + 1
     held = held_out_texts(texts, y, fold)
     held.embed(embed)
     embed.save()
@@ -506,13 +539,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     for l2 in L2_GRID:
         p = np.zeros((len(y), len(CLASSES)))
         models = []
-        for k in range(FOLDS):
+        for k in range(n_folds):
             train_x = np.concatenate([x[fold != k], x_aug[f_aug != k]])
             train_y = np.concatenate([y[fold != k], y_aug[f_aug != k]])
-            model = fit(train_x, train_y, l2)
+            model = fit(train_x, train_y, l2, args.benign_weight)
             p[fold == k] = model.probabilities(x[fold == k])
             models.append(model)
-        loss = weighted_log_loss(p, y)
+        loss = weighted_log_loss(p, y, args.benign_weight)
         accuracy = float((p.argmax(axis=1) == y).mean())
         log(f"L2 {l2:g}: held-out weighted log-loss {loss:.4f}, accuracy {100 * accuracy:.1f} %")
         if best is None or loss < best[0]:
@@ -521,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _, l2, p, models = best
     log(f"chosen L2 penalty: {l2:g}\n")
 
-    log(f"held-out ({FOLDS}-fold, out-of-fold) confusion of the lines, argmax class:")
+    log(f"held-out ({n_folds} folds, one per benign file; out-of-fold) confusion of the lines, argmax class:")
     log(confusion(p, y) + "\n")
     score_held_out(held, models)
     assert held.scores is not None
@@ -531,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     log(category_report(held, thresholds) + "\n")
     log(union_report(held, thresholds) + "\n")
 
-    final = fit(np.concatenate([x, x_aug]), np.concatenate([y, y_aug]), l2)
+    final = fit(np.concatenate([x, x_aug]), np.concatenate([y, y_aug]), l2, args.benign_weight)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         args.out,
