@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +57,6 @@ class Outcome:
     usage: dict[str, int]
     reason: str | None = None
     latency_ms: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def action(self) -> str:

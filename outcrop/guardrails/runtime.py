@@ -294,6 +294,10 @@ class _OutputGuard:
         )
         return MessageStop(reason, stop.usage if stop else usage, stop.stop_sequence if stop else None, trace)
 
+    def _ending(self, index: int, message: str, stop: MessageStop | None, usage: Usage) -> list[Event]:
+        """How a blocked stream ends: the blocked message in block `index`, that block's stop, the message stop."""
+        return [TextDelta(index, message), BlockStop(index), self._stop(stop, usage)]
+
     @staticmethod
     def _cut(pending: str, size: int) -> int:
         """Where to cut a chunk of about `size` characters: after a sentence end or a space."""
@@ -327,53 +331,46 @@ class _OutputGuard:
                     last_index = max(last_index, index)
                 if isinstance(event, TextDelta):
                     self.model_output.append(event.text)
-                    if not self.sync:  # async: release now, check alongside
-                        pending[event.index] = pending.get(event.index, "") + event.text
-                        cut = self._cut(pending[event.index], self.chunk or CHUNK_CHARS) if self.chunk else 0
-                        if cut:
-                            chunk, pending[event.index] = pending[event.index][:cut], pending[event.index][cut:]
+                    i = event.index
+                    pending[i] = pending.get(i, "") + event.text
+                    cut = self._cut(pending[i], self.chunk) if self.chunk else 0
+                    chunk, pending[i] = (pending[i][:cut], pending[i][cut:]) if cut else ("", pending[i])
+                    if not self.sync:  # async: release at once, check alongside
+                        if chunk:
                             background.append(asyncio.ensure_future(self._check(chunk)))
                         blocked = _done_block(background)
-                        if blocked is not None:
-                            yield TextDelta(event.index, blocked.message)
-                            yield BlockStop(event.index)
-                            yield self._stop(None, last_usage)
-                            return
-                        yield event
+                        if blocked is None:
+                            yield event
+                            continue
+                    elif not chunk:
                         continue
-                    pending[event.index] = pending.get(event.index, "") + event.text
-                    cut = self._cut(pending[event.index], self.chunk) if self.chunk else 0
-                    if cut:
-                        chunk, pending[event.index] = pending[event.index][:cut], pending[event.index][cut:]
-                        blocked_outcome, released = await self._check(chunk)
-                        if blocked_outcome is not None:
-                            yield TextDelta(event.index, blocked_outcome.message)
-                            yield BlockStop(event.index)
-                            yield self._stop(None, last_usage)
-                            return
-                        yield TextDelta(event.index, released)
-                    continue
+                    else:  # sync: release a chunk once it is checked
+                        blocked, released = await self._check(chunk)
+                        if blocked is None:
+                            yield TextDelta(i, released)
+                            continue
+                    for ending in self._ending(i, blocked.message, None, last_usage):
+                        yield ending
+                    return
                 if isinstance(event, BlockStop) and pending.get(event.index):
                     chunk = pending.pop(event.index)
                     if not self.sync:
                         background.append(asyncio.ensure_future(self._check(chunk)))
                     else:
-                        blocked_outcome, released = await self._check(chunk)
-                        if blocked_outcome is not None:
-                            yield TextDelta(event.index, blocked_outcome.message)
-                            yield event
-                            yield self._stop(None, last_usage)
+                        blocked, released = await self._check(chunk)
+                        if blocked is not None:
+                            for ending in self._ending(event.index, blocked.message, None, last_usage):
+                                yield ending
                             return
                         yield TextDelta(event.index, released)
                 if isinstance(event, MessageStop):
                     for task in background:
-                        blocked_outcome, _ = await task
-                        if blocked_outcome is not None:
+                        blocked, _ = await task
+                        if blocked is not None:
                             # async: the answer's blocks are already out and stopped; the blocked
                             # message comes as one more text block
-                            yield TextDelta(last_index + 1, blocked_outcome.message)
-                            yield BlockStop(last_index + 1)
-                            yield self._stop(event, event.usage)
+                            for ending in self._ending(last_index + 1, blocked.message, event, event.usage):
+                                yield ending
                             return
                     yield self._stop(event, event.usage)
                     continue

@@ -32,12 +32,16 @@ def _store(ctx: Context, request: Request, write: bool = False) -> GuardrailStor
     return ctx.guardrails
 
 
+_EXTENSIONS = {"CreateGuardrail": ("constitution",), "UpdateGuardrail": ("constitution",)}
+
+
 def check_body(body: object, operation: str, extra: dict[str, Any] | None = None,
                service: str = "bedrock") -> dict[str, Any]:  # fmt: skip
-    """`body` as botocore's model for `operation` says it must be; messages name the member."""
+    """`body` as botocore's model for `operation` says it must be (plus our extension members where a
+    definition may carry them); messages name the member."""
     if not isinstance(body, dict):
         raise errors.InvalidRequest("The request body must be a JSON object.")
-    checked = {k: v for k, v in body.items() if k != "constitution"}
+    checked = {k: v for k, v in body.items() if k not in _EXTENSIONS.get(operation, ())}
     found = problems({**checked, **(extra or {})}, input_shape(service, operation), "body")
     if found:
         more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
@@ -118,10 +122,6 @@ async def apply_guardrail(ctx: Context, request: Request, guardrailIdentifier: s
     rails = require(ctx.inference.guardrails)
     extra = {"guardrailIdentifier": guardrailIdentifier, "guardrailVersion": guardrailVersion}
     body = await _body(request, "ApplyGuardrail", extra, service="bedrock-runtime")
-    if "constitution" in body:
-        raise errors.InvalidRequest("extraneous key [constitution] is not permitted")
-    if guardrailVersion != "DRAFT" and not guardrailVersion.isdigit():
-        raise errors.InvalidRequest(f"guardrailVersion must be DRAFT or a number, not '{guardrailVersion}'.")
     blocks: list[tuple[str, tuple[str, ...]]] = []
     for i, item in enumerate(body["content"]):
         if "text" not in item:
