@@ -119,6 +119,8 @@ class ChatRequest:
     guardrails: tuple[GuardrailRef, ...] = ()
     # System guardContent blocks (their text is also in `system`); only a guardrail looks at these.
     guarded_system: tuple[Text, ...] = ()
+    # The pieces of `prompt` a guardrail checks when InvokeModel input tags marked some (empty: all of it).
+    guarded_prompt: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

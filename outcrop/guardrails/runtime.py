@@ -70,7 +70,8 @@ class _Guarded:
 
 def _input_texts(request: ChatRequest) -> _Guarded:
     if request.prompt is not None:
-        return _Guarded([request.prompt], [None], None, None)
+        pieces = list(request.guarded_prompt) or [request.prompt]
+        return _Guarded(pieces, [None] * len(pieces), None, None)
     marked = any(isinstance(p, Text) and p.qualifiers is not None for m in request.messages for p in m.parts) or bool(
         request.guarded_system
     )
@@ -106,7 +107,10 @@ def _masked(request: ChatRequest, guarded: _Guarded, texts: Sequence[str]) -> Ch
     if list(texts) == guarded.texts:
         return request
     if request.prompt is not None:
-        return replace(request, prompt=texts[0])
+        prompt = request.prompt
+        for old, new in zip(guarded.texts, texts, strict=True):
+            prompt = prompt.replace(old, new, 1)
+        return replace(request, prompt=prompt)
     messages = [list(m.parts) for m in request.messages]
     system = request.system
     for place, old, new in zip(guarded.places, guarded.texts, texts, strict=True):

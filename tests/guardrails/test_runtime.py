@@ -268,6 +268,57 @@ def test_invoke_model_stream_with_guardrail(env: dict[str, Any]) -> None:
     assert chunks[-1]["amazon-bedrock-guardrailAction"] == "INTERVENED"
 
 
+def _tagged(text: str, suffix: str = "r4nd0m") -> str:
+    return f"<amazon-bedrock-guardrails-guardContent_{suffix}>{text}</amazon-bedrock-guardrails-guardContent_{suffix}>"
+
+
+def _invoke_tagged(env: dict[str, Any], gid: str, body: dict[str, Any], suffix: Any = "r4nd0m") -> dict[str, Any]:
+    body = {**body, "amazon-bedrock-guardrailConfig": {"tagSuffix": suffix}}
+    out = env["rt"].invoke_model(modelId=MODEL, body=json.dumps(body).encode(), guardrailIdentifier=gid,
+                                 guardrailVersion="DRAFT", trace="ENABLED")  # fmt: skip
+    return dict(json.loads(out["body"].read()))
+
+
+def test_invoke_model_input_tags_choose_what_is_checked(env: dict[str, Any]) -> None:
+    gid = env["ids"]["words"]
+    # "frobnicator" is blocked on input, but only tagged text is checked when the prompt has tags
+    outside = json.loads(_anthropic_body("My frobnicator: " + _tagged("What is the capital of France?")))
+    body = _invoke_tagged(env, gid, outside)
+    assert body["content"] != [{"type": "text", "text": BLOCKED_IN}]
+    assert "wordPolicy" not in body["amazon-bedrock-trace"]["guardrail"]["inputAssessment"][gid]
+    inside = json.loads(_anthropic_body("Question: " + _tagged("My frobnicator broke")))
+    body = _invoke_tagged(env, gid, inside)
+    assert body["amazon-bedrock-guardrailAction"] == "INTERVENED"
+    assert body["content"] == [{"type": "text", "text": BLOCKED_IN}]
+    # a tag with another suffix is plain text: the whole prompt is checked
+    other = json.loads(_anthropic_body("My frobnicator: " + _tagged("hello", "zz")))
+    assert _invoke_tagged(env, gid, other)["content"] == [{"type": "text", "text": BLOCKED_IN}]
+
+
+def test_invoke_model_input_tags_are_taken_out_before_the_model_reads(env: dict[str, Any]) -> None:
+    body = _invoke_tagged(
+        env, env["ids"]["mask"], json.loads(_anthropic_body(_tagged("What is the capital of France?")))
+    )
+    assert body["content"] == [{"type": "text", "text": "The capital of France is {city}."}]  # the scripted answer
+    # a raw prompt (Mistral body): only the tagged "Paris" is assessed and masked
+    raw = {"prompt": "Paris or " + _tagged("Paris?"), "max_tokens": 8}
+    body = _invoke_tagged(env, env["ids"]["mask"], raw)
+    regexes = body["amazon-bedrock-trace"]["guardrail"]["inputAssessment"][env["ids"]["mask"]][
+        "sensitiveInformationPolicy"]["regexes"]  # fmt: skip
+    assert [r["match"] for r in regexes] == ["Paris"]
+
+
+@pytest.mark.parametrize(("suffix", "text", "says"), [
+    ("bad-suffix", "hi", "tagSuffix"),
+    ("r4nd0m", "<amazon-bedrock-guardrails-guardContent_r4nd0m>never closed", "never closed"),
+])  # fmt: skip
+def test_invoke_model_bad_input_tags_are_refused(env: dict[str, Any], suffix: str, text: str, says: str) -> None:
+    with pytest.raises(ClientError) as err:
+        _invoke_tagged(env, env["ids"]["words"], json.loads(_anthropic_body(text)), suffix)
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert says in err.value.response["Error"]["Message"]
+
+
 # --- other dialects and enforced defaults ---------------------------------------------------------
 
 

@@ -16,11 +16,11 @@ from starlette.responses import Response
 
 from outcrop import errors
 from outcrop.api.app import Context, caller, json_body, read_json, route
-from outcrop.api.bedrock import converse, embed, eventstream, invoke
+from outcrop.api.bedrock import converse, embed, eventstream, invoke, tags
 from outcrop.api.bedrock.errors import encode_stream_error
 from outcrop.api.streaming import event_response
 from outcrop.auth.access import WIRE_STATES
-from outcrop.conversation import Event, GuardrailRef, GuardrailTrace, MessageStop, TextDelta, ToolUseStart
+from outcrop.conversation import ChatRequest, Event, GuardrailRef, GuardrailTrace, MessageStop, TextDelta, ToolUseStart
 from outcrop.inference import Stream
 from outcrop.registry import provider_of
 
@@ -46,10 +46,21 @@ _TRACE = {"ENABLED": "enabled", "DISABLED": "disabled", "ENABLED_FULL": "enabled
 _STREAM_MODE = {"SYNCHRONOUS": "sync", "ASYNCHRONOUS": "async"}
 
 
-def _invoke_guardrail(request: Request, body: object) -> tuple[GuardrailRef, ...]:
-    """InvokeModel's guardrail: the X-Amzn-Bedrock-Guardrail* headers, and for a stream the native
-    body's `amazon-bedrock-guardrailConfig.streamProcessingMode` (taken out before the body is parsed)."""
-    config = body.pop("amazon-bedrock-guardrailConfig", None) if isinstance(body, dict) else None
+def _invoke_chat(request: Request, modelId: str, raw: object) -> tuple[str, ChatRequest, tuple[GuardrailRef, ...]]:
+    """InvokeModel's body as a canonical request with its guardrail: the X-Amzn-Bedrock-Guardrail*
+    headers, and the native body's `amazon-bedrock-guardrailConfig` (taken out before the body is
+    parsed): `streamProcessingMode` for a stream, `tagSuffix` for input tags (api/bedrock/tags.py)."""
+    config = raw.pop("amazon-bedrock-guardrailConfig", None) if isinstance(raw, dict) else None
+    if config is not None and not isinstance(config, dict):
+        raise errors.InvalidRequest("amazon-bedrock-guardrailConfig must be an object.")
+    refs = _invoke_guardrail(request, config or {})
+    fam, chat = invoke.decode_request(modelId, raw)
+    if config and config.get("tagSuffix") is not None:
+        chat = tags.apply(chat, tags.check_suffix(config["tagSuffix"]))
+    return fam, replace(chat, guardrails=refs), refs
+
+
+def _invoke_guardrail(request: Request, config: dict[str, Any]) -> tuple[GuardrailRef, ...]:
     identifier = request.headers.get("x-amzn-bedrock-guardrailidentifier")
     version = request.headers.get("x-amzn-bedrock-guardrailversion")
     if identifier is None:
@@ -62,7 +73,7 @@ def _invoke_guardrail(request: Request, body: object) -> tuple[GuardrailRef, ...
     if trace not in _TRACE:
         raise errors.InvalidRequest(f"X-Amzn-Bedrock-Trace must be one of {sorted(_TRACE)}, not '{trace}'.")
     mode = "SYNCHRONOUS"
-    if isinstance(config, dict) and config.get("streamProcessingMode") is not None:
+    if config.get("streamProcessingMode") is not None:
         mode = str(config["streamProcessingMode"])
         if mode not in _STREAM_MODE:
             raise errors.InvalidRequest(
@@ -102,10 +113,8 @@ async def invoke_op(ctx: Context, request: Request, modelId: str) -> Response:
     await ctx.inference.authorize(modelId, caller(request))  # unknown: 404, not allowed: 403, whatever the body
     if ctx.registry.kind(modelId) == "embedding":
         return await _embed_op(ctx, request, modelId)
-    raw = invoke.parse_json_body(await request.body())
-    refs = _invoke_guardrail(request, raw)
-    fam, chat = invoke.decode_request(modelId, raw)
-    result = await ctx.inference.complete(replace(chat, guardrails=refs), caller(request))
+    fam, chat, refs = _invoke_chat(request, modelId, invoke.parse_json_body(await request.body()))
+    result = await ctx.inference.complete(chat, caller(request))
     headers = {
         **_request_id(),
         "X-Amzn-Bedrock-Input-Token-Count": str(result.usage.input_tokens),
@@ -135,10 +144,8 @@ async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Resp
         raise errors.InvalidRequest(
             f"The model '{modelId}' is an embedding model: it does not support response streaming. Call InvokeModel."
         )
-    raw = invoke.parse_json_body(await request.body())
-    refs = _invoke_guardrail(request, raw)
-    fam, chat = invoke.decode_request(modelId, raw)
-    stream = await ctx.inference.stream(replace(chat, guardrails=refs), caller(request))
+    fam, chat, refs = _invoke_chat(request, modelId, invoke.parse_json_body(await request.body()))
+    stream = await ctx.inference.stream(chat, caller(request))
     encode = invoke.chunk_encoder(fam, modelId)
     first_byte: list[int] = []
 
