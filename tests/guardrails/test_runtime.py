@@ -512,6 +512,9 @@ def test_contextual_grounding(env: dict[str, Any]) -> None:
 
     good = check("The Eiffel Tower is 330 metres tall.")
     assert good["action"] == "NONE", good
+    # only the answer is guarded; the source and the query count in the total
+    total = len(source) + len("How tall is the Eiffel Tower?") + len("The Eiffel Tower is 330 metres tall.")
+    assert good["guardrailCoverage"]["textCharacters"] == {"guarded": 36, "total": total}
     scores = {f["type"]: f for f in good["assessments"][0]["contextualGroundingPolicy"]["filters"]}
     assert scores["GROUNDING"]["score"] >= 0.6 and scores["GROUNDING"]["action"] == "NONE"
     bad = check("The Eiffel Tower is 512 metres tall and was finished in 1925.")

@@ -136,13 +136,15 @@ async def apply_guardrail(ctx: Context, request: Request, guardrailIdentifier: s
         outputs = [{"text": t} for t in outcome.texts]
     else:
         outputs = []
-    chars = sum(len(t) for t, _ in blocks)
+    # Guarded: the text the policies checked; grounding sources and queries only feed the grounding check.
+    guarded = sum(len(t) for t, q in blocks if not q or "guard_content" in q)
+    total = sum(len(t) for t, _ in blocks)
     answer: dict[str, Any] = {
         "usage": outcome.usage,
         "action": outcome.action,
         "outputs": outputs,
         "assessments": [outcome.assessment],
-        "guardrailCoverage": {"textCharacters": {"guarded": chars, "total": chars}},
+        "guardrailCoverage": {"textCharacters": {"guarded": guarded, "total": total}},
     }
     if outcome.reason and outcome.intervened:
         answer["actionReason"] = outcome.reason
