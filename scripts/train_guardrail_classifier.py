@@ -8,6 +8,8 @@ Data
     others) that the runtime reports under VIOLENCE, as Bedrock has no self-harm filter. Exact
     duplicates (case and spacing ignored) are kept once; a text found under two classes is dropped.
     No evaluation data is read here: thresholds and hyperparameters come from our own examples only.
+    The over-refusal benchmark's prompts are read for one check only: no training line may be within
+    cosine TOO_CLOSE (0.8) of one of them (the script stops if one is).
 
 Model
     Each line is embedded with all-MiniLM-L6-v2 (L2-normalized, 384 dimensions, as the runtime does),
@@ -89,6 +91,8 @@ if str(ROOT) not in sys.path:
 from outcrop.guardrails.content import BENIGN, CATEGORIES, REPORTED_AS, ContentClassifier, windows  # noqa: E402
 
 TRAIN_DIR = ROOT / "outcrop" / "guardrails" / "data" / "train"
+OVER_REFUSAL = ROOT / "benchmarks" / "data" / "over_refusal.txt"
+TOO_CLOSE = 0.8  # an over-refusal prompt this similar to a training line would not measure anything
 OUT = ROOT / "outcrop" / "guardrails" / "data" / "content_classifier.npz"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 CLASSES = ("HATE", "INSULTS", "SEXUAL", "VIOLENCE", "SELF_HARM", "MISCONDUCT", "PROMPT_ATTACK", BENIGN)
@@ -187,6 +191,22 @@ class StaticTextEmbedder:
 
     def save(self) -> None:
         pass
+
+
+def check_over_refusal_apart(x: np.ndarray, texts: list[str], embed: Embedder | StaticTextEmbedder) -> None:
+    """The over-refusal benchmark's prompts must stay unlike every training line (cosine < TOO_CLOSE),
+    or that benchmark would measure memory. The set is read for this check only, never trained on."""
+    if not OVER_REFUSAL.exists():
+        return
+    safe = [s.strip() for s in OVER_REFUSAL.read_text(encoding="utf-8").splitlines() if s.strip()]
+    similarity = embed(safe) @ x.T
+    nearest = similarity.max(axis=1)
+    close = np.flatnonzero(nearest >= TOO_CLOSE)
+    log(f"over-refusal prompts vs training lines: highest cosine {nearest.max():.3f} (limit {TOO_CLOSE})")
+    if len(close):
+        for i in close:
+            log(f"  too close: {safe[i]!r} ~ {texts[int(similarity[i].argmax())]!r}")
+        raise SystemExit("training lines too close to the over-refusal benchmark: reword or drop them")
 
 
 # --- model -------------------------------------------------------------------------------------
@@ -523,6 +543,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     embed: Embedder | StaticTextEmbedder = Embedder(args.cache) if args.embedder == "minilm" else StaticTextEmbedder()
     x = embed(texts)
     embed.save()
+    if args.embedder == "minilm":
+        check_over_refusal_apart(x, texts, embed)
 
     fold = folds(y, sources, SEED)
     n_folds = int(fold.max()) + 1
