@@ -5,10 +5,12 @@ PROMPT_ATTACK), give every text a confidence NONE / LOW / MEDIUM / HIGH in each,
 its confidence reaches the filter's strength: HIGH blocks LOW and above, MEDIUM blocks MEDIUM and
 above, LOW blocks only HIGH, NONE blocks nothing (`blocks`).
 
-The classifier is a multinomial logistic regression over all-MiniLM-L6-v2 embeddings (L2-normalized,
-384 dimensions), trained by scripts/train_guardrail_classifier.py on examples the project wrote
-(outcrop/guardrails/data/train/) and shipped as content_classifier.npz: weights, bias, class names,
-the per-category score thresholds of the LOW / MEDIUM / HIGH bands and the embedding model's name.
+The classifier reads all-MiniLM-L6-v2 embeddings (L2-normalized, 384 dimensions): a small network
+with one hidden layer (ReLU) and a softmax over the classes, trained by
+scripts/train_guardrail_classifier.py on examples the project wrote (outcrop/guardrails/data/train/)
+and shipped as content_classifier.npz: the hidden layer's weights and bias, the output layer's, class
+names, the per-category score thresholds of the LOW / MEDIUM / HIGH bands and the embedding model's
+name. A file without a hidden layer is a plain logistic regression (the output layer on the embedding).
 Its classes are the six categories, SELF_HARM and BENIGN. Bedrock has no self-harm filter: self-harm
 content (encouragement, methods) is reported under VIOLENCE, so a category's probability is the sum
 of its classes' (VIOLENCE = VIOLENCE + SELF_HARM); how a category's score follows from the
@@ -110,13 +112,15 @@ def blocks(confidence: str, strength: str) -> bool:
 class ContentClassifier:
     """The trained model: a score per category for each window, the largest over a text's windows.
 
-    A window's class probabilities (softmax of `weights @ x + bias`) are summed per category, and a
-    category's score is the probability that the window is harmful at all (1 - P(BENIGN)) scaled by
-    the category's probability relative to the most probable category's. The most likely category
+    A window's class probabilities (softmax of `weights @ h + bias`, where h = relu(hidden weights @ x +
+    hidden bias), or h = x without a hidden layer) are summed per category, and a category's score is
+    the probability that the window is harmful at all (1 - P(BENIGN)) scaled by the category's
+    probability relative to the most probable category's. The most likely category
     gets the whole harmful mass, so a text torn between, say, HATE and INSULTS is not let through for
     being split between them, while a category far behind the leading one stays low.
     `thresholds[i]` holds the scores at which CATEGORIES[i] reaches LOW, MEDIUM and HIGH
-    (non-decreasing). `weights` is (classes, dimensions), `bias` (classes,).
+    (non-decreasing). `weights` is (classes, inputs), `bias` (classes,); `hidden`, when given, is the
+    hidden layer's (inputs, dimensions) weights and (inputs,) bias, applied first with a ReLU.
     """
 
     def __init__(
@@ -126,9 +130,19 @@ class ContentClassifier:
         classes: tuple[str, ...],
         thresholds: np.ndarray,
         embedding_model: str,
+        hidden: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.weights = np.ascontiguousarray(weights, dtype=np.float32)
         self.bias = np.asarray(bias, dtype=np.float32)
+        self.hidden = (
+            None
+            if hidden is None
+            else (np.ascontiguousarray(hidden[0], dtype=np.float32), np.asarray(hidden[1], dtype=np.float32))
+        )
+        if self.hidden is not None and (
+            self.hidden[0].shape[0] != self.weights.shape[1] or self.hidden[1].shape != (self.weights.shape[1],)
+        ):
+            raise ValueError("the hidden layer must have one row and one bias per input of the output layer")
         self.classes = classes
         self.thresholds = np.asarray(thresholds, dtype=np.float32)
         self.embedding_model = embedding_model
@@ -159,15 +173,19 @@ class ContentClassifier:
                 classes=tuple(str(c) for c in data["classes"]),
                 thresholds=data["thresholds"],
                 embedding_model=str(data["embedding_model"]),
+                hidden=(data["hidden_weights"], data["hidden_bias"]) if "hidden_weights" in data else None,
             )
 
     @property
     def dimensions(self) -> int:
-        return int(self.weights.shape[1])
+        """The embedding's size."""
+        return int((self.hidden[0] if self.hidden is not None else self.weights).shape[1])
 
     def window_scores(self, vectors: np.ndarray) -> np.ndarray:
         """(windows, categories): each window's score per category (see the class docstring)."""
         x = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimensions)
+        if self.hidden is not None:
+            x = np.maximum(x @ self.hidden[0].T + self.hidden[1], 0.0)
         logits = x @ self.weights.T + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
