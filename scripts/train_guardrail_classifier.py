@@ -4,8 +4,9 @@ Data
     outcrop/guardrails/data/train/*.txt, one example a line (blank lines and lines starting with "#"
     skipped). The file name gives the class: hate, insults, sexual, violence, self_harm, misconduct,
     prompt_attack; benign*.txt (benign_a, benign_b, benign_c, ...) are BENIGN; extra_<class>.txt adds
-    examples to <class> (extra_benign.txt: long, messy benign posts that look harmful, hard negatives). SELF_HARM is a class of its own (it reads differently from violence against
-    others) that the runtime reports under VIOLENCE, as Bedrock has no self-harm filter. Exact
+    examples to <class> (extra_benign.txt: long, messy benign posts that look harmful, hard negatives).
+    SELF_HARM is a class of its own (it reads differently from violence against others) that the
+    runtime reports under VIOLENCE, as Bedrock has no self-harm filter. Exact
     duplicates (case and spacing ignored) are kept once; a text found under two classes is dropped.
     No evaluation data is read here: thresholds and hyperparameters come from our own examples only.
     The over-refusal benchmark's prompts are read for one check only: no training line may be within
