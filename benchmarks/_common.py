@@ -104,10 +104,10 @@ def outcrop_server(
         ]
         with log_path.open("wb") as log:
             process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        server = Server(f"http://127.0.0.1:{port}", "127.0.0.1", port, process, log_path)
+        running = Server(f"http://127.0.0.1:{port}", "127.0.0.1", port, process, log_path)
         try:
-            _wait_ready(server, startup_timeout_s)
-            yield server
+            _wait_ready(running, startup_timeout_s)
+            yield running
         finally:
             if process.poll() is None:
                 process.terminate()
