@@ -119,8 +119,9 @@ class ChatRequest:
     guardrails: tuple[GuardrailRef, ...] = ()
     # System guardContent blocks (their text is also in `system`); only a guardrail looks at these.
     guarded_system: tuple[Text, ...] = ()
-    # The pieces of `prompt` a guardrail checks when InvokeModel input tags marked some (empty: all of it).
-    guarded_prompt: tuple[str, ...] = ()
+    # The (start, end) spans of `prompt` a guardrail checks when InvokeModel input tags marked some
+    # (empty: all of it).
+    guarded_prompt: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,8 @@ class _Guarded:
 
 def _input_texts(request: ChatRequest) -> _Guarded:
     if request.prompt is not None:
-        pieces = list(request.guarded_prompt) or [request.prompt]
-        return _Guarded(pieces, [None] * len(pieces), None, None)
+        spans = request.guarded_prompt or ((0, len(request.prompt)),)
+        return _Guarded([request.prompt[a:b] for a, b in spans], [None] * len(spans), None, None)
     marked = any(isinstance(p, Text) and p.qualifiers is not None for m in request.messages for p in m.parts) or bool(
         request.guarded_system
     )
@@ -108,8 +108,9 @@ def _masked(request: ChatRequest, guarded: _Guarded, texts: Sequence[str]) -> Ch
         return request
     if request.prompt is not None:
         prompt = request.prompt
-        for old, new in zip(guarded.texts, texts, strict=True):
-            prompt = prompt.replace(old, new, 1)
+        spans = request.guarded_prompt or ((0, len(prompt)),)
+        for (a, b), new in sorted(zip(spans, texts, strict=True), reverse=True):  # from the end: spans stay valid
+            prompt = prompt[:a] + new + prompt[b:]
         return replace(request, prompt=prompt)
     messages = [list(m.parts) for m in request.messages]
     system = request.system

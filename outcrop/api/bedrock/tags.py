@@ -16,7 +16,8 @@ is always checked whole.
 `apply` works on the canonical request: a message's text part with tags becomes several parts, the
 tagged ones marked `guard_content` (the engine joins a message's parts without separators, so the
 model reads the same text, minus the tags); tags in the system prompt or a raw prompt leave the
-text untagged in place and list the tagged pieces in `guarded_system` / `guarded_prompt`.
+text untagged in place and list the tagged pieces in `guarded_system` (as text) or `guarded_prompt` (as
+spans of the prompt, so that masking changes exactly the tagged occurrence).
 """
 
 from __future__ import annotations
@@ -78,17 +79,24 @@ def _parts(part: Part, suffix: str) -> list[Part]:
     return [Text(p, GUARD if tagged else part.qualifiers) for p, tagged in pieces if p or tagged]
 
 
-def _untagged(text: str, suffix: str) -> tuple[str, tuple[str, ...]]:
+def _untagged(text: str, suffix: str) -> tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]]:
+    """The text without its tags, the tagged pieces, and their (start, end) spans in that text."""
     pieces = split(text, suffix)
     if pieces is None:
-        return text, ()
-    return "".join(p for p, _ in pieces), tuple(p for p, tagged in pieces if tagged)
+        return text, (), ()
+    spans: list[tuple[int, int]] = []
+    at = 0
+    for piece, tagged in pieces:
+        if tagged:
+            spans.append((at, at + len(piece)))
+        at += len(piece)
+    return "".join(p for p, _ in pieces), tuple(p for p, tagged in pieces if tagged), tuple(spans)
 
 
 def apply(request: ChatRequest, suffix: str) -> ChatRequest:
     """The request with its input tags taken out and what they enclose marked for the guardrail."""
     messages = tuple(Message(m.role, tuple(q for p in m.parts for q in _parts(p, suffix))) for m in request.messages)
-    system, guarded_system = _untagged(request.system, suffix)
+    system, guarded_system, _ = _untagged(request.system, suffix)
     out = replace(
         request,
         messages=messages,
@@ -96,6 +104,6 @@ def apply(request: ChatRequest, suffix: str) -> ChatRequest:
         guarded_system=request.guarded_system + tuple(Text(t, GUARD) for t in guarded_system),
     )
     if request.prompt is not None:
-        prompt, guarded_prompt = _untagged(request.prompt, suffix)
-        out = replace(out, prompt=prompt, guarded_prompt=guarded_prompt)
+        prompt, _, spans = _untagged(request.prompt, suffix)
+        out = replace(out, prompt=prompt, guarded_prompt=spans)
     return out

@@ -65,6 +65,7 @@ def test_apply_marks_message_parts_and_keeps_the_text_the_model_reads() -> None:
 
 def test_apply_to_a_raw_prompt() -> None:
     out = tags.apply(ChatRequest(model="m", prompt=f"[INST] rules {OPEN}user says{CLOSE} [/INST]"), "x1")
-    assert out.prompt == "[INST] rules user says [/INST]" and out.guarded_prompt == ("user says",)
+    assert out.prompt == "[INST] rules user says [/INST]" and out.guarded_prompt == ((13, 22),)
+    assert out.prompt[13:22] == "user says"
     same = ChatRequest(model="m", prompt="untagged")
     assert tags.apply(same, "x1") == same
