@@ -1,12 +1,14 @@
-"""Shared pieces of the benchmark scripts: an `outcrop serve` subprocess, statistics and tables.
+"""Shared pieces of the benchmark scripts: an `outcrop serve` subprocess, HTTP clients for it,
+statistics and tables.
 
-Not a benchmark itself; `gateway_overhead.py` and `decode_throughput.py` import it.
+Not a benchmark itself; the scripts beside it import it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import math
 import os
 import platform
@@ -224,6 +226,96 @@ def foreign_cpu_note(cores: float | None) -> str:
 def server_log_tail(server: Server, lines: int = 20) -> str:
     text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+# --- HTTP clients --------------------------------------------------------------------------------
+
+
+class JsonHttp:
+    """POSTs JSON over one keep-alive http.client connection, reconnecting when the server closed an
+    idle one (uvicorn's keep-alive timeout is 5 s)."""
+
+    def __init__(self, host: str, port: int, timeout_s: float = 300) -> None:
+        self.conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        data = json.dumps(body).encode()
+        try:
+            response = self._post(path, data)
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            self.conn.close()
+            response = self._post(path, data)
+        raw = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"POST {path} answered {response.status}: {raw[:500]!r}")
+        return json.loads(raw)
+
+    def _post(self, path: str, data: bytes) -> http.client.HTTPResponse:
+        self.conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+        return self.conn.getresponse()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@dataclass
+class StreamRead:
+    """One ConverseStream answer as it arrived: perf_counter() times of the request (t0), the first and
+    last text delta and the end of the stream; the usage, stop reason and text it carried."""
+
+    t0: float
+    first: float
+    last: float
+    end: float
+    deltas: int
+    output_tokens: int
+    input_tokens: int
+    stop: str
+    text: str
+
+
+def converse_stream(conn: http.client.HTTPConnection, path: str, body: dict[str, Any]) -> StreamRead:
+    """POST a ConverseStream body on a fresh connection and read the event stream as it arrives, split
+    into messages by botocore's EventStreamBuffer. A fresh connection per run, because runs on a slow
+    model outlast uvicorn's keep-alive timeout (5 s); connecting on loopback takes well under a millisecond."""
+    from botocore.eventstream import EventStreamBuffer
+
+    data = json.dumps(body).encode()
+    conn.close()
+    t0 = time.perf_counter()
+    conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"ConverseStream answered {response.status}: {response.read()[:500]!r}")
+    buffer = EventStreamBuffer()
+    read = StreamRead(t0, 0.0, 0.0, 0.0, 0, -1, -1, "?", "")
+    text: list[str] = []
+    while True:
+        chunk = response.read1(65536)
+        if not chunk:
+            break
+        now = time.perf_counter()
+        buffer.add_data(chunk)
+        for message in buffer:
+            headers = message.headers
+            if headers.get(":message-type") != "event":
+                raise RuntimeError(f"ConverseStream sent {headers}: {message.payload[:500]!r}")
+            kind = headers.get(":event-type")
+            if kind == "contentBlockDelta":
+                read.deltas += 1
+                read.last = now
+                if read.deltas == 1:
+                    read.first = now
+                text.append(json.loads(message.payload)["delta"].get("text", ""))
+            elif kind == "messageStop":
+                read.stop = json.loads(message.payload)["stopReason"]
+            elif kind == "metadata":
+                usage = json.loads(message.payload)["usage"]
+                read.output_tokens = int(usage["outputTokens"])
+                read.input_tokens = int(usage["inputTokens"])
+    read.end = time.perf_counter()
+    read.text = "".join(text)
+    return read
 
 
 # --- statistics and tables -----------------------------------------------------------------------

@@ -50,7 +50,6 @@ import argparse
 import contextlib
 import http.client
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -64,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     ROOT,
     CpuWatch,
+    converse_stream,
     foreign_cpu_note,
     machine_summary,
     median,
@@ -186,42 +186,9 @@ class ConverseStreamHttp:
         self.input_tokens = 0
 
     def run(self, run_id: int, n_tokens: int) -> Run:
-        from botocore.eventstream import EventStreamBuffer
-
-        data = json.dumps(converse_body(run_id, n_tokens)).encode()
-        # A fresh connection per run: the direct runs in between outlast uvicorn's keep-alive timeout
-        # (5 s). Connecting on loopback takes well under a millisecond of the TTFT.
-        self.conn.close()
-        t0 = time.perf_counter()
-        self.conn.request("POST", self.path, body=data, headers={"Content-Type": "application/json"})
-        response = self.conn.getresponse()
-        if response.status != 200:
-            raise RuntimeError(f"ConverseStream answered {response.status}: {response.read()[:500]!r}")
-        buffer = EventStreamBuffer()
-        first = last = 0.0
-        deltas = 0
-        output_tokens = -1
-        while True:
-            chunk = response.read1(65536)
-            if not chunk:
-                break
-            now = time.perf_counter()
-            buffer.add_data(chunk)
-            for message in buffer:
-                headers = message.headers
-                if headers.get(":message-type") != "event":
-                    raise RuntimeError(f"ConverseStream sent {headers}: {message.payload[:500]!r}")
-                kind = headers.get(":event-type")
-                if kind == "contentBlockDelta":
-                    deltas += 1
-                    last = now
-                    if deltas == 1:
-                        first = now
-                elif kind == "metadata":
-                    usage = json.loads(message.payload)["usage"]
-                    output_tokens = int(usage["outputTokens"])
-                    self.input_tokens = int(usage["inputTokens"])
-        return Run(first - t0, output_tokens, last - first, deltas)
+        read = converse_stream(self.conn, self.path, converse_body(run_id, n_tokens))
+        self.input_tokens = read.input_tokens
+        return Run(read.first - read.t0, read.output_tokens, read.last - read.first, read.deltas)
 
     def close(self) -> None:
         self.conn.close()

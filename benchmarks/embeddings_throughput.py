@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import random
 import subprocess
@@ -61,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     CpuWatch,
+    JsonHttp,
     foreign_cpu_note,
     machine_summary,
     median,
@@ -197,29 +197,6 @@ def sentences(n: int = 300, seed: int = 7) -> list[str]:
     return list(out)
 
 
-class Http:
-    """POSTs JSON over one keep-alive connection (reconnecting if the server closed an idle one)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.conn = http.client.HTTPConnection(host, port, timeout=300)
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        data = json.dumps(body).encode()
-        try:
-            response = self._post(path, data)
-        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-            self.conn.close()
-            response = self._post(path, data)
-        raw = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"POST {path} answered {response.status}: {raw[:500]!r}")
-        return json.loads(raw)
-
-    def _post(self, path: str, data: bytes) -> http.client.HTTPResponse:
-        self.conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
-        return self.conn.getresponse()
-
-
 def child() -> int:
     """`--child`: Outcrop's embedder in-process, timing each batch of texts it reads from stdin."""
     from outcrop.engines.embeddings import SentenceTransformerEmbedder
@@ -299,7 +276,7 @@ def main() -> int:
         if not args.no_pin:
             stack.enter_context(pinned_in_memory(Path(model_path) / "model.safetensors"))
         server = stack.enter_context(outcrop_server([spec]))
-        http_ = Http(server.host, server.port)
+        http_ = JsonHttp(server.host, server.port)
         cohere_path = f"/model/{BUILTIN_EMBEDDING_ID}/invoke"
         embedder = None if args.no_embedder else Child()
         if embedder is not None:

@@ -87,7 +87,6 @@ import argparse
 import contextlib
 import http.client
 import itertools
-import json
 import os
 import re
 import sys
@@ -102,6 +101,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     ROOT,
     CpuWatch,
+    JsonHttp,
+    converse_stream,
     foreign_cpu_note,
     machine_summary,
     median,
@@ -356,32 +357,11 @@ class ApplyPath:
     actions: set[str] = field(default_factory=set)
 
 
-class ApplyHttp:
+class ApplyHttp(JsonHttp):
     """ApplyGuardrail over one keep-alive http.client connection."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.conn = http.client.HTTPConnection(host, port, timeout=120)
-
     def call(self, gid: str, body: dict[str, Any]) -> dict[str, Any]:
-        data = json.dumps(body).encode()
-        path = f"/guardrail/{gid}/version/{VERSION}/apply"
-        try:
-            response = self._post(path, data)
-        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-            # The server closed the idle connection (uvicorn's keep-alive timeout is 5 s): reconnect.
-            self.conn.close()
-            response = self._post(path, data)
-        raw = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"ApplyGuardrail answered {response.status}: {raw[:500]!r}")
-        return json.loads(raw)  # type: ignore[no-any-return]
-
-    def _post(self, path: str, data: bytes) -> http.client.HTTPResponse:
-        self.conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
-        return self.conn.getresponse()
-
-    def close(self) -> None:
-        self.conn.close()
+        return self.post(f"/guardrail/{gid}/version/{VERSION}/apply", body)  # type: ignore[no-any-return]
 
 
 def outcome(reply: dict[str, Any]) -> str:
@@ -428,7 +408,7 @@ def run_apply(
     server: Any, ids: dict[str, str], n_types: int, args: argparse.Namespace
 ) -> tuple[list[ApplyPath], float | None]:
     paths = apply_paths(n_types)
-    client = ApplyHttp(server.host, server.port)
+    client = ApplyHttp(server.host, server.port, timeout_s=120)
 
     def call(p: ApplyPath) -> tuple[float, dict[str, Any]]:
         body = apply_body(TEXTS[p.text], p.source, cached=p.cached)  # built before the clock starts
@@ -553,46 +533,9 @@ class ConverseStreamHttp:
         self.path = f"/model/{model_id.replace(':', '%3A')}/converse-stream"
 
     def run(self, body: dict[str, Any]) -> Run:
-        from botocore.eventstream import EventStreamBuffer
-
-        data = json.dumps(body).encode()
-        # A fresh connection per run: runs on a slow model outlast uvicorn's keep-alive timeout (5 s).
-        # Connecting on loopback takes well under a millisecond.
-        self.conn.close()
-        t0 = time.perf_counter()
-        self.conn.request("POST", self.path, body=data, headers={"Content-Type": "application/json"})
-        response = self.conn.getresponse()
-        if response.status != 200:
-            raise RuntimeError(f"ConverseStream answered {response.status}: {response.read()[:500]!r}")
-        buffer = EventStreamBuffer()
-        first = last = 0.0
-        deltas = 0
-        tokens = -1
-        stop = "?"
-        text: list[str] = []
-        while True:
-            chunk = response.read1(65536)
-            if not chunk:
-                break
-            now = time.perf_counter()
-            buffer.add_data(chunk)
-            for message in buffer:
-                headers = message.headers
-                if headers.get(":message-type") != "event":
-                    raise RuntimeError(f"ConverseStream sent {headers}: {message.payload[:500]!r}")
-                kind = headers.get(":event-type")
-                if kind == "contentBlockDelta":
-                    deltas += 1
-                    last = now
-                    if deltas == 1:
-                        first = now
-                    text.append(json.loads(message.payload)["delta"].get("text", ""))
-                elif kind == "messageStop":
-                    stop = json.loads(message.payload)["stopReason"]
-                elif kind == "metadata":
-                    tokens = int(json.loads(message.payload)["usage"]["outputTokens"])
-        end = time.perf_counter()
-        return Run(first - t0, end - t0, tokens, last - first, deltas, stop, "".join(text))
+        read = converse_stream(self.conn, self.path, body)
+        return Run(read.first - read.t0, read.end - read.t0, read.output_tokens, read.last - read.first,
+                   read.deltas, read.stop, read.text)  # fmt: skip
 
     def close(self) -> None:
         self.conn.close()
