@@ -231,12 +231,10 @@ class Model:
     weights: np.ndarray  # (classes, HIDDEN)
     bias: np.ndarray
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        h = np.maximum(x @ self.hidden_weights.T + self.hidden_bias, 0.0)
-        logits = h @ self.weights.T + self.bias
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return np.asarray(p / p.sum(axis=1, keepdims=True))
+    def runtime(self) -> ContentClassifier:
+        """The model as the runtime runs it (no thresholds yet)."""
+        return ContentClassifier(self.weights, self.bias, CLASSES, np.zeros((len(CATEGORIES), 3)), EMBEDDING_MODEL,
+                                 (self.hidden_weights, self.hidden_bias))  # fmt: skip
 
 
 def class_weights(y: np.ndarray, benign_weight: float = BENIGN_WEIGHT) -> np.ndarray:
@@ -398,11 +396,7 @@ def held_out_texts(texts: list[str], y: np.ndarray, fold: np.ndarray) -> HeldOut
 def score_held_out(held: HeldOut, models: list[Model]) -> None:
     """Each held-out text's windows through its fold's model, scored as the runtime scores them."""
     assert held.vectors is not None and held.owner is not None
-    no_thresholds = np.zeros((len(CATEGORIES), 3))
-    runtime = [
-        ContentClassifier(m.weights, m.bias, CLASSES, no_thresholds, EMBEDDING_MODEL, (m.hidden_weights, m.hidden_bias))
-        for m in models
-    ]
+    runtime = [m.runtime() for m in models]
     starts = np.searchsorted(held.owner, np.arange(len(held.texts) + 1))
     scores = np.zeros((len(held.texts), len(CATEGORIES)))
     for i in range(len(held.texts)):
@@ -589,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             train_x = np.concatenate([x[fold != k], x_aug[f_aug != k]])
             train_y = np.concatenate([y[fold != k], y_aug[f_aug != k]])
             model = fit(train_x, train_y, decay, args.benign_weight)
-            p[fold == k] = model.probabilities(x[fold == k])
+            p[fold == k] = model.runtime().probabilities(x[fold == k])
             models.append(model)
         loss = weighted_log_loss(p, y, args.benign_weight)
         accuracy = float((p.argmax(axis=1) == y).mean())

@@ -181,15 +181,19 @@ class ContentClassifier:
         """The embedding's size."""
         return int((self.hidden[0] if self.hidden is not None else self.weights).shape[1])
 
-    def window_scores(self, vectors: np.ndarray) -> np.ndarray:
-        """(windows, categories): each window's score per category (see the class docstring)."""
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """(windows, classes): each window's class probabilities."""
         x = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimensions)
         if self.hidden is not None:
             x = np.maximum(x @ self.hidden[0].T + self.hidden[1], 0.0)
         logits = x @ self.weights.T + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
+        return np.asarray(p / p.sum(axis=1, keepdims=True))
+
+    def window_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """(windows, categories): each window's score per category (see the class docstring)."""
+        p = self.probabilities(vectors)
         per_category = p @ self._fold
         harmful = 1.0 - p[:, self._benign]
         top = np.maximum(per_category.max(axis=1), 1e-12)
