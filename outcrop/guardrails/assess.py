@@ -1,7 +1,9 @@
 """Run one guardrail's rules for one direction over some texts: Bedrock's GuardrailAssessment.
 
 Cheap checks first and concurrently: words and sensitive information on a worker thread while the
-embedding model embeds every window once (content filters and denied topics share those vectors).
+embedding model embeds every window once. On the STANDARD tier the content filters read the
+fine-tuned copy of MiniLM (tuned.py) and denied topics and grounding the plain one; on CLASSIC all
+three share the static vectors.
 A constitution, the only check that calls a model, runs last and only when nothing blocked already.
 """
 
@@ -24,8 +26,10 @@ from outcrop.guardrails.content import ContentClassifier, blocks, windows
 from outcrop.guardrails.policy import Rules, Source
 from outcrop.guardrails.static import StaticEmbedder
 from outcrop.guardrails.store import Guardrail
+from outcrop.guardrails.tuned import content_embed, needs_adapters
 
 Embed = Callable[[list[str]], Awaitable[np.ndarray]]
+TUNED = "STANDARD+lora"  # the vector space of the STANDARD content filters' fine-tuned encoder
 Scope = Literal["INTERVENTIONS", "FULL"]
 _ACTION = {"BLOCK": "BLOCKED", "ANONYMIZE": "ANONYMIZED", "NONE": "NONE"}
 _CACHE_TEXTS = 4096  # about 6 MB of vectors
@@ -74,22 +78,30 @@ def no_usage() -> dict[str, int]:
 class Checker:
     """The process-wide parts the rules need: the embedding model, the content classifier, a judge."""
 
-    def __init__(self, embed: Embed, complete: constitution_mod.Complete | None = None) -> None:
+    def __init__(
+        self, embed: Embed, complete: constitution_mod.Complete | None = None, content: Embed | None = None
+    ) -> None:
         self.embed = embed
         self.complete = complete
+        self._content_embed = content  # the fine-tuned encoder; loaded on first use when not given
         self._classifiers: dict[str, ContentClassifier] = {}
         self._static: StaticEmbedder | None = None
         self._anchors: dict[tuple[str, str, str], semantic.TopicAnchors] = {}
         self._cache: dict[tuple[str, str], np.ndarray] = {}  # (tier, text) -> vector, least recently used first
 
     async def vectors(self, texts: list[str], tier: str) -> np.ndarray:
-        """Embeddings of `texts` for `tier`, each distinct text embedded once and recent ones not again: a
-        conversation's earlier turns are checked on every turn, and a RAG caller sends the same source often."""
+        """Embeddings of `texts` for `tier` (STANDARD, CLASSIC or TUNED), each distinct text embedded once and
+        recent ones not again: a conversation's earlier turns are checked on every turn, and a RAG caller
+        sends the same source often."""
         found = {t: self._cache[(tier, t)] for t in texts if (tier, t) in self._cache}
         missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
             if tier == "STANDARD":
                 fresh = await self.embed(missing)
+            elif tier == TUNED:
+                if self._content_embed is None:
+                    self._content_embed = content_embed()
+                fresh = await self._content_embed(missing)
             else:
                 if self._static is None:  # the first use may build the table: off the event loop
                     self._static = await asyncio.to_thread(StaticEmbedder.load)
@@ -218,11 +230,18 @@ class Checker:
         source_pieces = semantic.sentences(grounding_source or "") if ground else []
         anchors = await self._topic_anchors(compiled, rules) if rules.topics else []
         tier = rules.content_tier
+        # the content filters' vectors: the fine-tuned encoder's when the classifier was trained on it
+        space = TUNED if tier == "STANDARD" and rules.content and needs_adapters(self.classifier(tier)) else tier
         grounding_texts = [*answer, *source_pieces, *([query or ""] if ground else [])]
-        vectors = await self.vectors([*(pieces if rules.content else []), *grounding_texts], tier)
-        window_vectors = vectors[: len(pieces)] if rules.content else vectors[:0]
+        content_pieces = pieces if rules.content else []
+        if space == tier:  # one call for both
+            vectors = await self.vectors([*content_pieces, *grounding_texts], tier)
+            window_vectors, ground_vectors = vectors[: len(content_pieces)], vectors[len(content_pieces) :]
+        else:
+            window_vectors = await self.vectors(content_pieces, space)
+            ground_vectors = await self.vectors(grounding_texts, tier)
         topic_vectors = window_vectors
-        if rules.topics and (rules.topic_tier != tier or not rules.content):
+        if rules.topics and (rules.topic_tier != space or not rules.content):
             topic_vectors = await self.vectors(pieces, rules.topic_tier)
         if rules.content and len(pieces):
             confidences = self.classifier(tier).confidences(window_vectors)
@@ -247,12 +266,9 @@ class Checker:
             if found:
                 topics["topics"] = found
         if ground:
-            at = len(window_vectors)
-            answer_vectors = vectors[at : at + len(answer)]
-            at += len(answer)
-            source_vectors = vectors[at : at + len(source_pieces)]
-            at += len(source_pieces)
-            query_vector = vectors[at]
+            answer_vectors = ground_vectors[: len(answer)]
+            source_vectors = ground_vectors[len(answer) : len(answer) + len(source_pieces)]
+            query_vector = ground_vectors[len(answer) + len(source_pieces)]
             # the answer as a whole: the mean of its sentences (no second, longer pass through the model)
             whole_vector = answer_vectors.mean(axis=0)
             whole_vector = whole_vector / max(float(np.linalg.norm(whole_vector)), 1e-9)

@@ -260,3 +260,26 @@ def test_missing_files_are_not_found(tmp_path: Path) -> None:
         LlamaCppEmbedder(str(tmp_path / "nope.gguf"))
     with pytest.raises(errors.NotFound):
         SentenceTransformerEmbedder(str(tmp_path / "nope"))
+
+
+def test_adapters_add_their_low_rank_product_to_the_weights(st: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    """merge_adapters: NAME.weight += NAME.lora_b @ NAME.lora_a, on a private copy (the shared model is untouched)."""
+    import torch
+
+    name = "encoder.layer.5.output.dense"
+    weight = st._model[0].auto_model.state_dict()[name + ".weight"]
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, weight.shape[1])).astype(np.float32)
+    b = rng.standard_normal((weight.shape[0], 2)).astype(np.float32) * 0.01
+    np.savez(tmp_path / "a.npz", **{name + ".lora_a": a, name + ".lora_b": b})
+    tuned = SentenceTransformerEmbedder(None, adapters=tmp_path / "a.npz")
+    try:
+        merged = tuned._model[0].auto_model.state_dict()[name + ".weight"]
+        assert torch.allclose(merged, weight + torch.from_numpy(b @ a), atol=1e-6)
+        texts = ["the same sentence through both models"]
+        assert 0.5 < cos(embed(st, texts).vectors[0], embed(tuned, texts).vectors[0]) < 0.99999
+    finally:
+        asyncio.run(tuned.close())
+    np.savez(tmp_path / "bad.npz", **{"encoder.layer.9.nothing.lora_a": a, "encoder.layer.9.nothing.lora_b": b})
+    with pytest.raises(ValueError, match="does not match"):
+        SentenceTransformerEmbedder(None, adapters=tmp_path / "bad.npz")

