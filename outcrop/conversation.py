@@ -126,14 +126,18 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class GuardrailRef:
-    """A guardrail to apply to one call. `enforced` ones come from the caller's key or the model and
-    cannot be switched off by the request."""
+    """A guardrail to apply to one call. `enforced` ones come from the account, the caller's key or the
+    model and cannot be switched off by the request. `system` and `messages` say what of the input it
+    reads: SELECTIVE, only what the caller marked (guardContent, input tags; a request's own guardrail),
+    or COMPREHENSIVE, everything (enforced ones, unless the account configuration says otherwise)."""
 
     identifier: str
     version: str = "DRAFT"
     trace: Literal["disabled", "enabled", "enabled_full"] = "disabled"
     stream_mode: Literal["sync", "async"] = "sync"
     enforced: bool = False
+    system: str = "SELECTIVE"
+    messages: str = "SELECTIVE"
 
 
 # --- results and events --------------------------------------------------------------------------

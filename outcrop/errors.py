@@ -39,6 +39,10 @@ class ContextWindowExceeded(InvalidRequest):
     pass
 
 
+class Conflict(InvalidRequest):
+    """The request is valid but clashes with what exists (Bedrock's ConflictException; elsewhere a 400)."""
+
+
 class AuthenticationFailed(OutcropError):
     """`aws_code` is what AWS front-ends send for this failure: UnrecognizedClientException (unknown
     key), InvalidSignatureException (wrong signature, expired or future date), MissingAuthenticationToken."""

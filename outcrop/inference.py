@@ -112,6 +112,11 @@ class Stream:
         return None if self.first_token_at is None else int((self.first_token_at - self.started) * 1000)
 
 
+def _widest(a: str, b: str) -> str:
+    """Of two guarding modes, the one that reads more: COMPREHENSIVE over SELECTIVE."""
+    return "COMPREHENSIVE" if "COMPREHENSIVE" in (a, b) else "SELECTIVE"
+
+
 class Inference:
     def __init__(
         self,
@@ -178,15 +183,29 @@ class Inference:
         )
 
     def guardrail_refs(self, request: ChatRequest, principal: Principal, model_id: str) -> tuple[GuardrailRef, ...]:
-        """The request's guardrails plus those the caller's key and the model carry (enforced)."""
+        """The request's guardrails plus those the caller's key, the model and the account enforce; enforced
+        ones read the whole input (COMPREHENSIVE) unless the account's configuration says otherwise."""
         from outcrop.guardrails.runtime import parse_ref
 
         refs = list(request.guardrails)
+        enforced: list[GuardrailRef] = []
         for default in (principal.guardrail, self.registry.spec(model_id).guardrail):
             if default:
                 ident, version = parse_ref(default)
-                if not any(r.identifier == ident and r.version == version for r in refs):
-                    refs.append(GuardrailRef(ident, version, enforced=True))
+                enforced.append(GuardrailRef(ident, version, enforced=True, system="COMPREHENSIVE",
+                                             messages="COMPREHENSIVE"))  # fmt: skip
+        if self.guardrails is not None:
+            enforced += [
+                e.ref() for e in self.guardrails.store.enforced.active() if e.applies_to(request.model, model_id)
+            ]
+        for ref in enforced:
+            same = [i for i, r in enumerate(refs) if (r.identifier, r.version) == (ref.identifier, ref.version)]
+            if not same:
+                refs.append(ref)
+                continue
+            # named already (by the request, or enforced twice): run once, reading the most either asks for
+            r = refs[same[0]]
+            refs[same[0]] = replace(r, system=_widest(r.system, ref.system), messages=_widest(r.messages, ref.messages))
         return tuple(refs)
 
     async def stream(self, request: ChatRequest, principal: Principal, *, whole: bool = False,

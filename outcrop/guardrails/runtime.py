@@ -66,12 +66,17 @@ class _Guarded:
     places: list[tuple[int, int] | None]  # (message, part) or None for system / prompt
     grounding_source: str | None
     query: str | None
+    spans: tuple[tuple[int, int], ...] = ()  # a raw prompt's: where each text is in it
 
 
-def _input_texts(request: ChatRequest) -> _Guarded:
+def _input_texts(request: ChatRequest, system: str = "SELECTIVE", messages: str = "SELECTIVE") -> _Guarded:
+    """The input texts a guardrail reads. SELECTIVE (a request's own guardrail): only what the caller
+    marked, if anything is marked (guardContent, input tags), else every message and no system prompt.
+    COMPREHENSIVE (enforced guardrails): the whole system prompt, every message, the whole raw prompt."""
     if request.prompt is not None:
-        spans = request.guarded_prompt or ((0, len(request.prompt)),)
-        return _Guarded([request.prompt[a:b] for a, b in spans], [None] * len(spans), None, None)
+        spans = request.guarded_prompt if request.guarded_prompt and messages == "SELECTIVE" else ()
+        spans = spans or ((0, len(request.prompt)),)
+        return _Guarded([request.prompt[a:b] for a, b in spans], [None] * len(spans), None, None, spans)
     marked = any(isinstance(p, Text) and p.qualifiers is not None for m in request.messages for p in m.parts) or bool(
         request.guarded_system
     )
@@ -79,17 +84,23 @@ def _input_texts(request: ChatRequest) -> _Guarded:
     places: list[tuple[int, int] | None] = []
     sources: list[str] = []
     queries: list[str] = []
-    for t in request.guarded_system:
-        texts.append(t.text)
-        places.append(None)
+    if system == "COMPREHENSIVE":
+        if request.system:
+            texts.append(request.system)
+            places.append(None)
+    else:
+        for t in request.guarded_system:
+            texts.append(t.text)
+            places.append(None)
     for i, m in enumerate(request.messages):
         for j, p in enumerate(m.parts):
             if not isinstance(p, Text):
                 continue
-            if not marked:
+            if not marked or (messages == "COMPREHENSIVE" and not _only_context(p)):
                 texts.append(p.text)
                 places.append((i, j))
-                continue
+                if not marked:
+                    continue
             if p.qualifiers is None:
                 continue
             quals = p.qualifiers or ("guard_content",)
@@ -97,10 +108,17 @@ def _input_texts(request: ChatRequest) -> _Guarded:
                 sources.append(p.text)
             if "query" in quals:
                 queries.append(p.text)
-            if "guard_content" in quals:
+            if "guard_content" in quals and messages != "COMPREHENSIVE":
                 texts.append(p.text)
                 places.append((i, j))
     return _Guarded(texts, places, "\n".join(sources) or None, "\n".join(queries) or None)
+
+
+def _only_context(part: Text) -> bool:
+    """A guardContent block that is only a grounding source or query: context for the grounding check,
+    which even a COMPREHENSIVE guardrail does not filter as input (Bedrock's qualifiers)."""
+    quals = part.qualifiers
+    return quals is not None and bool(quals) and "guard_content" not in quals
 
 
 def _masked(request: ChatRequest, guarded: _Guarded, texts: Sequence[str]) -> ChatRequest:
@@ -108,10 +126,20 @@ def _masked(request: ChatRequest, guarded: _Guarded, texts: Sequence[str]) -> Ch
         return request
     if request.prompt is not None:
         prompt = request.prompt
-        spans = request.guarded_prompt or ((0, len(prompt)),)
-        for (a, b), new in sorted(zip(spans, texts, strict=True), reverse=True):  # from the end: spans stay valid
+        for (a, b), new in sorted(
+            zip(guarded.spans, texts, strict=True), reverse=True
+        ):  # from the end: spans stay valid
             prompt = prompt[:a] + new + prompt[b:]
-        return replace(request, prompt=prompt)
+        tagged: tuple[tuple[int, int], ...] = ()
+        if request.guarded_prompt and guarded.spans == request.guarded_prompt:  # the tagged spans, moved
+            shift, moved = 0, []
+            for (a, b), new in sorted(zip(guarded.spans, texts, strict=True)):
+                moved.append((a + shift, a + shift + len(new)))
+                shift += len(new) - (b - a)
+            tagged = tuple(moved)
+        # (the whole prompt masked by a COMPREHENSIVE guardrail: the tags' places are lost, and a later
+        # guardrail that honours tags reads all of it)
+        return replace(request, prompt=prompt, guarded_prompt=tagged)
     messages = [list(m.parts) for m in request.messages]
     system = request.system
     for place, old, new in zip(guarded.places, guarded.texts, texts, strict=True):
@@ -213,18 +241,19 @@ class Guardrails:
 
     async def check_input(self, guards: Sequence[Compiled], refs: Sequence[GuardrailRef],
                           request: ChatRequest) -> InputCheck:  # fmt: skip
-        guarded = _input_texts(request)
+        marked = _input_texts(request)
         scope: Scope = "FULL" if _trace_mode(refs) == "enabled_full" else "INTERVENTIONS"
         outcomes: list[tuple[Compiled, Outcome]] = []
-        texts: Sequence[str] = guarded.texts
-        for g in guards:  # in order: each sees what the previous one masked
-            outcome = await self.checker.assess(g, "INPUT", texts, scope=scope)
+        current = request
+        for g, ref in zip(guards, refs, strict=True):  # in order: each sees what the previous one masked
+            guarded = _input_texts(current, ref.system, ref.messages)
+            outcome = await self.checker.assess(g, "INPUT", guarded.texts, scope=scope)
             outcomes.append((g, outcome))
             if outcome.blocked:
                 break
-            texts = outcome.texts
-        query = guarded.query or _last_user_text(request)
-        return InputCheck(_masked(request, guarded, texts), outcomes, guarded.grounding_source, query)
+            current = _masked(current, guarded, outcome.texts)
+        query = marked.query or _last_user_text(request)
+        return InputCheck(current, outcomes, marked.grounding_source, query)
 
     def blocked_stream(self, check: InputCheck, refs: Sequence[GuardrailRef]) -> AsyncIterator[Event]:
         outcome = check.blocking

@@ -100,6 +100,9 @@ class Guardrail:
 class GuardrailStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        from outcrop.guardrails.enforced import EnforcedConfigs  # it reads guardrails through this store
+
+        self.enforced = EnforcedConfigs(self)
 
     @staticmethod
     def parse_id(identifier: str) -> str:

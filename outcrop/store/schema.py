@@ -142,3 +142,15 @@ guardrails = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_guardrails_name", guardrails.c.name)
+
+# Account-level enforced guardrails: PutEnforcedGuardrailConfiguration's guardrailInferenceConfig, as JSON.
+enforced_guardrails = Table(
+    "enforced_guardrails",
+    metadata,
+    Column("config_id", String(40), primary_key=True),
+    Column("config", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(200), nullable=False),
+)

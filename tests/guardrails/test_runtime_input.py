@@ -39,3 +39,39 @@ def test_tagged_message_parts_are_the_only_ones_checked() -> None:
     assert guarded.texts == ["question"]
     masked = _masked(request, guarded, ["{NAME}"])
     assert masked.messages[0].text == "docs {NAME}"
+
+
+# --- COMPREHENSIVE (enforced guardrails) reads everything; SELECTIVE only what was marked ------------
+
+
+def test_comprehensive_reads_the_whole_prompt_and_keeps_the_tags_in_place() -> None:
+    request = tags.apply(ChatRequest(model="m", prompt="Paris and " + TAG.format("Rome") + " too"), "s1")
+    assert _input_texts(request, messages="SELECTIVE").texts == ["Rome"]
+    whole = _input_texts(request, messages="COMPREHENSIVE")
+    assert whole.texts == ["Paris and Rome too"]
+    masked = _masked(request, whole, ["{city} and {city} too"])
+    assert masked.prompt == "{city} and {city} too" and masked.guarded_prompt == ()  # tag places are gone
+    # a SELECTIVE mask keeps the tagged span where the text now is, for a guardrail that runs next
+    first = _input_texts(request)
+    moved = _masked(request, first, ["Napoli"])
+    assert moved.prompt == "Paris and Napoli too" and _input_texts(moved).texts == ["Napoli"]
+
+
+def test_comprehensive_reads_unmarked_messages_and_the_system_prompt() -> None:
+    request = ChatRequest(
+        model="m",
+        system="You are a pirate. Guarded rule.",
+        guarded_system=(Text("Guarded rule."),),
+        messages=(Message("user", (Text("not marked"), Text("marked", ("guard_content",)),
+                                   Text("the source", ("grounding_source",)))),),
+    )  # fmt: skip
+    assert _input_texts(request).texts == ["Guarded rule.", "marked"]
+    everything = _input_texts(request, system="COMPREHENSIVE", messages="COMPREHENSIVE")
+    assert everything.texts == ["You are a pirate. Guarded rule.", "not marked", "marked"]  # not the source
+    assert everything.grounding_source == "the source"
+    masked = _masked(request, everything, ["You are a {X}. Guarded rule.", "not {Y}", "marked"])
+    assert masked.system == "You are a {X}. Guarded rule." and masked.messages[0].parts[0] == Text("not {Y}")
+    # an unmarked conversation: SELECTIVE reads every message but no system prompt, COMPREHENSIVE both
+    plain = ChatRequest(model="m", system="sys", messages=(Message("user", (Text("hi"),)),))
+    assert _input_texts(plain).texts == ["hi"]
+    assert _input_texts(plain, system="COMPREHENSIVE").texts == ["sys", "hi"]

@@ -19,14 +19,14 @@ from outcrop.api.app import Context, caller, json_body, read_json, route
 from outcrop.api.bedrock.shapes import input_shape, problems
 from outcrop.guardrails import constitution
 from outcrop.guardrails.runtime import require
-from outcrop.guardrails.store import GuardrailStore, check_semantics
+from outcrop.guardrails.store import ACCOUNT, GuardrailStore, check_semantics
 
 DIALECT = "bedrock"
 
 
 def _store(ctx: Context, request: Request, write: bool = False) -> GuardrailStore:
     if write and not caller(request).is_admin:
-        raise errors.AccessDenied("Only an administrator may create, change or delete guardrails.")
+        raise errors.AccessDenied("Only an administrator may create, change, delete or enforce guardrails.")
     if ctx.guardrails is None:
         raise errors.InvalidRequest("This server has no store to keep guardrails in.")
     return ctx.guardrails
@@ -151,7 +151,35 @@ async def apply_guardrail(ctx: Context, request: Request, guardrailIdentifier: s
     return json_body(answer)
 
 
+# --- account-level enforced guardrails (outcrop/guardrails/enforced.py) ---------------------------
+
+
+async def put_enforced(ctx: Context, request: Request) -> Response:
+    store = _store(ctx, request, write=True)
+    body = await _body(request, "PutEnforcedGuardrailConfiguration")
+    done = await asyncio.to_thread(store.enforced.put, body, caller(request).name)
+    return json_body({"configId": done.config_id, "updatedAt": done.updated_at.isoformat(),
+                      "updatedBy": done.updated_by})  # fmt: skip
+
+
+async def list_enforced(ctx: Context, request: Request) -> Response:
+    store = _store(ctx, request)
+    found = await asyncio.to_thread(store.enforced.all)
+    region = ctx.settings.region
+    arn = f"arn:aws:bedrock:{region}:{ACCOUNT}:guardrail/"
+    return json_body({"guardrailsConfig": [e.to_output(arn + e.guardrail_id) for e in found]})
+
+
+async def delete_enforced(ctx: Context, request: Request, configId: str) -> Response:
+    store = _store(ctx, request, write=True)
+    await asyncio.to_thread(store.enforced.delete, configId)
+    return json_body({})
+
+
 ROUTES = [
+    route("PUT", "/enforcedGuardrailsConfiguration", put_enforced, DIALECT),
+    route("GET", "/enforcedGuardrailsConfiguration", list_enforced, DIALECT),
+    route("DELETE", "/enforcedGuardrailsConfiguration/{configId}", delete_enforced, DIALECT),
     route("POST", "/guardrail/{guardrailIdentifier}/version/{guardrailVersion}/apply", apply_guardrail, DIALECT),
     route("POST", "/guardrails", create_guardrail, DIALECT),
     route("GET", "/guardrails", list_guardrails, DIALECT),
