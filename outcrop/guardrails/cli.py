@@ -93,6 +93,37 @@ def cmd_delete(store: GuardrailStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enforce(store: GuardrailStore, args: argparse.Namespace) -> int:
+    """Set the account-level enforced guardrail (replacing the one there is), as PutEnforcedGuardrailConfiguration."""
+    guarding = {"system": args.system, "messages": args.messages}
+    config: dict[str, Any] = {"guardrailIdentifier": args.id, "guardrailVersion": args.version,
+                              "selectiveContentGuarding": guarding}  # fmt: skip
+    if args.include or args.exclude:
+        config["modelEnforcement"] = {"includedModels": args.include or ["ALL"], "excludedModels": args.exclude or []}
+    body: dict[str, Any] = {"guardrailInferenceConfig": config}
+    existing = store.enforced.all()
+    if existing:
+        body["configId"] = existing[0].config_id
+    from outcrop.api.bedrock.guardrails import check_body
+
+    done = store.enforced.put(check_body(body, "PutEnforcedGuardrailConfiguration"), "cli")
+    print(f"every call now goes through {done.guardrail_id} version {done.version} (configuration {done.config_id})")
+    return 0
+
+
+def cmd_enforced(store: GuardrailStore, args: argparse.Namespace) -> int:
+    shown = [{k: v for k, v in e.to_output("").items() if k != "guardrailArn"} for e in store.enforced.all()]
+    _write({"guardrailsConfig": shown}, None)
+    return 0
+
+
+def cmd_unenforce(store: GuardrailStore, args: argparse.Namespace) -> int:
+    for e in store.enforced.all():
+        store.enforced.delete(e.config_id)
+        print(f"removed the enforced guardrail {e.guardrail_id} version {e.version} (configuration {e.config_id})")
+    return 0
+
+
 def cmd_apply(store: GuardrailStore, args: argparse.Namespace, settings: Any) -> int:
     """Run a guardrail on a text here, without a server: what ApplyGuardrail would answer."""
     from outcrop.auth.principal import LOCAL
@@ -151,6 +182,19 @@ def add_parser(sub: Any, run: Callable[[Callable[..., int], argparse.Namespace],
     delete.add_argument("id")
     delete.add_argument("--version")
     delete.set_defaults(func=lambda a: run(cmd_delete, a))
+    enforce = cmds.add_parser("enforce", help="make every call on the server go through ID's VERSION (account-level)")
+    enforce.add_argument("id")
+    enforce.add_argument("version", help="a published version number")
+    enforce.add_argument("--include", action="append", metavar="MODEL", help="only these models (repeatable)")
+    enforce.add_argument("--exclude", action="append", metavar="MODEL", help="not these models (repeatable)")
+    for where in ("system", "messages"):
+        enforce.add_argument(f"--{where}", choices=["COMPREHENSIVE", "SELECTIVE"], default="COMPREHENSIVE",
+                             help=f"read the whole {where} (default) or only what the caller marked")  # fmt: skip
+    enforce.set_defaults(func=lambda a: run(cmd_enforce, a))
+    enforced = cmds.add_parser("enforced", help="show the account-level enforced guardrail (JSON)")
+    enforced.set_defaults(func=lambda a: run(cmd_enforced, a))
+    unenforce = cmds.add_parser("unenforce", help="remove the account-level enforced guardrail")
+    unenforce.set_defaults(func=lambda a: run(cmd_unenforce, a))
     apply = cmds.add_parser("apply", help="check TEXT against a guardrail here; exit 1 if it intervenes")
     apply.add_argument("id")
     apply.add_argument("text", help="the text; - reads standard input")

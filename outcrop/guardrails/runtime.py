@@ -37,9 +37,10 @@ from outcrop.conversation import (
     Usage,
 )
 from outcrop.guardrails import constitution as constitution_mod
-from outcrop.guardrails.assess import Checker, Compiled, Outcome, Scope
+from outcrop.guardrails.assess import TUNED, Checker, Compiled, Outcome, Scope
 from outcrop.guardrails.policy import compile_rules
 from outcrop.guardrails.store import GuardrailStore
+from outcrop.guardrails.tuned import needs_adapters
 
 log = logging.getLogger("outcrop.guardrails")
 CHUNK_CHARS = 200  # sync streaming: check and release text about this often
@@ -200,6 +201,8 @@ class Guardrails:
                     for tier in ("CLASSIC", "STANDARD"):
                         await asyncio.to_thread(self.checker.classifier, tier)
                         await self.checker.vectors(["warm up"], tier)
+                    if needs_adapters(self.checker.classifier("STANDARD")):  # an installed fine-tuned encoder
+                        await self.checker.vectors(["warm up"], TUNED)
             except Exception as exc:  # a failed warm-up only means the first call pays; it reports its own error
                 log.warning("guardrail warm-up failed: %s", exc)
 

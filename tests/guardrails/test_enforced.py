@@ -164,3 +164,33 @@ def test_comprehensive_reads_what_the_caller_did_not_mark(env: dict[str, Any], e
     enforce(selectiveContentGuarding={"messages": "SELECTIVE", "system": "COMPREHENSIVE"})
     out = rt.converse(modelId=MODEL, messages=HELLO, system=system)
     assert out["stopReason"] == "guardrail_intervened" and out["output"]["message"]["content"] == [{"text": BLOCKED_IN}]
+
+
+def test_cli_sets_shows_and_removes_the_enforced_guardrail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from outcrop.cli import main
+
+    monkeypatch.setenv("OUTCROP_HOME", str(tmp_path / "home"))
+    cfg = ["--config", str(tmp_path / "c.toml"), "guardrails"]
+    definition = tmp_path / "g.json"
+    definition.write_text(json.dumps({"name": "acct", "blockedInputMessaging": "No.", "blockedOutputsMessaging": "No!",
+                                      "wordPolicyConfig": {"wordsConfig": [{"text": "frobnicator"}]}}))  # fmt: skip
+    assert main([*cfg, "create", str(definition)]) == 0
+    gid = capsys.readouterr().out.split()[2]
+    assert main([*cfg, "enforce", gid, "1"]) == 2  # no published version yet
+    assert "version 1" in capsys.readouterr().err.lower()
+    assert main([*cfg, "version", gid]) == 0
+    assert main([*cfg, "enforce", gid, "1", "--exclude", "outcrop.all-minilm-l6-v2"]) == 0
+    assert main([*cfg, "enforce", gid, "1", "--messages", "SELECTIVE"]) == 0  # replaces, no conflict
+    capsys.readouterr()
+    assert main([*cfg, "enforced"]) == 0
+    [shown] = json.loads(capsys.readouterr().out)["guardrailsConfig"]
+    assert shown["guardrailId"] == gid and shown["selectiveContentGuarding"]["messages"] == "SELECTIVE"
+    assert "modelEnforcement" not in shown
+    assert main([*cfg, "unenforce"]) == 0
+    capsys.readouterr()
+    assert main([*cfg, "enforced"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"guardrailsConfig": []}
