@@ -163,6 +163,12 @@ class GuardrailStore:
     def delete(self, identifier: str, version: str | None) -> None:
         gid = self.parse_id(identifier)
         self._row(gid, "DRAFT" if version is None else version)
+        for e in self.enforced.all():  # deleting it would stop every model call (enforced guardrails fail closed)
+            if e.guardrail_id == gid and version in (None, e.version):
+                raise errors.Conflict(
+                    f"Version {e.version} of guardrail '{gid}' is the account's enforced guardrail "
+                    f"(configuration {e.config_id}); remove that configuration first."
+                )
         with self.engine.begin() as db:
             where = guardrails.c.id == gid
             if version is not None:

@@ -87,6 +87,11 @@ def test_put_list_replace_delete(env: dict[str, Any]) -> None:
     assert listed["selectiveContentGuarding"] == {"system": "COMPREHENSIVE", "messages": "SELECTIVE"}
     assert listed["inputTags"] == "HONOR"
     assert listed["modelEnforcement"] == {"includedModels": ["ALL"], "excludedModels": ["some.other-model"]}
+    # the enforced version cannot be deleted from under the configuration
+    status, code, message = _code(control.delete_guardrail, guardrailIdentifier=gid, guardrailVersion="1")
+    assert (status, code) == (409, "ConflictException") and config_id in message
+    status, code, _ = _code(control.delete_guardrail, guardrailIdentifier=gid)
+    assert (status, code) == (409, "ConflictException")
     control.delete_enforced_guardrail_configuration(configId=config_id)
     assert control.list_enforced_guardrails_configuration()["guardrailsConfig"] == []
 
