@@ -43,6 +43,10 @@ class Conflict(InvalidRequest):
     """The request is valid but clashes with what exists (Bedrock's ConflictException; elsewhere a 400)."""
 
 
+class InUse(InvalidRequest):
+    """The resource cannot be deleted or changed while something uses it (Bedrock's ResourceInUseException)."""
+
+
 class AuthenticationFailed(OutcropError):
     """`aws_code` is what AWS front-ends send for this failure: UnrecognizedClientException (unknown
     key), InvalidSignatureException (wrong signature, expired or future date), MissingAuthenticationToken."""

@@ -165,7 +165,7 @@ class GuardrailStore:
         self._row(gid, "DRAFT" if version is None else version)
         for e in self.enforced.all():  # deleting it would stop every model call (enforced guardrails fail closed)
             if e.guardrail_id == gid and version in (None, e.version):
-                raise errors.Conflict(
+                raise errors.InUse(
                     f"Version {e.version} of guardrail '{gid}' is the account's enforced guardrail "
                     f"(configuration {e.config_id}); remove that configuration first."
                 )

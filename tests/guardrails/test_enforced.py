@@ -79,7 +79,7 @@ def test_put_list_replace_delete(env: dict[str, Any]) -> None:
     # one per account: a second one without the first's configId conflicts; with it, it replaces the first
     status, code, message = _code(control.put_enforced_guardrail_configuration,
                                   guardrailInferenceConfig={"guardrailIdentifier": gid, "guardrailVersion": "1"})  # fmt: skip
-    assert (status, code) == (409, "ConflictException") and config_id in message
+    assert (status, code) == (400, "ConflictException") and config_id in message
     control.put_enforced_guardrail_configuration(configId=config_id, guardrailInferenceConfig={
         "guardrailIdentifier": gid, "guardrailVersion": "1", "selectiveContentGuarding": {"messages": "SELECTIVE"},
         "modelEnforcement": {"includedModels": ["ALL"], "excludedModels": ["some.other-model"]}})  # fmt: skip
@@ -89,9 +89,9 @@ def test_put_list_replace_delete(env: dict[str, Any]) -> None:
     assert listed["modelEnforcement"] == {"includedModels": ["ALL"], "excludedModels": ["some.other-model"]}
     # the enforced version cannot be deleted from under the configuration
     status, code, message = _code(control.delete_guardrail, guardrailIdentifier=gid, guardrailVersion="1")
-    assert (status, code) == (409, "ConflictException") and config_id in message
+    assert (status, code) == (400, "ResourceInUseException") and config_id in message
     status, code, _ = _code(control.delete_guardrail, guardrailIdentifier=gid)
-    assert (status, code) == (409, "ConflictException")
+    assert (status, code) == (400, "ResourceInUseException")
     control.delete_enforced_guardrail_configuration(configId=config_id)
     assert control.list_enforced_guardrails_configuration()["guardrailsConfig"] == []
 
