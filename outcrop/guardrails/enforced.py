@@ -6,7 +6,8 @@ own guardrails and the caller's key's and model's defaults. As in Bedrock:
 
 * `modelEnforcement` limits it to `includedModels` (["ALL"]: every model) minus `excludedModels`; a
   model in both lists is excluded; without modelEnforcement it applies to every model. Entries are
-  model IDs or foundation-model ARNs.
+  model IDs (the service model's pattern refuses ARNs), matched against the ID the caller used and
+  the one it resolved to.
 * `selectiveContentGuarding` says, for the system prompt and for the messages, whether the guardrail
   reads everything (COMPREHENSIVE, the default) or only what the caller marked (SELECTIVE: guardContent
   blocks and InvokeModel's input tags, as a request's own guardrail does). COMPREHENSIVE is what makes
@@ -40,11 +41,6 @@ DEFAULT_MODE = "COMPREHENSIVE"
 _TTL_S = 2.0  # other processes' changes apply within this
 
 
-def _model_name(entry: str) -> str:
-    """A model ID, or the ID at the end of a (foundation-)model ARN."""
-    return entry.rsplit("/", 1)[-1] if entry.startswith("arn:") else entry
-
-
 @dataclass(frozen=True)
 class Enforced:
     config_id: str
@@ -61,12 +57,10 @@ class Enforced:
 
     def applies_to(self, *models: str) -> bool:
         """Whether a call to a model known by any of `models` (its requested and resolved IDs) gets it."""
-        names = {_model_name(m) for m in models}
-        if names & {_model_name(m) for m in self.excluded}:
+        names = set(models)
+        if names & set(self.excluded):
             return False
-        if self.included is None or "ALL" in self.included:
-            return True
-        return bool(names & {_model_name(m) for m in self.included})
+        return self.included is None or "ALL" in self.included or bool(names & set(self.included))
 
     def ref(self) -> GuardrailRef:
         return GuardrailRef(self.guardrail_id, self.version, enforced=True, system=self.system, messages=self.messages)

@@ -92,6 +92,12 @@ class Guardrail:
         )  # fmt: skip
         if self.description:
             out["description"] = self.description
+        profile = (self.config.get("crossRegionConfig") or {}).get("guardrailProfileIdentifier")
+        if profile:  # kept for compatibility; requests are checked here, not routed
+            pid = profile.rsplit("guardrail-profile/", 1)[-1]
+            arn = f"arn:aws:bedrock:{region}:{ACCOUNT}:guardrail-profile/{pid}"
+            arn = profile if profile.startswith("arn:") else arn
+            out["crossRegionDetails"] = {"guardrailProfileId": pid, "guardrailProfileArn": arn}
         if "constitution" in self.config:  # our extension; SDKs ignore members their model doesn't name
             out["constitution"] = self.config["constitution"]
         return out

@@ -144,8 +144,7 @@ def test_model_enforcement_includes_and_excludes(env: dict[str, Any], enforce: A
     assert rt.converse(modelId=MODEL, messages=frob)["stopReason"] != "guardrail_intervened"
     enforce(modelEnforcement={"includedModels": ["some.other-model"], "excludedModels": []})
     assert rt.converse(modelId=MODEL, messages=frob)["stopReason"] != "guardrail_intervened"
-    enforce(modelEnforcement={"includedModels": [f"arn:aws:bedrock:us-east-1::foundation-model/{MODEL}"],
-                              "excludedModels": []})  # fmt: skip
+    enforce(modelEnforcement={"includedModels": ["some.other-model", MODEL], "excludedModels": []})
     assert rt.converse(modelId=MODEL, messages=frob)["stopReason"] == "guardrail_intervened"
     # in both lists: excluded
     enforce(modelEnforcement={"includedModels": [MODEL], "excludedModels": [MODEL]})

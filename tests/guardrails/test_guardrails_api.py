@@ -160,3 +160,22 @@ def test_a_constitution_travels_with_the_definition(control: Any) -> None:
     bad = {**rules, "principles": ["be kind", ""]}
     r = httpx.post(url, json={**DEFINITION, "name": "badly-constituted", "constitution": bad}, timeout=60)
     assert r.status_code == 400 and "constitution.principles.1" in r.json()["message"]
+
+
+def test_a_standard_tier_definition_from_bedrock_is_accepted_with_its_cross_region_profile(control: Any) -> None:
+    """Bedrock requires crossRegionConfig for the STANDARD tier, so definitions written for it carry one: it is
+    kept and reported back (there is nothing to route here); a malformed profile is refused naming the field."""
+    body = {**DEFINITION, "name": "from-bedrock",
+            "contentPolicyConfig": {**DEFINITION["contentPolicyConfig"], "tierConfig": {"tierName": "STANDARD"}},
+            "crossRegionConfig": {"guardrailProfileIdentifier": "us.guardrail.v1:0"}}  # fmt: skip
+    gid = control.create_guardrail(**body)["guardrailId"]
+    got = control.get_guardrail(guardrailIdentifier=gid)
+    assert got["crossRegionDetails"]["guardrailProfileId"] == "us.guardrail.v1:0"
+    assert got["crossRegionDetails"]["guardrailProfileArn"].endswith(":guardrail-profile/us.guardrail.v1:0")
+    assert got["contentPolicy"]["tier"] == {"tierName": "STANDARD"}
+    bad = {**body, "name": "bad-profile", "crossRegionConfig": {"guardrailProfileIdentifier": "not a profile at all"}}
+    r = httpx.post(control.meta.endpoint_url + "/guardrails", json=bad)
+    assert r.status_code == 400 and "crossRegionConfig.guardrailProfileIdentifier" in r.json()["message"]
+    with pytest.raises(ClientError) as err:
+        control.create_guardrail(**{**body, "name": "reasoning", "automatedReasoningPolicyConfig": {"policies": ["p"]}})
+    assert "automatedReasoningPolicyConfig" in err.value.response["Error"]["Message"]

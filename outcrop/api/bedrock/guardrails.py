@@ -57,9 +57,10 @@ async def _body(
 
 def definition(body: dict[str, Any]) -> dict[str, Any]:
     """A checked CreateGuardrail / UpdateGuardrail body -> the definition we store (also used by the CLI)."""
-    for unsupported in ("automatedReasoningPolicyConfig", "crossRegionConfig"):
-        if unsupported in body:
-            raise errors.InvalidRequest(f"{unsupported} is not supported by this server.")
+    if "automatedReasoningPolicyConfig" in body:
+        raise errors.InvalidRequest("automatedReasoningPolicyConfig is not supported by this server.")
+    # crossRegionConfig (which Bedrock requires for the STANDARD tier) is kept and reported back by
+    # GetGuardrail; this server checks every request where it arrives, so there is nothing to route.
     config = {
         k: v for k, v in body.items() if k not in ("clientRequestToken", "tags", "kmsKeyId", "guardrailIdentifier")
     }

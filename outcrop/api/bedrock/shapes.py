@@ -1,11 +1,12 @@
 """Validate a request member against botocore's own service model (the source of truth for shapes).
 
 botocore checks types, required members and `min` on the client side; a server must check the rest
-too — unknown members, `max`, enums, ranges — and say which member is wrong.
+too — unknown members, `max`, enums, ranges, patterns — and say which member is wrong.
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -20,6 +21,16 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "double": (int, float),
     "float": (int, float),
 }
+
+
+@cache
+def _pattern(pattern: str) -> re.Pattern[str] | None:
+    """A service model's pattern (Java regular expressions, matched whole), or None where Python's re
+    cannot read it (such a member is then not checked against it)."""
+    try:
+        return re.compile(pattern, re.DOTALL)
+    except re.error:
+        return None
 
 
 @cache
@@ -64,6 +75,10 @@ def problems(value: Any, shape: Shape, where: str) -> list[str]:
         out += _length(len(value), shape, where, "characters")
         if shape.enum and value not in shape.enum:
             out.append(f"{where} must be one of {', '.join(shape.enum)}, not '{value}'")
+        pattern = _pattern(shape.metadata["pattern"]) if "pattern" in shape.metadata else None
+        if pattern is not None and not out and not pattern.fullmatch(value):
+            shown = value if len(value) <= 60 else value[:57] + "..."
+            out.append(f"{where} '{shown}' must match the pattern {shape.metadata['pattern']}")
     elif kind in ("integer", "long", "double", "float"):
         low, high = shape.metadata.get("min"), shape.metadata.get("max")
         if (low is not None and value < low) or (high is not None and value > high):
