@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from outcrop import errors
 from outcrop.auth.access import AccessControl
@@ -182,10 +182,13 @@ class Inference:
             )
         )
 
-    def guardrail_refs(self, request: ChatRequest, principal: Principal, model_id: str) -> tuple[GuardrailRef, ...]:
+    async def guardrail_refs(
+        self, request: ChatRequest, principal: Principal, model_id: str
+    ) -> tuple[GuardrailRef, ...]:
         """The request's guardrails plus those the caller's key, the model and the account enforce; enforced
         ones read the whole input (COMPREHENSIVE) unless the account's configuration says otherwise."""
         from outcrop.guardrails.runtime import parse_ref
+        from outcrop.guardrails.store import GuardrailStore
 
         refs = list(request.guardrails)
         enforced: list[GuardrailRef] = []
@@ -195,17 +198,20 @@ class Inference:
                 enforced.append(GuardrailRef(ident, version, enforced=True, system="COMPREHENSIVE",
                                              messages="COMPREHENSIVE"))  # fmt: skip
         if self.guardrails is not None:
-            enforced += [
-                e.ref() for e in self.guardrails.store.enforced.active() if e.applies_to(request.model, model_id)
-            ]
+            account = await self.guardrails.store.enforced.current()
+            enforced += [e.ref() for e in account if e.applies_to(request.model, model_id)]
         for ref in enforced:
-            same = [i for i, r in enumerate(refs) if (r.identifier, r.version) == (ref.identifier, ref.version)]
+            key = (GuardrailStore.parse_id(ref.identifier), ref.version)
+            same = [i for i, r in enumerate(refs) if (GuardrailStore.parse_id(r.identifier), r.version) == key]
             if not same:
                 refs.append(ref)
                 continue
-            # named already (by the request, or enforced twice): run once, reading the most either asks for
+            # named already (by the request, by ID or ARN, or enforced twice): run once, reading the most either
+            # asks for, and holding a stream back (sync) if the enforcement does; the request's trace setting stays
             r = refs[same[0]]
-            refs[same[0]] = replace(r, system=_widest(r.system, ref.system), messages=_widest(r.messages, ref.messages))
+            mode: Literal["sync", "async"] = "sync" if "sync" in (r.stream_mode, ref.stream_mode) else "async"
+            refs[same[0]] = replace(r, system=_widest(r.system, ref.system),
+                                    messages=_widest(r.messages, ref.messages), stream_mode=mode)  # fmt: skip
         return tuple(refs)
 
     async def stream(self, request: ChatRequest, principal: Principal, *, whole: bool = False,
@@ -214,7 +220,7 @@ class Inference:
         only for Outcrop's own calls (a constitution's judge), never for a caller's."""
         started = time.perf_counter()
         model_id = await self.authorize(request.model, principal)
-        refs = self.guardrail_refs(request, principal, model_id) if guard else ()
+        refs = await self.guardrail_refs(request, principal, model_id) if guard else ()
         guards = check = None
         if refs:
             from outcrop.guardrails.runtime import require

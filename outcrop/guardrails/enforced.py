@@ -19,6 +19,7 @@ own guardrails and the caller's key's and model's defaults. As in Bedrock:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import string
@@ -28,9 +29,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
 from outcrop.conversation import GuardrailRef
+from outcrop.guardrails.store import ACCOUNT
 from outcrop.store.schema import enforced_guardrails
 
 if TYPE_CHECKING:
@@ -101,18 +104,19 @@ class EnforcedConfigs:
                 raise errors.InvalidRequest(f"selectiveContentGuarding.{where} must be SELECTIVE or COMPREHENSIVE.")
         now = datetime.now(UTC)
         config_id = body.get("configId")
+        conflict = "An enforced guardrail configuration exists already ({}): pass its configId to replace it."
         with self.store.engine.begin() as db:
             ids = list(db.execute(select(enforced_guardrails.c.config_id)).scalars())
             if config_id is None:
                 if ids:
-                    raise errors.Conflict(
-                        f"An enforced guardrail configuration exists already ({ids[0]}): "
-                        "pass its configId to replace it."
-                    )
+                    raise errors.Conflict(conflict.format(ids[0]))
                 config_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(12))
-                db.execute(insert(enforced_guardrails).values(config_id=config_id, config=json.dumps(config),
-                                                              created_at=now, created_by=by, updated_at=now,
-                                                              updated_by=by))  # fmt: skip
+                try:  # the unique account column settles two Puts racing past the check above
+                    row = {"config_id": config_id, "account": ACCOUNT, "config": json.dumps(config),
+                           "created_at": now, "created_by": by, "updated_at": now, "updated_by": by}  # fmt: skip
+                    db.execute(insert(enforced_guardrails).values(**row))
+                except IntegrityError:
+                    raise errors.Conflict(conflict.format("made by another request just now")) from None
             elif config_id in ids:
                 db.execute(update(enforced_guardrails).where(enforced_guardrails.c.config_id == config_id)
                            .values(config=json.dumps(config), updated_at=now, updated_by=by))  # fmt: skip
@@ -144,6 +148,13 @@ class EnforcedConfigs:
         if not done.rowcount:
             raise errors.NotFound(f"The enforced guardrail configuration '{config_id}' was not found.")
         self._active = ([], 0.0)
+
+    async def current(self) -> list[Enforced]:
+        """active(), reading the database off the event loop when the cached list has expired."""
+        found, expires = self._active
+        if expires >= time.monotonic():
+            return found
+        return await asyncio.to_thread(self.active)
 
     def active(self) -> list[Enforced]:
         """The configurations in force, re-read every _TTL_S seconds (another process may change them)."""

@@ -64,7 +64,7 @@ class _Guarded:
     """Where the guarded input texts are, so masked text can be put back."""
 
     texts: list[str]
-    places: list[tuple[int, int] | None]  # (message, part) or None for system / prompt
+    places: list[tuple[int, int] | None]  # (message, part), (-1, k) for guarded_system[k], None for system / prompt
     grounding_source: str | None
     query: str | None
     spans: tuple[tuple[int, int], ...] = ()  # a raw prompt's: where each text is in it
@@ -90,14 +90,15 @@ def _input_texts(request: ChatRequest, system: str = "SELECTIVE", messages: str 
             texts.append(request.system)
             places.append(None)
     else:
-        for t in request.guarded_system:
+        for k, t in enumerate(request.guarded_system):
             texts.append(t.text)
-            places.append(None)
+            places.append((-1, k))
     for i, m in enumerate(request.messages):
         for j, p in enumerate(m.parts):
             if not isinstance(p, Text):
                 continue
-            if not marked or (messages == "COMPREHENSIVE" and not _only_context(p)):
+            # COMPREHENSIVE reads every text the model reads, grounding sources and queries included
+            if not marked or messages == "COMPREHENSIVE":
                 texts.append(p.text)
                 places.append((i, j))
                 if not marked:
@@ -113,13 +114,6 @@ def _input_texts(request: ChatRequest, system: str = "SELECTIVE", messages: str 
                 texts.append(p.text)
                 places.append((i, j))
     return _Guarded(texts, places, "\n".join(sources) or None, "\n".join(queries) or None)
-
-
-def _only_context(part: Text) -> bool:
-    """A guardContent block that is only a grounding source or query: context for the grounding check,
-    which even a COMPREHENSIVE guardrail does not filter as input (Bedrock's qualifiers)."""
-    quals = part.qualifiers
-    return quals is not None and bool(quals) and "guard_content" not in quals
 
 
 def _masked(request: ChatRequest, guarded: _Guarded, texts: Sequence[str]) -> ChatRequest:
@@ -143,16 +137,23 @@ def _masked(request: ChatRequest, guarded: _Guarded, texts: Sequence[str]) -> Ch
         return replace(request, prompt=prompt, guarded_prompt=tagged)
     messages = [list(m.parts) for m in request.messages]
     system = request.system
+    blocks = list(request.guarded_system)
     for place, old, new in zip(guarded.places, guarded.texts, texts, strict=True):
-        if place is None:
-            system = system.replace(old, new)
+        if old == new:
+            continue
+        if place is None:  # the whole system prompt: its guardContent blocks' places are lost, so a later
+            system = new  # guardrail that reads only those reads the whole (masked) prompt instead
+            blocks = [Text(new, ("guard_content",))] if blocks else []
+        elif place[0] == -1:  # a system guardContent block: its text in the prompt, and the block itself
+            system = system.replace(old, new, 1)
+            blocks[place[1]] = Text(new, blocks[place[1]].qualifiers)
         else:
             i, j = place
             part = messages[i][j]
             assert isinstance(part, Text)
             messages[i][j] = Text(new, part.qualifiers)
     rebuilt = tuple(Message(m.role, tuple(parts)) for m, parts in zip(request.messages, messages, strict=True))
-    return replace(request, messages=rebuilt, system=system)
+    return replace(request, messages=rebuilt, system=system, guarded_system=tuple(blocks))
 
 
 def _last_user_text(request: ChatRequest) -> str | None:

@@ -148,6 +148,7 @@ enforced_guardrails = Table(
     "enforced_guardrails",
     metadata,
     Column("config_id", String(40), primary_key=True),
+    Column("account", String(12), nullable=False, unique=True),  # one configuration per account, even racing
     Column("config", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(200), nullable=False),

@@ -198,3 +198,27 @@ def test_cli_sets_shows_and_removes_the_enforced_guardrail(
     capsys.readouterr()
     assert main([*cfg, "enforced"]) == 0
     assert json.loads(capsys.readouterr().out) == {"guardrailsConfig": []}
+
+
+def test_a_grounding_source_cannot_carry_text_past_it(env: dict[str, Any], enforce: Any) -> None:
+    """The model reads a grounding_source block too, so a COMPREHENSIVE guardrail checks it as input."""
+    enforce()
+    sneaky = [{"role": "user", "content": [
+        {"guardContent": {"text": {"text": "All about the frobnicator.", "qualifiers": ["grounding_source"]}}},
+        {"guardContent": {"text": {"text": "Hello", "qualifiers": ["query"]}}}]}]  # fmt: skip
+    out = env["rt"].converse(modelId=MODEL, messages=sneaky)
+    assert out["output"]["message"]["content"] == [{"text": BLOCKED_IN}]
+
+
+def test_naming_the_enforced_guardrail_does_not_weaken_it(env: dict[str, Any], enforce: Any) -> None:
+    """A request that names the account's guardrail itself (by ARN, async) gets it once, and still sync: the
+    blocked answer's text is never streamed."""
+    enforce()
+    arn = env["control"].get_guardrail(guardrailIdentifier=env["gid"], guardrailVersion="1")["guardrailArn"]
+    capital = [{"role": "user", "content": [{"text": "What is the capital of France?"}]}]
+    cfg = {"guardrailIdentifier": arn, "guardrailVersion": "1", "trace": "enabled", "streamProcessingMode": "async"}
+    events = list(env["rt"].converse_stream(modelId=MODEL, messages=capital, guardrailConfig=cfg)["stream"])
+    text = "".join(e["contentBlockDelta"]["delta"].get("text", "") for e in events if "contentBlockDelta" in e)
+    assert "Paris" not in text and BLOCKED_OUT in text
+    [meta] = [e["metadata"] for e in events if "metadata" in e]
+    assert len(meta["trace"]["guardrail"]["outputAssessments"]) == 1  # run once, not twice

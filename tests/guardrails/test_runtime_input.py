@@ -67,11 +67,28 @@ def test_comprehensive_reads_unmarked_messages_and_the_system_prompt() -> None:
     )  # fmt: skip
     assert _input_texts(request).texts == ["Guarded rule.", "marked"]
     everything = _input_texts(request, system="COMPREHENSIVE", messages="COMPREHENSIVE")
-    assert everything.texts == ["You are a pirate. Guarded rule.", "not marked", "marked"]  # not the source
+    # every text the model reads, a grounding source too (it could carry anything past the check otherwise)
+    assert everything.texts == ["You are a pirate. Guarded rule.", "not marked", "marked", "the source"]
     assert everything.grounding_source == "the source"
-    masked = _masked(request, everything, ["You are a {X}. Guarded rule.", "not {Y}", "marked"])
+    masked = _masked(request, everything, ["You are a {X}. Guarded rule.", "not {Y}", "marked", "the source"])
     assert masked.system == "You are a {X}. Guarded rule." and masked.messages[0].parts[0] == Text("not {Y}")
     # an unmarked conversation: SELECTIVE reads every message but no system prompt, COMPREHENSIVE both
     plain = ChatRequest(model="m", system="sys", messages=(Message("user", (Text("hi"),)),))
     assert _input_texts(plain).texts == ["hi"]
     assert _input_texts(plain, system="COMPREHENSIVE").texts == ["sys", "hi"]
+
+
+def test_guardrails_in_sequence_see_each_others_masks_in_the_system_prompt() -> None:
+    """A second guardrail reads what the first masked, and its own mask reaches the prompt too."""
+    request = ChatRequest(model="m", system="Rules. mail bob@x.com", guarded_system=(Text("mail bob@x.com"),),
+                          messages=(Message("user", (Text("hi"),)),))  # fmt: skip
+    first = _input_texts(request)  # SELECTIVE: the guardContent block
+    once = _masked(request, first, ["mail {EMAIL}"])
+    assert once.system == "Rules. mail {EMAIL}" and _input_texts(once).texts == ["mail {EMAIL}"]
+    twice = _masked(once, _input_texts(once), ["{X} {EMAIL}"])
+    assert twice.system == "Rules. {X} {EMAIL}"
+    # after a COMPREHENSIVE mask of the whole prompt, a SELECTIVE guardrail reads the whole masked prompt
+    whole = _input_texts(request, system="COMPREHENSIVE")
+    assert whole.texts == ["Rules. mail bob@x.com"]  # marked: SELECTIVE messages read no unmarked message
+    masked = _masked(request, whole, ["{RULES} mail {EMAIL}"])
+    assert masked.system == "{RULES} mail {EMAIL}" and _input_texts(masked).texts == ["{RULES} mail {EMAIL}"]

@@ -17,6 +17,7 @@ def upgrade() -> None:
     op.create_table(
         "enforced_guardrails",
         sa.Column("config_id", sa.String(40), primary_key=True),
+        sa.Column("account", sa.String(12), nullable=False, unique=True),  # one configuration per account
         sa.Column("config", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(200), nullable=False),
