@@ -43,6 +43,8 @@ def check_body(body: object, operation: str, extra: dict[str, Any] | None = None
         raise errors.InvalidRequest("The request body must be a JSON object.")
     checked = {k: v for k, v in body.items() if k not in _EXTENSIONS.get(operation, ())}
     found = problems({**checked, **(extra or {})}, input_shape(service, operation), "body")
+    for k in extra or {}:  # path parameters travel with the body here, but the caller put them in the URL
+        found = [f.replace(f"body.{k} ", f"{k} (in the path) ", 1) for f in found]
     if found:
         more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
         raise errors.InvalidRequest(f"{len(found)} validation error(s) detected: " + "; ".join(found[:5]) + more)
