@@ -116,6 +116,24 @@ class Checker:
             return np.zeros((0, 384), np.float32)
         return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
 
+    def content_space(self, tier: str) -> str:
+        """Which vectors the content filters of `tier` read: the fine-tuned encoder's (TUNED) when the
+        STANDARD classifier was trained on it, else the tier's own."""
+        return TUNED if tier == "STANDARD" and needs_adapters(self.classifier(tier)) else tier
+
+    async def moderate(self, texts: list[str]) -> list[dict[str, Any]]:
+        """OpenAI moderation results for `texts` (moderation.py): the STANDARD content classifier at MEDIUM."""
+        from outcrop.guardrails import moderation
+
+        pieces = [windows(t) for t in texts]
+        vectors = await self.vectors([w for p in pieces for w in p], self.content_space("STANDARD"))
+        classifier = self.classifier("STANDARD")
+        out, at = [], 0
+        for p in pieces:
+            out.append(moderation.result(classifier, vectors[at : at + len(p)]))
+            at += len(p)
+        return out
+
     def classifier(self, tier: str) -> ContentClassifier:
         if tier not in self._classifiers:
             self._classifiers[tier] = ContentClassifier.load(STATIC_CLASSIFIER if tier == "CLASSIC" else None)
@@ -231,7 +249,7 @@ class Checker:
         anchors = await self._topic_anchors(compiled, rules) if rules.topics else []
         tier = rules.content_tier
         # the content filters' vectors: the fine-tuned encoder's when the classifier was trained on it
-        space = TUNED if tier == "STANDARD" and rules.content and needs_adapters(self.classifier(tier)) else tier
+        space = self.content_space(tier) if rules.content else tier
         grounding_texts = [*answer, *source_pieces, *([query or ""] if ground else [])]
         content_pieces = pieces if rules.content else []
         if space == tier:  # one call for both

@@ -334,6 +334,38 @@ def decode_embeddings(raw: object) -> tuple[EmbedRequest, schema.EmbeddingBody]:
     return EmbedRequest(model=body.model, texts=tuple(texts), dimensions=body.dimensions), body  # type: ignore[arg-type]
 
 
+def decode_moderation(raw: object, models: tuple[str, ...]) -> tuple[list[str], str]:
+    """/v1/moderations: `input` as a string, a list of strings, or a list of {"type": "text", "text": ...}
+    parts (images are refused); `model` one of OpenAI's moderation models (default omni-moderation-latest)."""
+    if not isinstance(raw, dict):
+        raise errors.InvalidRequest("The request body must be a JSON object.")
+    unknown = sorted(set(raw) - {"input", "model"})
+    if unknown:
+        raise errors.InvalidRequest(f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0])
+    model = raw.get("model", models[0])
+    if model not in models:
+        raise errors.InvalidRequest(f"model must be one of {', '.join(models)}, not {model!r}.", param="model")
+    value = raw.get("input")
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise errors.InvalidRequest("input must be a string or a non-empty list.", param="input")
+    texts: list[str] = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str):
+            texts.append(item["text"])
+        elif isinstance(item, dict) and item.get("type") == "image_url":
+            raise errors.InvalidRequest(f"input[{i}]: images are not supported by this server.", param="input")
+        else:
+            raise errors.InvalidRequest(
+                f'input[{i}] must be a string or {{"type": "text", "text": "..."}}.', param="input"
+            )
+    if len(texts) > 2048:
+        raise errors.InvalidRequest("input may hold at most 2048 items.", param="input")
+    return texts, str(model)
+
+
 def encode_embeddings(model: str, result: EmbedResult, encoding_format: str) -> dict[str, Any]:
     matrix = result.vectors.astype("<f4")
     if encoding_format == "base64":  # what the openai SDK asks for by default: little-endian float32

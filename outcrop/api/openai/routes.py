@@ -48,6 +48,17 @@ async def embeddings(ctx: Context, request: Request) -> Response:
     return json_body(convert.encode_embeddings(body.model, result, body.encoding_format))
 
 
+async def moderations(ctx: Context, request: Request) -> Response:
+    """OpenAI's moderation endpoint, answered by the guardrails' content classifier (guardrails/moderation.py)."""
+    from outcrop.guardrails import moderation
+    from outcrop.guardrails.runtime import require
+
+    texts, model = convert.decode_moderation(await read_json(request), moderation.MODELS)
+    caller(request)  # any authenticated caller, as on OpenAI
+    results = await require(ctx.inference.guardrails).checker.moderate(texts)
+    return json_body(moderation.response(model, results))
+
+
 def _model(ctx: Context, name: str) -> dict[str, object]:
     state = WIRE_STATES[ctx.access.state(ctx.registry.resolve(name))]
     return {"id": name, "object": "model", "created": 0, "owned_by": provider_of(name), "access": state}
@@ -68,6 +79,7 @@ ROUTES = [
     route("POST", "/v1/chat/completions", chat_completions, DIALECT, invocation="ChatCompletions"),
     route("POST", "/v1/completions", completions, DIALECT, invocation="Completions"),
     route("POST", "/v1/embeddings", embeddings, DIALECT, invocation="Embeddings"),
+    route("POST", "/v1/moderations", moderations, DIALECT),
     route("GET", "/v1/models", list_models, DIALECT),
     route("GET", "/v1/models/{model}", get_model, DIALECT),
 ]
