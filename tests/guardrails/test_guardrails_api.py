@@ -179,3 +179,19 @@ def test_a_standard_tier_definition_from_bedrock_is_accepted_with_its_cross_regi
     with pytest.raises(ClientError) as err:
         control.create_guardrail(**{**body, "name": "reasoning", "automatedReasoningPolicyConfig": {"policies": ["p"]}})
     assert "automatedReasoningPolicyConfig" in err.value.response["Error"]["Message"]
+
+
+def test_list_guardrails_pages(control: Any) -> None:
+    for i in range(3):
+        control.create_guardrail(**{**DEFINITION, "name": f"paged-{i}"})
+    everything = [g["id"] for g in control.list_guardrails()["guardrails"]]
+    first = control.list_guardrails(maxResults=2)
+    assert [g["id"] for g in first["guardrails"]] == everything[:2] and first["nextToken"]
+    second = control.list_guardrails(maxResults=2, nextToken=first["nextToken"])
+    assert [g["id"] for g in second["guardrails"]] == everything[2:4]
+    pages = control.get_paginator("list_guardrails").paginate(PaginationConfig={"PageSize": 2})
+    assert [g["id"] for page in pages for g in page["guardrails"]] == everything
+    url = control.meta.endpoint_url + "/guardrails"
+    for query, says in (({"maxResults": "5000"}, "maxResults"), ({"nextToken": "bogus!"}, "nextToken")):
+        r = httpx.get(url, params=query)
+        assert r.status_code == 400 and says in r.json()["message"]

@@ -9,6 +9,7 @@ cannot send it; the CLI (`outcrop guardrails create FILE`) and plain HTTP client
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 from starlette.requests import Request
@@ -87,9 +88,32 @@ async def get_guardrail(ctx: Context, request: Request, guardrailIdentifier: str
     return json_body(found.to_get(ctx.settings.region))
 
 
+def _page(request: Request, total: int) -> tuple[int, int, str | None]:
+    """ListGuardrails' maxResults (1-1000; without it, up to 1000) and nextToken (an opaque offset):
+    (start, end, the next page's token or None)."""
+    query = request.query_params
+    try:
+        size = int(query.get("maxResults", "1000"))
+    except ValueError:
+        size = 0
+    if not 1 <= size <= 1000:
+        raise errors.InvalidRequest("maxResults must be a whole number from 1 to 1000.")
+    start = 0
+    if "nextToken" in query:
+        try:
+            start = int(base64.urlsafe_b64decode(query["nextToken"].encode()).decode().removeprefix("offset:"))
+        except ValueError:
+            raise errors.InvalidRequest("nextToken is not one this server gave out.") from None
+    end = min(total, start + size)
+    token = base64.urlsafe_b64encode(f"offset:{end}".encode()).decode() if end < total else None
+    return start, end, token
+
+
 async def list_guardrails(ctx: Context, request: Request) -> Response:
     store = _store(ctx, request)
-    found = await asyncio.to_thread(store.list, request.query_params.get("guardrailIdentifier"))
+    everything = await asyncio.to_thread(store.list, request.query_params.get("guardrailIdentifier"))
+    start, end, token = _page(request, len(everything))
+    found = everything[start:end]
     region = ctx.settings.region
     summaries = [
         {"id": g.id, "arn": g.arn(region), "status": "READY", "name": g.name, "version": g.version,
@@ -97,7 +121,7 @@ async def list_guardrails(ctx: Context, request: Request) -> Response:
          **({"description": g.description} if g.description else {})}
         for g in found
     ]  # fmt: skip
-    return json_body({"guardrails": summaries})
+    return json_body({"guardrails": summaries, **({"nextToken": token} if token else {})})
 
 
 async def update_guardrail(ctx: Context, request: Request, guardrailIdentifier: str) -> Response:
