@@ -1,9 +1,9 @@
 """Run one guardrail's rules for one direction over some texts: Bedrock's GuardrailAssessment.
 
 Cheap checks first and concurrently: words and sensitive information on a worker thread while the
-embedding model embeds every window once. On the STANDARD tier the content filters read the
-fine-tuned copy of MiniLM (tuned.py) and denied topics and grounding the plain one; on CLASSIC all
-three share the static vectors.
+embedding model embeds every window once; content filters, denied topics and grounding share those
+vectors, except that STANDARD content filters read a fine-tuned copy of MiniLM (tuned.py) when the
+installed classifier was trained on one. On CLASSIC all three share the static vectors.
 A constitution, the only check that calls a model, runs last and only when nothing blocked already.
 """
 

@@ -112,6 +112,7 @@ def cmd_enforce(store: GuardrailStore, args: argparse.Namespace) -> int:
 
 
 def cmd_enforced(store: GuardrailStore, args: argparse.Namespace) -> int:
+    # no ARN: the region is the server's setting, not the store's
     shown = [{k: v for k, v in e.to_output("").items() if k != "guardrailArn"} for e in store.enforced.all()]
     _write({"guardrailsConfig": shown}, None)
     return 0

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
 from outcrop.conversation import GuardrailRef
-from outcrop.guardrails.store import ACCOUNT
+from outcrop.guardrails.store import ACCOUNT, guardrail_arn
 from outcrop.store.schema import enforced_guardrails
 
 if TYPE_CHECKING:
@@ -68,9 +68,10 @@ class Enforced:
     def ref(self) -> GuardrailRef:
         return GuardrailRef(self.guardrail_id, self.version, enforced=True, system=self.system, messages=self.messages)
 
-    def to_output(self, arn: str) -> dict[str, Any]:
+    def to_output(self, region: str) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "configId": self.config_id, "guardrailArn": arn, "guardrailId": self.guardrail_id,
+            "configId": self.config_id, "guardrailArn": guardrail_arn(region, self.guardrail_id),
+            "guardrailId": self.guardrail_id,
             "guardrailVersion": self.version, "inputTags": "HONOR" if self.messages == "SELECTIVE" else "IGNORE",
             "selectiveContentGuarding": {"system": self.system, "messages": self.messages},
             "createdAt": self.created_at.isoformat(), "createdBy": self.created_by,

@@ -97,20 +97,14 @@ def _input_texts(request: ChatRequest, system: str = "SELECTIVE", messages: str 
         for j, p in enumerate(m.parts):
             if not isinstance(p, Text):
                 continue
-            # COMPREHENSIVE reads every text the model reads, grounding sources and queries included
-            if not marked or messages == "COMPREHENSIVE":
-                texts.append(p.text)
-                places.append((i, j))
-                if not marked:
-                    continue
-            if p.qualifiers is None:
-                continue
-            quals = p.qualifiers or ("guard_content",)
-            if "grounding_source" in quals:
+            quals = None if p.qualifiers is None else (p.qualifiers or ("guard_content",))
+            if quals is not None and "grounding_source" in quals:
                 sources.append(p.text)
-            if "query" in quals:
+            if quals is not None and "query" in quals:
                 queries.append(p.text)
-            if "guard_content" in quals and messages != "COMPREHENSIVE":
+            # SELECTIVE with something marked reads the guard_content blocks only; otherwise (COMPREHENSIVE,
+            # or nothing marked) every text the model reads, grounding sources and queries included
+            if not marked or messages == "COMPREHENSIVE" or (quals is not None and "guard_content" in quals):
                 texts.append(p.text)
                 places.append((i, j))
     return _Guarded(texts, places, "\n".join(sources) or None, "\n".join(queries) or None)
@@ -120,20 +114,18 @@ def _masked(request: ChatRequest, guarded: _Guarded, texts: Sequence[str]) -> Ch
     if list(texts) == guarded.texts:
         return request
     if request.prompt is not None:
-        prompt = request.prompt
-        for (a, b), new in sorted(
-            zip(guarded.spans, texts, strict=True), reverse=True
-        ):  # from the end: spans stay valid
-            prompt = prompt[:a] + new + prompt[b:]
-        tagged: tuple[tuple[int, int], ...] = ()
-        if request.guarded_prompt and guarded.spans == request.guarded_prompt:  # the tagged spans, moved
-            shift, moved = 0, []
-            for (a, b), new in sorted(zip(guarded.spans, texts, strict=True)):
-                moved.append((a + shift, a + shift + len(new)))
-                shift += len(new) - (b - a)
-            tagged = tuple(moved)
-        # (the whole prompt masked by a COMPREHENSIVE guardrail: the tags' places are lost, and a later
-        # guardrail that honours tags reads all of it)
+        pieces: list[str] = []
+        moved: list[tuple[int, int]] = []  # where each masked span now is
+        last = at = 0  # end of the previous span in the old prompt; length of the new one so far
+        for (a, b), new in sorted(zip(guarded.spans, texts, strict=True)):
+            pieces += [request.prompt[last:a], new]
+            at += a - last
+            moved.append((at, at + len(new)))
+            at, last = at + len(new), b
+        prompt = "".join([*pieces, request.prompt[last:]])
+        # the tagged spans move with the masking; the whole prompt masked by a COMPREHENSIVE guardrail loses
+        # the tags' places, and a later guardrail that honours tags reads all of it
+        tagged = tuple(moved) if request.guarded_prompt and guarded.spans == request.guarded_prompt else ()
         return replace(request, prompt=prompt, guarded_prompt=tagged)
     messages = [list(m.parts) for m in request.messages]
     system = request.system

@@ -35,6 +35,10 @@ _OUT_NAMES = {
 }  # fmt: skip
 
 
+def guardrail_arn(region: str, gid: str) -> str:
+    return f"arn:aws:bedrock:{region}:{ACCOUNT}:guardrail/{gid}"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -80,7 +84,7 @@ class Guardrail:
     updated_at: datetime
 
     def arn(self, region: str) -> str:
-        return f"arn:aws:bedrock:{region}:{ACCOUNT}:guardrail/{self.id}"
+        return guardrail_arn(region, self.id)
 
     def to_get(self, region: str) -> dict[str, Any]:
         out = {_OUT_NAMES[k]: _renamed(v) for k, v in self.config.items() if k in POLICIES}

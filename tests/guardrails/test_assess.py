@@ -167,7 +167,10 @@ def test_which_encoder_the_content_filters_read(tuned: bool) -> None:
     else:
         assert calls["tuned"] == []
         assert sum(c.count("hello there") for c in calls["plain"]) == 1  # embedded once for both
-    classic = {**config, "contentPolicyConfig": {**config["contentPolicyConfig"], "tierConfig": {"tierName": "CLASSIC"}}}
+    classic = {
+        **config,
+        "contentPolicyConfig": {**config["contentPolicyConfig"], "tierConfig": {"tierName": "CLASSIC"}},
+    }
     calls["tuned"].clear()
     asyncio.run(checker.assess(_compiled(classic), "INPUT", ["another text"]))
     assert calls["tuned"] == []

@@ -20,7 +20,7 @@ from outcrop.api.app import Context, caller, json_body, read_json, route
 from outcrop.api.bedrock.shapes import input_shape, problems
 from outcrop.guardrails import constitution
 from outcrop.guardrails.runtime import require
-from outcrop.guardrails.store import ACCOUNT, GuardrailStore, check_semantics
+from outcrop.guardrails.store import GuardrailStore, check_semantics
 
 DIALECT = "bedrock"
 
@@ -192,9 +192,7 @@ async def put_enforced(ctx: Context, request: Request) -> Response:
 async def list_enforced(ctx: Context, request: Request) -> Response:
     store = _store(ctx, request)
     found = await asyncio.to_thread(store.enforced.all)
-    region = ctx.settings.region
-    arn = f"arn:aws:bedrock:{region}:{ACCOUNT}:guardrail/"
-    return json_body({"guardrailsConfig": [e.to_output(arn + e.guardrail_id) for e in found]})
+    return json_body({"guardrailsConfig": [e.to_output(ctx.settings.region) for e in found]})
 
 
 async def delete_enforced(ctx: Context, request: Request, configId: str) -> Response:
