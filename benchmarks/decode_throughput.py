@@ -65,6 +65,7 @@ from _common import (
     CpuWatch,
     converse_stream,
     foreign_cpu_note,
+    llama_cpp_like_outcrop,
     machine_summary,
     median,
     outcrop_server,
@@ -132,6 +133,7 @@ class Direct:
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int, n_batch: int) -> None:
         import llama_cpp
 
+        llama_cpp_like_outcrop()
         self._llama_cpp = llama_cpp
         self.llm = llama_cpp.Llama(
             model_path=str(path),

@@ -64,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     CpuWatch,
     foreign_cpu_note,
+    llama_cpp_like_outcrop,
     machine_summary,
     median,
     outcrop_server,
@@ -116,6 +117,7 @@ class Direct:
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int, n_batch: int) -> None:
         import llama_cpp
 
+        llama_cpp_like_outcrop()
         self._llama_cpp = llama_cpp
         self.llm = llama_cpp.Llama(
             model_path=str(path),

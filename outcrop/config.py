@@ -18,9 +18,13 @@ defaults to ~/.outcrop). Every key is optional:
     id = "anthropic.claude-3-haiku-20240307-v1:0"   # any Bedrock-style id
     path = "/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"
     aliases = ["meta.llama3-1-8b-instruct-v1:0"]
-    n_ctx = 8192
-    max_queue = 8                 # requests waiting beyond the one running; more -> ThrottlingException
-    # n_threads = 4, n_batch = 512, chat_template = "...",
+    n_ctx = 8192                  # context per slot: the longest prompt + answer of one request
+    parallel = 4                  # requests decoded at once (default: up to 8, fewer for long contexts)
+    max_queue = 8                 # requests waiting beyond those running; more -> ThrottlingException
+    max_tokens = 4096             # answer length when a request names none (default 4096)
+    prompt_cache_mib = 256        # host RAM for prompt prefixes evicted from the slots (0: off)
+    # n_threads = 4, n_batch = 512, prefill_chunk = 0 (auto), repack = true|false, flash_attn = false,
+    # chat_template = "...",
     # engine = "llamacpp" | "echo" | "sentence-transformers" | "openai", kind = "chat" | "embedding"
 
     [[models]]                    # forward to an OpenAI-compatible server already running
@@ -70,6 +74,12 @@ class ModelSpec:
     n_threads: int | None = None
     n_batch: int = 512
     max_queue: int = 8
+    parallel: int | None = None  # llamacpp: slots decoded together (default: engines.llamacpp.default_parallel)
+    max_tokens: int | None = None  # answer length when a request names none (default 4096)
+    prefill_chunk: int = 0  # llamacpp: prompt tokens per step beside running generations (0: auto)
+    prompt_cache_mib: int = 256  # llamacpp: host RAM for evicted prompt prefixes (0: off)
+    repack: bool | None = None  # llamacpp: weight repacking (default: on, off on CPUs with AMX)
+    flash_attn: bool = False  # llamacpp: flash attention (slower on CPUs, so off by default)
     chat_template: str | None = None
     # engine = "openai": forward to an OpenAI-compatible server (vLLM, Ollama, llama-server, ...)
     url: str | None = None  # its base URL, e.g. http://127.0.0.1:11434/v1
@@ -96,6 +106,14 @@ class ModelSpec:
             raise InvalidRequest(f'{where}: a sentence-transformers model is an embedding model (kind = "embedding")')
         if spec.engine == "openai" and not spec.url:
             raise InvalidRequest(f"{where}: an openai (upstream) model needs a `url`, e.g. http://127.0.0.1:8000/v1")
+        for key in ("parallel", "max_tokens"):
+            value = getattr(spec, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise InvalidRequest(f"{where}: {key} must be a whole number of at least 1, not {value!r}")
+        for key in ("prefill_chunk", "prompt_cache_mib", "max_queue"):
+            value = getattr(spec, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidRequest(f"{where}: {key} must be a whole number of at least 0, not {value!r}")
         if spec.engine == "llamacpp" and not spec.path:
             raise InvalidRequest(f"{where}: a llamacpp model needs a `path` to a GGUF file")
         return spec

@@ -104,6 +104,18 @@ class ResponseFormat:
 
 
 @dataclass(frozen=True)
+class CachePoint:
+    """A caller's prompt-cache breakpoint (Bedrock `cachePoint`, Anthropic `cache_control`): the prompt up to
+    here is worth keeping for later requests. It lies after the tools, after the system prompt, or after
+    part `part` of message `message`."""
+
+    after: Literal["tools", "system", "message"]
+    message: int = -1
+    part: int = -1
+    ttl_s: int = 300  # 5 minutes, or 3600 (Bedrock ttl "1h", Anthropic ttl "1h")
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     """One generation. Either a chat (`messages`, templated by the engine) or a raw `prompt`
     (already templated by the caller, as Bedrock's Llama/Mistral bodies and OpenAI completions are)."""
@@ -122,6 +134,7 @@ class ChatRequest:
     # The (start, end) spans of `prompt` a guardrail checks when InvokeModel input tags marked some
     # (empty: all of it).
     guarded_prompt: tuple[tuple[int, int], ...] = ()
+    cache_points: tuple[CachePoint, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,8 +166,20 @@ class StopReason(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens of one call. `input_tokens` counts the whole prompt; of it, `cache_read_tokens` were taken from
+    the prompt cache and `cache_write_tokens` were computed up to the caller's last cache point (each dialect
+    reports them its own way: Bedrock and Anthropic count input tokens apart from both, OpenAI counts all
+    prompt tokens and the cached ones among them)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """Prompt tokens neither read from the cache nor written to it (Bedrock's and Anthropic's input count)."""
+        return max(0, self.input_tokens - self.cache_read_tokens - self.cache_write_tokens)
 
     @property
     def total_tokens(self) -> int:
@@ -164,6 +189,8 @@ class Usage:
 @dataclass(frozen=True)
 class MessageStart:
     input_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,8 @@ def load_engine(spec: ModelSpec) -> Engine | Embedder:
             api_key=os.environ.get(spec.api_key_env) if spec.api_key_env else None,
             context_length=spec.n_ctx,
             max_queue=spec.max_queue,
+            parallel=spec.parallel,
+            max_tokens=spec.max_tokens,
         )
     if spec.engine == "echo":
         from outcrop.engines.echo import EchoEngine
@@ -209,4 +211,10 @@ def load_engine(spec: ModelSpec) -> Engine | Embedder:
         n_batch=spec.n_batch,
         max_queue=spec.max_queue,
         chat_template=spec.chat_template,
+        parallel=spec.parallel,
+        max_tokens=spec.max_tokens,
+        prefill_chunk=spec.prefill_chunk,
+        prompt_cache_mib=spec.prompt_cache_mib,
+        repack=spec.repack,
+        flash_attn=spec.flash_attn,
     )

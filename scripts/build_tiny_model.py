@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from outcrop.conversation import ChatRequest, ResponseFormat, Tool, ToolChoice  # noqa: E402
 from outcrop.engines.chat_template import CHATML_TOOLS_TEMPLATE, render  # noqa: E402
-from outcrop.engines.llamacpp import _json_gbnf, _tool_call_gbnf  # noqa: E402
+from outcrop.engines.llamacpp.grammar import _json_gbnf, _tool_call_gbnf  # noqa: E402
 from outcrop.models.tiny_script import CASES, Case, template_tools  # noqa: E402
 
 DEFAULT_OUT = ROOT / "outcrop" / "models" / "outcrop-tiny-chat.gguf"

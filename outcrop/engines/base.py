@@ -3,23 +3,34 @@
 An engine turns one canonical ChatRequest into a stream of typed events. A non-streaming answer is a
 fold over that stream (`inference.collect`), never a second code path. Whatever else an engine can
 do is declared on its `Capabilities`, not added as abstract methods.
+
+`Admission` is the one bounded, fair queue every engine puts in front of its work: `slots` requests run
+at once, up to `max_queue` more wait their turn in arrival order, and past that a request is refused
+with Overloaded at once rather than piling up. A call Outcrop makes on behalf of another request on the
+same server (a constitution's judge, marked by `on_behalf`) goes ahead of the queue, is never refused
+for a full queue, and may use `reserve` extra slots, so it never waits on the very request it serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
 from outcrop import errors
 from outcrop.conversation import ChatRequest, EmbedRequest, EmbedResult, Event
 
+on_behalf: ContextVar[bool] = ContextVar("outcrop_on_behalf", default=False)
+"""True while Outcrop runs a model call for another request (set by `Inference.complete(guard=False)`)."""
+
 
 @dataclass(frozen=True)
 class Capabilities:
-    context_length: int
+    context_length: int  # the longest prompt + answer one request may have
     tools: bool = True
     grammar: bool = False  # can constrain decoding to a JSON schema
 
@@ -31,31 +42,125 @@ class EngineStats:
     max_queue: int
     completed: int = 0
     cancelled: int = 0  # generations stopped because their caller went away
+    slots: int = 1  # requests that can run at once
+    kv_cells: int = 0  # KV-cache capacity in tokens (engines that hold one)
+    kv_cells_used: int = 0  # tokens held in the KV cache now, idle slots' cached prompts included
+    prompt_tokens: int = 0  # prompt tokens of the requests run so far
+    prompt_cache_hit_tokens: int = 0  # of those, tokens taken from the prompt cache instead of computed
+
+
+class Ticket:
+    """One admitted request's hold on a slot; `release()` (idempotent) hands it to the next in line."""
+
+    __slots__ = ("_admission", "nested", "released")
+
+    def __init__(self, admission: Admission, nested: bool) -> None:
+        self._admission = admission
+        self.nested = nested
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._admission._release()
 
 
 class Admission:
-    """A model's bounded queue: one request at a time, up to `max_queue` more waiting their turn (in
-    order), and past that Overloaded at once rather than a pile-up."""
-
-    def __init__(self, name: str, max_queue: int) -> None:
+    def __init__(self, name: str, max_queue: int, *, slots: int = 1, reserve: int = 0) -> None:
         self.name = name
         self.max_queue = max_queue
-        self.pending = 0  # running + waiting
-        self.lock = asyncio.Lock()
+        self.slots = slots
+        self.reserve = reserve  # extra slots only calls made on behalf of another request may use
+        self.running = 0
+        self._waiting: deque[asyncio.Future[Ticket]] = deque()
+        self._nested: deque[asyncio.Future[Ticket]] = deque()
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting) + len(self._nested)
+
+    @property
+    def pending(self) -> int:
+        """Running and waiting."""
+        return self.running + self.waiting
+
+    def _grant(self, nested: bool) -> Ticket:
+        self.running += 1
+        self._idle.clear()
+        return Ticket(self, nested)
+
+    async def acquire(self, *, nested: bool | None = None) -> Ticket:
+        nested = on_behalf.get() if nested is None else nested
+        if self._closed:
+            raise errors.Overloaded(f"Model '{self.name}' is shutting down. Retry later.")
+        if nested:
+            if self.running < self.slots + self.reserve and not self._nested:
+                return self._grant(True)
+            queue = self._nested
+        else:
+            if self.running < self.slots and not self._waiting and not self._nested:
+                return self._grant(False)
+            if len(self._waiting) >= self.max_queue:
+                raise errors.Overloaded(
+                    f"Model '{self.name}' is busy: {self.running} requests are running and {self.waiting} "
+                    f"are queued (queue limit {self.max_queue}). Retry later."
+                )
+            queue = self._waiting
+        future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
+        queue.append(future)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                future.result().release()  # granted just as the caller went away
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(future)
+            raise
+
+    def _release(self) -> None:
+        self.running -= 1
+        self._wake()
+        if self.running == 0:
+            self._idle.set()
+
+    def _wake(self) -> None:
+        while self._nested and self.running < self.slots + self.reserve:
+            future = self._nested.popleft()
+            if not future.done():
+                future.set_result(self._grant(True))
+        while self._waiting and self.running < self.slots:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_result(self._grant(False))
+
+    def resize(self, *, slots: int | None = None, max_queue: int | None = None) -> None:
+        if slots is not None:
+            self.slots = slots
+        if max_queue is not None:
+            self.max_queue = max_queue
+        self._wake()
 
     @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        if self.pending >= 1 + self.max_queue:
-            raise errors.Overloaded(
-                f"Model '{self.name}' is busy: {self.pending} requests are running or queued "
-                f"(queue limit {self.max_queue}). Retry later."
-            )
-        self.pending += 1
+    async def turn(self, *, nested: bool | None = None) -> AsyncIterator[Ticket]:
+        ticket = await self.acquire(nested=nested)
         try:
-            async with self.lock:
-                yield
+            yield ticket
         finally:
-            self.pending -= 1
+            ticket.release()
+
+    async def drain(self) -> None:
+        """Refuse new requests and wait for the admitted ones to finish (shutdown)."""
+        self._closed = True
+        for future in (*self._waiting, *self._nested):
+            if not future.done():
+                future.set_exception(errors.Overloaded(f"Model '{self.name}' is shutting down. Retry later."))
+        self._waiting.clear()
+        self._nested.clear()
+        await self._idle.wait()
 
 
 class Engine(Protocol):

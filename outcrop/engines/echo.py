@@ -50,7 +50,7 @@ class EchoEngine:
     def stats(self) -> EngineStats:
         return EngineStats(
             in_flight=self._running,
-            queued=self._admission.pending - self._running,
+            queued=self._admission.waiting,
             max_queue=self.max_queue,
             completed=self.completed,
             cancelled=self.cancelled,

@@ -116,17 +116,17 @@ class _Worker:
     def stats(self) -> EngineStats:
         return EngineStats(
             in_flight=self._running,
-            queued=self._admission.pending - self._running,
+            queued=self._admission.waiting,
             max_queue=self.max_queue,
             completed=self.completed,
             cancelled=self.cancelled,
         )
 
     async def _shutdown(self, release: Callable[[], None]) -> None:
-        async with self._admission.lock:  # held: none of our work is running or queued on the thread
-            if self._owns_executor:
-                self._executor.shutdown(wait=True)
-            release()
+        await self._admission.drain()  # none of our work is running or queued on the thread now
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
+        release()
 
 
 def _chunks(order: Sequence[int], cancel: threading.Event) -> Iterator[list[int]]:

@@ -3,13 +3,15 @@
 The canonical request becomes a streamed `POST {base_url}/chat/completions` (or `/completions` for a raw
 prompt); the upstream's chunks become typed events. The upstream does its own templating, sampling and
 tool-call parsing; its errors come back as ours (4xx -> InvalidRequest / NotFound, 429 or 503 ->
-Overloaded, anything else -> ModelFailure). Like the local engine, a bounded number of requests may be
-in flight at once, so a slow upstream cannot pile up work without limit.
+Overloaded, anything else -> ModelFailure). Like the local engine, `parallel` requests may be in flight
+at once and `max_queue` more wait their turn (engines.base.Admission), so a slow upstream cannot pile up
+work without limit. Closing the event stream (a caller that went away) closes the upstream connection,
+which vLLM and llama-server take as a cancellation. Usage passes through, cached prompt tokens
+(`prompt_tokens_details.cached_tokens`, vLLM's prefix cache) included.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,7 +34,7 @@ from outcrop.conversation import (
     ToolUseStart,
     Usage,
 )
-from outcrop.engines.base import Capabilities, EngineStats
+from outcrop.engines.base import Admission, Capabilities, EngineStats
 from outcrop.engines.chat_template import tool_result_text
 
 _FINISH = {"stop": StopReason.END_TURN, "length": StopReason.MAX_TOKENS, "tool_calls": StopReason.TOOL_USE}
@@ -67,12 +69,18 @@ def _tool_choice(request: ChatRequest) -> Any:
     return {"auto": "auto", "any": "required", "none": "none"}[kind]
 
 
-def build_body(request: ChatRequest, upstream_model: str) -> tuple[str, dict[str, Any]]:
+DEFAULT_PARALLEL = 64  # requests in flight to the upstream at once (vLLM batches up to 256 by default)
+DEFAULT_MAX_TOKENS = 4096
+
+
+def build_body(
+    request: ChatRequest, upstream_model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS
+) -> tuple[str, dict[str, Any]]:
     """The upstream path and JSON body for one canonical request."""
     s = request.sampling
     body: dict[str, Any] = {"model": upstream_model, "stream": True, "stream_options": {"include_usage": True}}
     for key, value in (
-        ("max_tokens", s.max_tokens),
+        ("max_tokens", s.max_tokens or default_max_tokens),
         ("temperature", s.temperature),
         ("top_p", s.top_p),
         ("seed", s.seed),
@@ -130,21 +138,33 @@ class OpenAIUpstreamEngine:
         api_key: str | None = None,
         context_length: int = 8192,
         max_queue: int = 8,
+        parallel: int | None = None,
+        max_tokens: int | None = None,
         timeout_s: float = 600.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.capabilities = Capabilities(context_length=context_length, tools=True, grammar=True)
-        self.max_queue = max_queue
+        self.parallel = parallel or DEFAULT_PARALLEL
+        self.default_max_tokens = max_tokens or DEFAULT_MAX_TOKENS
+        self._admission = Admission(model, max_queue, slots=self.parallel, reserve=1)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s)
-        self._slots = asyncio.Semaphore(1 + max_queue)
-        self._running = 0
+        limits = httpx.Limits(max_connections=self.parallel + 1, max_keepalive_connections=self.parallel + 1)
+        self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s, limits=limits)
         self.completed = 0
         self.cancelled = 0
 
+    @property
+    def max_queue(self) -> int:
+        return self._admission.max_queue
+
+    @max_queue.setter
+    def max_queue(self, value: int) -> None:
+        self._admission.resize(max_queue=value)
+
     def stats(self) -> EngineStats:
-        return EngineStats(self._running, 0, self.max_queue, self.completed, self.cancelled)
+        return EngineStats(self._admission.running, self._admission.waiting, self.max_queue, self.completed,
+                           self.cancelled, slots=self.parallel)  # fmt: skip
 
     async def count_tokens(self, request: ChatRequest) -> int:
         """Upstreams have no standard token-count call: estimate ~4 characters a token."""
@@ -152,18 +172,14 @@ class OpenAIUpstreamEngine:
         return max(1, len(json.dumps(body.get("messages") or body.get("prompt"))) // 4)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        if self._slots.locked():
-            raise errors.Overloaded(f"The upstream model '{self.model}' has {1 + self.max_queue} requests in flight.")
-        path, body = build_body(request, self.model)
-        async with self._slots:
-            self._running += 1
+        path, body = build_body(request, self.model, self.default_max_tokens)
+        async with self._admission.turn():
             finished = False
             try:
                 async for event in self._events(path, body):
                     yield event
                 finished = True
             finally:
-                self._running -= 1
                 if finished:
                     self.completed += 1
                 else:
@@ -180,7 +196,15 @@ class OpenAIUpstreamEngine:
             raise errors.ModelFailure(f"Could not reach the upstream server at {self.base_url}: {exc}") from exc
 
     async def close(self) -> None:
+        await self._admission.drain()
         await self._client.aclose()
+
+
+def _usage(raw: dict[str, Any]) -> Usage:
+    details = raw.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0),
+                 cache_read_tokens=int(cached or 0))  # fmt: skip
 
 
 async def _parse(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
@@ -200,7 +224,7 @@ async def _parse(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
         if "error" in chunk:
             raise errors.ModelFailure(f"The upstream server failed mid-stream: {chunk['error']}")
         if chunk.get("usage"):
-            usage = Usage(chunk["usage"].get("prompt_tokens", 0), chunk["usage"].get("completion_tokens", 0))
+            usage = _usage(chunk["usage"])
         if not started:
             started = True
             yield MessageStart(input_tokens=0)

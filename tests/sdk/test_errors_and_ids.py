@@ -211,7 +211,7 @@ def test_queue_full_on_the_real_engine(tmp_path) -> None:  # type: ignore[no-unt
     from outcrop.models import BUILTIN_GGUF
     from tests.conftest import client, serve
 
-    spec = ModelSpec(id="x.tiny-v1", path=str(BUILTIN_GGUF), n_ctx=4096, max_queue=0)
+    spec = ModelSpec(id="x.tiny-v1", path=str(BUILTIN_GGUF), n_ctx=4096, parallel=1, max_queue=0)
     settings = Settings(config_path=tmp_path / "c.toml", builtin_model=False, models=(spec,))
     with serve(settings) as (url, _):
         rt = client("bedrock-runtime", url)
