@@ -190,7 +190,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = [*group_by, "requests", "input_tokens", "output_tokens", "errors", "avg_latency_ms"]
+    tokens = ["input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens"]
+    header = [*group_by, "requests", *tokens, "errors", "avg_latency_ms"]
     table = [header] + [[str(r[h]) for h in header] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:

@@ -110,8 +110,8 @@ class CachePoint:
     part `part` of message `message`."""
 
     after: Literal["tools", "system", "message"]
-    message: int = -1
-    part: int = -1
+    message: int = -1  # "message": the message's index
+    part: int = -1  # "message": the index of the part it follows; "system": the characters of `system` it follows
     ttl_s: int = 300  # 5 minutes, or 3600 (Bedrock ttl "1h", Anthropic ttl "1h")
 
 
@@ -175,6 +175,7 @@ class Usage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_ttl_s: int = 300  # how long the written prefix is kept (the caller's longest cache point TTL)
 
     @property
     def uncached_input_tokens(self) -> int:
@@ -191,6 +192,7 @@ class MessageStart:
     input_tokens: int
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_ttl_s: int = 300
 
 
 @dataclass(frozen=True)
@@ -279,3 +281,11 @@ class EmbedResult:
 
     vectors: Any
     input_tokens: int
+
+
+CACHE_TTLS = {"5m": 300, "1h": 3600}
+
+
+def ttl_name(seconds: int) -> str:
+    """Bedrock's and Anthropic's name for a cache TTL."""
+    return "1h" if seconds >= 3600 else "5m"

@@ -40,6 +40,7 @@ from outcrop.conversation import (
     ToolUseStart,
     Usage,
 )
+from outcrop.engines.base import on_behalf
 from outcrop.metering.metrics import Metrics
 from outcrop.metering.quotas import Quotas
 from outcrop.metering.usage import UsageRecord, UsageRecorder
@@ -175,7 +176,8 @@ class Inference:
                 call.operation,
                 u.input_tokens,
                 u.output_tokens,
-                0,
+                u.cache_read_tokens,
+                u.cache_write_tokens,
                 latency_ms,
                 ttft_ms,
                 status,
@@ -277,11 +279,18 @@ class Inference:
         raise failure
 
     async def complete(self, request: ChatRequest, principal: Principal, *, guard: bool = True) -> ChatResult:
-        stream = await self.stream(request, principal, whole=True, guard=guard)
+        """A whole answer. `guard=False` marks Outcrop's own calls made for another request (a constitution's
+        judge): engines let them ahead of the queue, onto a slot kept for them (engines.base.on_behalf)."""
+        marked = on_behalf.set(True) if not guard else None
         try:
-            return await collect(stream)
+            stream = await self.stream(request, principal, whole=True, guard=guard)
+            try:
+                return await collect(stream)
+            finally:
+                await stream.aclose()
         finally:
-            await stream.aclose()
+            if marked is not None:
+                on_behalf.reset(marked)
 
     async def embed(self, request: EmbedRequest, principal: Principal) -> EmbedResult:
         """Embeddings: access and quotas as for chat; usage records count input tokens."""
@@ -352,7 +361,7 @@ async def collect(stream: Stream) -> ChatResult:
     return ChatResult(
         parts=tuple(parts),
         stop_reason=stop.stop_reason,
-        usage=Usage(stop.usage.input_tokens or input_tokens, stop.usage.output_tokens),
+        usage=replace(stop.usage, input_tokens=stop.usage.input_tokens or input_tokens),
         stop_sequence=stop.stop_sequence,
         latency_ms=stream.latency_ms,
         first_token_ms=first_ms,

@@ -34,10 +34,15 @@ async def status(ctx: Context, request: Request) -> Response:
             entry.update(
                 loaded=True,
                 in_flight=s.in_flight,
+                slots=s.slots,
                 queued=s.queued,
                 max_queue=s.max_queue,
                 completed=s.completed,
                 cancelled=s.cancelled,
+                kv_cells=s.kv_cells,
+                kv_cells_used=s.kv_cells_used,
+                prompt_tokens=s.prompt_tokens,
+                prompt_cache_hit_tokens=s.prompt_cache_hit_tokens,
             )
             if spec.kind == "embedding":
                 entry["dimensions"] = cast(Embedder, engine).dimensions

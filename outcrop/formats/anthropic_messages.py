@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from outcrop import errors
 from outcrop.conversation import (
+    CACHE_TTLS,
     BlockStop,
+    CachePoint,
     ChatRequest,
     ChatResult,
     Event,
@@ -33,6 +35,7 @@ from outcrop.conversation import (
     ToolUse,
     ToolUseDelta,
     ToolUseStart,
+    Usage,
 )
 
 
@@ -68,7 +71,17 @@ def parse(model: type[Body], raw: object, describe: Any) -> Any:
         raise errors.InvalidRequest(describe(exc)) from exc
 
 
-def _system(blocks: str | list[dict[str, Any]] | None) -> str:
+def cache_ttl(raw: Any, where: str) -> int:
+    """A cache_control's TTL in seconds: {"type": "ephemeral", "ttl": "5m" | "1h"}."""
+    if not isinstance(raw, dict) or raw.get("type") != "ephemeral":
+        raise errors.InvalidRequest(f"{where}.cache_control.type must be 'ephemeral'.")
+    ttl = raw.get("ttl", "5m")
+    if ttl not in CACHE_TTLS:
+        raise errors.InvalidRequest(f"{where}.cache_control.ttl must be one of {sorted(CACHE_TTLS)}, not {ttl!r}.")
+    return CACHE_TTLS[ttl]
+
+
+def _system(blocks: str | list[dict[str, Any]] | None, points: list[CachePoint]) -> str:
     if blocks is None or isinstance(blocks, str):
         return blocks or ""
     texts = []
@@ -76,6 +89,9 @@ def _system(blocks: str | list[dict[str, Any]] | None) -> str:
         if b.get("type") != "text" or not isinstance(b.get("text"), str):
             raise errors.InvalidRequest(f"system.{i}: only text blocks are supported in the system prompt.")
         texts.append(b["text"])
+        if b.get("cache_control") is not None:
+            ttl = cache_ttl(b["cache_control"], f"system.{i}")
+            points.append(CachePoint("system", part=len("\n\n".join(texts)), ttl_s=ttl))
     return "\n\n".join(texts)
 
 
@@ -106,12 +122,14 @@ def _part(block: dict[str, Any], where: str) -> list[Part]:
     raise errors.InvalidRequest(f"{where} is not a valid content block (type {kind!r}).")
 
 
-def _tools(body: Body) -> tuple[tuple[Tool, ...], ToolChoice]:
+def _tools(body: Body, points: list[CachePoint]) -> tuple[tuple[Tool, ...], ToolChoice]:
     tools = []
     for i, t in enumerate(body.tools or []):
         if not isinstance(t.get("name"), str) or not isinstance(t.get("input_schema"), dict):
             raise errors.InvalidRequest(f"tools.{i}: a tool needs a name and an input_schema object.")
         tools.append(Tool(t["name"], t.get("description", ""), t["input_schema"]))
+        if t.get("cache_control") is not None:
+            points.append(CachePoint("tools", ttl_s=cache_ttl(t["cache_control"], f"tools.{i}")))
     tc = body.tool_choice or {}
     kind = tc.get("type", "auto")
     if kind not in ("auto", "any", "tool", "none"):
@@ -123,7 +141,11 @@ def _tools(body: Body) -> tuple[tuple[Tool, ...], ToolChoice]:
     return tuple(tools), ToolChoice(kind)
 
 
-def decode(model: str, body: Body) -> ChatRequest:
+def decode(model: str, body: Body, cache_control: Any = None) -> ChatRequest:
+    """`cache_control`: the Anthropic API's top-level one, a cache point after the last block."""
+    points: list[CachePoint] = []
+    tools, choice = _tools(body, points)
+    system = _system(body.system, points)
     messages: list[Message] = []
     for i, m in enumerate(body.messages):
         if (i == 0 and m.role != "user") or (messages and messages[-1].role == m.role):
@@ -131,13 +153,22 @@ def decode(model: str, body: Body) -> ChatRequest:
                 f"messages.{i}: roles must alternate between user and assistant, starting with user."
             )
         blocks = [{"type": "text", "text": m.content}] if isinstance(m.content, str) else m.content
-        parts = [p for j, b in enumerate(blocks) for p in _part(b, f"messages.{i}.content.{j}")]
+        parts: list[Part] = []
+        for j, b in enumerate(blocks):
+            parts += _part(b, f"messages.{i}.content.{j}")
+            if b.get("cache_control") is not None:
+                ttl = cache_ttl(b["cache_control"], f"messages.{i}.content.{j}")
+                if parts:
+                    points.append(CachePoint("message", i, len(parts) - 1, ttl))
         messages.append(Message(m.role, tuple(parts)))
-    tools, choice = _tools(body)
+    if cache_control is not None and messages and messages[-1].parts:
+        ttl = cache_ttl(cache_control, "body")
+        points.append(CachePoint("message", len(messages) - 1, len(messages[-1].parts) - 1, ttl))
     return ChatRequest(
         model=model,
         messages=tuple(messages),
-        system=_system(body.system),
+        cache_points=tuple(points),
+        system=system,
         tools=tools,
         tool_choice=choice,
         sampling=Sampling(
@@ -178,7 +209,23 @@ def encode(model: str, result: ChatResult, id_prefix: str) -> dict[str, Any]:
         "content": content,
         "stop_reason": STOP_REASONS[result.stop_reason],
         "stop_sequence": result.stop_sequence,
-        "usage": {"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens},
+        "usage": {**usage(result.usage), "output_tokens": result.usage.output_tokens},
+    }
+
+
+def usage(u: Usage | MessageStart) -> dict[str, Any]:
+    """Anthropic's usage: input_tokens counts the prompt tokens neither read from the cache nor written to it."""
+    total, read, write = u.input_tokens, u.cache_read_tokens, u.cache_write_tokens
+    long_ttl = u.cache_write_ttl_s >= 3600
+    return {
+        "input_tokens": max(0, total - read - write),
+        "cache_creation_input_tokens": write,
+        "cache_read_input_tokens": read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": 0 if long_ttl else write,
+            "ephemeral_1h_input_tokens": write if long_ttl else 0,
+        },
+        "output_tokens": 0,
     }
 
 
@@ -202,7 +249,7 @@ class StreamEncoder:
 
     def __call__(self, event: Event) -> list[dict[str, Any]]:
         match event:
-            case MessageStart(input_tokens=n):
+            case MessageStart():
                 message: dict[str, Any] = {
                     "id": message_id(self.id_prefix),
                     "type": "message",
@@ -211,7 +258,7 @@ class StreamEncoder:
                     "content": [],
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": n, "output_tokens": 0},
+                    "usage": usage(event),
                 }
                 return [{"type": "message_start", "message": message}]
             case TextDelta(index=i, text=t):

@@ -355,7 +355,8 @@ class _OutputGuard:
         try:
             async for event in events:
                 if isinstance(event, MessageStart):
-                    last_usage = Usage(event.input_tokens, 0)
+                    last_usage = Usage(event.input_tokens, 0, event.cache_read_tokens, event.cache_write_tokens,
+                                       event.cache_write_ttl_s)  # fmt: skip
                 index = getattr(event, "index", None)
                 if index is not None:
                     last_index = max(last_index, index)

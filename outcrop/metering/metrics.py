@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests, latency and time-to-first-token histograms, tokens, queue depth.
+"""Prometheus metrics: requests, latency and time-to-first-token histograms, tokens; per model the slots
+busy, queue depth, KV-cache cells used and prompt-cache hits.
 
 One CollectorRegistry per server (not the process-global one), so several servers in one process
 (tests, embedding) keep their own counts.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from outcrop.engines.base import EngineStats
@@ -22,14 +23,26 @@ class _Queues(Collector):
     def __init__(self, stats: Callable[[], dict[str, EngineStats]]) -> None:
         self._stats = stats
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        running = GaugeMetricFamily("outcrop_requests_in_flight", "Requests generating now", labels=["model"])
-        queued = GaugeMetricFamily("outcrop_queue_depth", "Requests waiting for the model", labels=["model"])
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        labels = ["model"]
+        running = GaugeMetricFamily("outcrop_requests_in_flight", "Requests generating now (slots busy)", labels=labels)
+        slots = GaugeMetricFamily("outcrop_slots", "Requests a model can run at once", labels=labels)
+        queued = GaugeMetricFamily("outcrop_queue_depth", "Requests waiting for a slot", labels=labels)
+        kv_used = GaugeMetricFamily("outcrop_kv_cells_used", "Tokens held in the KV cache, cached prompts included",
+                                    labels=labels)  # fmt: skip
+        kv = GaugeMetricFamily("outcrop_kv_cells", "KV-cache capacity in tokens", labels=labels)
+        prompt = CounterMetricFamily("outcrop_prompt_tokens", "Prompt tokens of the requests run", labels=labels)
+        hits = CounterMetricFamily("outcrop_prompt_cache_hit_tokens", "Prompt tokens taken from the prompt cache",
+                                   labels=labels)  # fmt: skip
         for model, s in self._stats().items():
             running.add_metric([model], s.in_flight)
+            slots.add_metric([model], s.slots)
             queued.add_metric([model], s.queued)
-        yield running
-        yield queued
+            kv_used.add_metric([model], s.kv_cells_used)
+            kv.add_metric([model], s.kv_cells)
+            prompt.add_metric([model], s.prompt_tokens)
+            hits.add_metric([model], s.prompt_cache_hit_tokens)
+        yield from (running, slots, queued, kv_used, kv, prompt, hits)
 
 
 class Metrics:

@@ -60,7 +60,8 @@ class UsageRecord:
     operation: str
     input_tokens: int
     output_tokens: int
-    cache_tokens: int
+    cache_read_tokens: int  # of input_tokens, those taken from the prompt cache
+    cache_write_tokens: int  # of input_tokens, those computed up to the caller's last cache point
     latency_ms: int
     ttft_ms: int | None
     status: str
@@ -126,7 +127,8 @@ def summarize(
         func.count().label("requests"),
         func.sum(usage_records.c.input_tokens).label("input_tokens"),
         func.sum(usage_records.c.output_tokens).label("output_tokens"),
-        func.sum(usage_records.c.cache_tokens).label("cache_tokens"),
+        func.sum(usage_records.c.cache_read_tokens).label("cache_read_tokens"),
+        func.sum(usage_records.c.cache_write_tokens).label("cache_write_tokens"),
         func.sum(cast(usage_records.c.status != "ok", Integer)).label("errors"),
         func.avg(usage_records.c.latency_ms).label("avg_latency_ms"),
     ]
@@ -141,7 +143,7 @@ def summarize(
         if "day" in item and item["day"] is not None and not isinstance(item["day"], str):
             item["day"] = item["day"].date().isoformat() if isinstance(item["day"], datetime) else str(item["day"])
         item["avg_latency_ms"] = round(float(item["avg_latency_ms"] or 0), 1)
-        for k in ("input_tokens", "output_tokens", "cache_tokens", "errors"):
+        for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "errors"):
             item[k] = int(item[k] or 0)
         out.append(item)
     return out

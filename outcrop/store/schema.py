@@ -112,7 +112,8 @@ usage_records = Table(
     Column("operation", String(60), nullable=False),
     Column("input_tokens", Integer, nullable=False),
     Column("output_tokens", Integer, nullable=False),
-    Column("cache_tokens", Integer, nullable=False),
+    Column("cache_read_tokens", Integer, nullable=False),  # prompt tokens taken from the prompt cache
+    Column("cache_write_tokens", Integer, nullable=False, server_default="0"),  # computed up to a cache point
     Column("latency_ms", Integer, nullable=False),
     Column("ttft_ms", Integer),
     Column("status", String(60), nullable=False),  # ok | cancelled | the error's class name

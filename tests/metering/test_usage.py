@@ -10,7 +10,7 @@ from outcrop.metering.usage import UsageRecord, UsageRecorder, summarize
 
 
 def _rec(principal: str, model: str, at: datetime, status: str = "ok", out: int = 5) -> UsageRecord:
-    return UsageRecord(at, principal, model, "bedrock", "converse_op", 10, out, 0, 20, 5, status)
+    return UsageRecord(at, principal, model, "bedrock", "converse_op", 10, out, 0, 0, 20, 5, status)
 
 
 def test_buffer_flush_and_summary(database_url: str) -> None:

@@ -38,7 +38,8 @@ def test_every_bedrock_id_form_routes(runtime, model_id: str) -> None:  # type: 
 
 def test_count_tokens_converse_and_invoke(runtime) -> None:  # type: ignore[no-untyped-def]
     conv = runtime.count_tokens(modelId=BUILTIN_MODEL_ID, input={"converse": {"messages": HELLO}})
-    assert conv["inputTokens"] == runtime.converse(modelId=BUILTIN_MODEL_ID, messages=HELLO)["usage"]["inputTokens"]
+    usage = runtime.converse(modelId=BUILTIN_MODEL_ID, messages=HELLO)["usage"]
+    assert conv["inputTokens"] == usage["inputTokens"] + usage["cacheReadInputTokens"] + usage["cacheWriteInputTokens"]
     body = json.dumps(
         {
             "anthropic_version": "bedrock-2023-05-31",

@@ -153,7 +153,8 @@ def test_usage_under_concurrent_load_loses_nothing(env: Env) -> None:
             "requests": 200,
             "input_tokens": rows[0]["input_tokens"],
             "output_tokens": 600,
-            "cache_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
             "errors": 0,
             "avg_latency_ms": rows[0]["avg_latency_ms"],
         }

@@ -21,9 +21,9 @@ ID_PREFIX = "msg_"
 class MessagesBody(anthropic_messages.Body):
     model: str = Field(min_length=1)
     stream: bool = False
-    # accepted, and change nothing here: prompt caching is automatic, there is one tier and one place
+    # accepted, and change nothing here: there is one tier and one place
     service_tier: str | None = None
-    cache_control: dict[str, Any] | None = None
+    cache_control: dict[str, Any] | None = None  # automatic caching: a cache point after the last block
     inference_geo: str | None = None
     speed: str | None = None
     output_config: dict[str, Any] | None = None
@@ -50,7 +50,7 @@ def _output_format(config: dict[str, Any] | None) -> ResponseFormat | None:
 
 def decode_request(raw: object) -> tuple[ChatRequest, bool]:
     body: MessagesBody = anthropic_messages.parse(MessagesBody, raw, describe)
-    request = anthropic_messages.decode(body.model, body)
+    request = anthropic_messages.decode(body.model, body, body.cache_control)
     return replace(request, response_format=_output_format(body.output_config)), body.stream
 
 

@@ -14,7 +14,9 @@ from typing import Any
 from outcrop import errors
 from outcrop.api.bedrock import eventstream, schema
 from outcrop.conversation import (
+    CACHE_TTLS,
     BlockStop,
+    CachePoint,
     ChatRequest,
     ChatResult,
     Event,
@@ -35,6 +37,8 @@ from outcrop.conversation import (
     ToolUse,
     ToolUseDelta,
     ToolUseStart,
+    Usage,
+    ttl_name,
 )
 
 # additionalModelRequestFields we pass to the engine; anything else is refused, not ignored.
@@ -66,12 +70,25 @@ def _parts(block: schema.ContentBlock, where: str) -> list[Part]:
                 )
         return [ToolResult(block.toolResult.toolUseId, tuple(content), block.toolResult.status == "error")]
     if block.cachePoint is not None or block.reasoningContent is not None:
-        return []  # prompt caching is automatic here; past reasoning is not replayed
+        return []  # cache points are read by _messages; past reasoning is not replayed
     kind = next(k for k in type(block).model_fields if getattr(block, k) is not None)
     raise errors.InvalidRequest(f"{where}: this model doesn't support the {kind} content block; send text.")
 
 
-def _messages(wire: list[schema.Message] | None) -> tuple[Message, ...]:
+def _cache_ttl(raw: dict[str, Any], where: str) -> int:
+    """A cachePoint block's TTL in seconds (botocore's CachePointBlock: type default, ttl 5m or 1h)."""
+    if raw.get("type") != "default":
+        raise errors.InvalidRequest(f"{where}.cachePoint.type must be 'default', not {raw.get('type')!r}.")
+    unknown = sorted(set(raw) - {"type", "ttl"})
+    if unknown:
+        raise errors.InvalidRequest(f"{where}.cachePoint: unknown member(s) {unknown}.")
+    ttl = raw.get("ttl", "5m")
+    if ttl not in CACHE_TTLS:
+        raise errors.InvalidRequest(f"{where}.cachePoint.ttl must be one of {sorted(CACHE_TTLS)}, not {ttl!r}.")
+    return CACHE_TTLS[ttl]
+
+
+def _messages(wire: list[schema.Message] | None, points: list[CachePoint] | None = None) -> tuple[Message, ...]:
     if not wire:
         raise errors.InvalidRequest("A conversation must have at least one message (messages is empty).")
     out: list[Message] = []
@@ -83,18 +100,30 @@ def _messages(wire: list[schema.Message] | None) -> tuple[Message, ...]:
                 "A conversation must alternate between user and assistant roles. "
                 f"messages.{i - 1} and messages.{i} are both '{m.role}'."
             )
-        parts = [p for j, b in enumerate(m.content) for p in _parts(b, f"messages.{i}.content.{j}")]
+        parts: list[Part] = []
+        for j, b in enumerate(m.content):
+            if b.cachePoint is not None:
+                ttl = _cache_ttl(b.cachePoint, f"messages.{i}.content.{j}")
+                if points is not None and parts:
+                    points.append(CachePoint("message", i, len(parts) - 1, ttl))
+            parts += _parts(b, f"messages.{i}.content.{j}")
         if not parts:
             raise errors.InvalidRequest(f"messages.{i}.content must not be empty.")
         out.append(Message(m.role, tuple(parts)))
     return tuple(out)
 
 
-def _system(wire: list[schema.SystemBlock] | None) -> tuple[str, tuple[Text, ...]]:
-    texts = []
+def _system(
+    wire: list[schema.SystemBlock] | None, points: list[CachePoint] | None = None
+) -> tuple[str, tuple[Text, ...]]:
+    texts: list[str] = []
     guarded = []
-    for block in wire or []:
-        if block.text is not None:
+    for i, block in enumerate(wire or []):
+        if block.cachePoint is not None:
+            ttl = _cache_ttl(block.cachePoint, f"system.{i}")
+            if points is not None and texts:
+                points.append(CachePoint("system", part=len("\n\n".join(texts)), ttl_s=ttl))
+        elif block.text is not None:
             texts.append(block.text)
         elif block.guardContent is not None and block.guardContent.text is not None:
             texts.append(block.guardContent.text.text)
@@ -109,13 +138,18 @@ def guardrail_ref(wire: schema.GuardrailConfig | None) -> tuple[GuardrailRef, ..
                          wire.streamProcessingMode or "sync"),)  # fmt: skip
 
 
-def _tools(wire: schema.ToolConfig | None) -> tuple[tuple[Tool, ...], ToolChoice]:
+def _tools(
+    wire: schema.ToolConfig | None, points: list[CachePoint] | None = None
+) -> tuple[tuple[Tool, ...], ToolChoice]:
     if wire is None:
         return (), ToolChoice()
-    tools = []
+    tools: list[Tool] = []
     for i, t in enumerate(wire.tools):
         if t.toolSpec is None:
             if t.cachePoint is not None:
+                ttl = _cache_ttl(t.cachePoint, f"toolConfig.tools.{i}")
+                if points is not None and tools:
+                    points.append(CachePoint("tools", ttl_s=ttl))
                 continue
             raise errors.InvalidRequest(f"toolConfig.tools.{i}: only toolSpec tools are supported.")
         spec = t.toolSpec.inputSchema.json_
@@ -172,13 +206,16 @@ def _output_format(config: dict[str, Any] | None) -> ResponseFormat | None:
 
 def decode_request(model: str, body: object) -> ChatRequest:
     wire: schema.ConverseRequest = schema.parse(schema.ConverseRequest, body)
-    tools, choice = _tools(wire.toolConfig)
+    points: list[CachePoint] = []
+    tools, choice = _tools(wire.toolConfig, points)
     cfg = wire.inferenceConfig or schema.InferenceConfig()
     extra = _extra(wire.additionalModelRequestFields)
-    system, guarded_system = _system(wire.system)
+    system, guarded_system = _system(wire.system, points)
+    messages = _messages(wire.messages, points)
     return ChatRequest(
         model=model,
-        messages=_messages(wire.messages),
+        messages=messages,
+        cache_points=tuple(points),
         system=system,
         guarded_system=guarded_system,
         guardrails=guardrail_ref(wire.guardrailConfig),
@@ -220,8 +257,19 @@ def _block(part: Text | ToolUse) -> dict[str, Any]:
     return {"toolUse": {"toolUseId": part.id, "name": part.name, "input": dict(part.input)}}
 
 
-def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
-    return {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens}
+def usage(u: Usage) -> dict[str, Any]:
+    """Bedrock's TokenUsage: inputTokens counts the prompt tokens neither read from the prompt cache nor written
+    to it; totalTokens counts them all, and the answer's."""
+    out: dict[str, Any] = {
+        "inputTokens": u.uncached_input_tokens,
+        "outputTokens": u.output_tokens,
+        "totalTokens": u.input_tokens + u.output_tokens,
+        "cacheReadInputTokens": u.cache_read_tokens,
+        "cacheWriteInputTokens": u.cache_write_tokens,
+    }
+    if u.cache_write_tokens:
+        out["cacheDetails"] = [{"ttl": ttl_name(u.cache_write_ttl_s), "inputTokens": u.cache_write_tokens}]
+    return out
 
 
 def guardrail_trace(trace: GuardrailTrace | None) -> dict[str, Any] | None:
@@ -245,7 +293,7 @@ def encode_response(result: ChatResult) -> dict[str, Any]:
     out = {
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": str(result.stop_reason),
-        "usage": usage(result.usage.input_tokens, result.usage.output_tokens),
+        "usage": usage(result.usage),
         "metrics": {"latencyMs": int(result.latency_ms)},
     }
     trace = guardrail_trace(result.guardrail)
@@ -270,7 +318,7 @@ def encode_event(event: Event, latency_ms: int) -> list[bytes]:
             return [eventstream.event("contentBlockStop", {"contentBlockIndex": i})]
         case MessageStop(stop_reason=reason, usage=u, guardrail=g):
             metadata: dict[str, Any] = {
-                "usage": usage(u.input_tokens, u.output_tokens),
+                "usage": usage(u),
                 "metrics": {"latencyMs": int(latency_ms)},
             }
             trace = guardrail_trace(g)

@@ -26,6 +26,7 @@ from outcrop.conversation import (
     StopReason,
     Text,
     TextDelta,
+    Usage,
 )
 from outcrop.formats import anthropic_messages
 from outcrop.registry import provider_of
@@ -234,6 +235,13 @@ def family(model_id: str, body: object) -> str:
         "body (anthropic_version, max_tokens, messages), a Llama or Mistral body (prompt) or a Titan Text "
         "body (inputText)."
     )
+
+
+def reported_input_tokens(fam: str, usage: Usage) -> int:
+    """The input token count InvokeModel reports (body, X-Amzn-Bedrock-Input-Token-Count, invocation metrics):
+    Anthropic bodies count only the tokens neither read from the prompt cache nor written to it, the other
+    families, which Bedrock serves without prompt caching, the whole prompt."""
+    return usage.uncached_input_tokens if fam == "anthropic" else usage.input_tokens
 
 
 def decode_request(model_id: str, body: object) -> tuple[str, ChatRequest]:

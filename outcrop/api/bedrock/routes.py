@@ -117,9 +117,11 @@ async def invoke_op(ctx: Context, request: Request, modelId: str) -> Response:
     result = await ctx.inference.complete(chat, caller(request))
     headers = {
         **_request_id(),
-        "X-Amzn-Bedrock-Input-Token-Count": str(result.usage.input_tokens),
+        "X-Amzn-Bedrock-Input-Token-Count": str(invoke.reported_input_tokens(fam, result.usage)),
         "X-Amzn-Bedrock-Output-Token-Count": str(result.usage.output_tokens),
         "X-Amzn-Bedrock-Invocation-Latency": str(result.latency_ms),
+        "X-Amzn-Bedrock-Cache-Read-Input-Token-Count": str(result.usage.cache_read_tokens),
+        "X-Amzn-Bedrock-Cache-Write-Input-Token-Count": str(result.usage.cache_write_tokens),
     }
     body = {**invoke.encode_response(fam, modelId, result), **_guardrail_fields(refs, result.guardrail)}
     return json_body(body, headers=headers)
@@ -155,10 +157,12 @@ async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Resp
         chunks = encode(event)
         if isinstance(event, MessageStop) and chunks:
             chunks[-1]["amazon-bedrock-invocationMetrics"] = {
-                "inputTokenCount": event.usage.input_tokens,
+                "inputTokenCount": invoke.reported_input_tokens(fam, event.usage),
                 "outputTokenCount": event.usage.output_tokens,
                 "invocationLatency": stream.latency_ms,
                 "firstByteLatency": first_byte[0] if first_byte else stream.latency_ms,
+                "cacheReadInputTokenCount": event.usage.cache_read_tokens,
+                "cacheWriteInputTokenCount": event.usage.cache_write_tokens,
             }
             chunks[-1].update(_guardrail_fields(refs, event.guardrail))
         return [_chunk(c) for c in chunks]

@@ -203,11 +203,13 @@ def decode_completion(raw: object) -> tuple[ChatRequest, schema.CompletionBody]:
     return ChatRequest(model=body.model, prompt=prompts[0], sampling=_sampling(body, body.max_tokens or 16)), body
 
 
-def _usage(result_usage: Any) -> dict[str, int]:
+def _usage(result_usage: Any) -> dict[str, Any]:
+    """OpenAI counts every prompt token in prompt_tokens and the ones taken from the prompt cache among them."""
     return {
         "prompt_tokens": result_usage.input_tokens,
         "completion_tokens": result_usage.output_tokens,
         "total_tokens": result_usage.input_tokens + result_usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": result_usage.cache_read_tokens},
     }
 
 

@@ -128,7 +128,8 @@ class LlamaCppEngine:
             if point.after == "tools":
                 cut = replace(request, system="", messages=())
             elif point.after == "system":
-                cut = replace(request, messages=())
+                system = request.system if point.part < 0 else request.system[: point.part]
+                cut = replace(request, system=system, messages=())
             else:
                 m = request.messages[point.message]
                 head = Message(m.role, m.parts[: point.part + 1])
@@ -241,8 +242,9 @@ class LlamaCppEngine:
                 raise _error(item.error)
             assert isinstance(item, Started), item
             n_in = len(prepared.prompt)
-            yield MessageStart(n_in, item.reused, item.written)
-            usage = Usage(n_in, 0, item.reused, item.written)
+            ttl = int(prepared.cache_ttl_s or 300)
+            yield MessageStart(n_in, item.reused, item.written, ttl)
+            usage = Usage(n_in, 0, item.reused, item.written, ttl)
             calls_allowed = request.tools and request.tool_choice.kind != "none"
             builder = TextEventBuilder({t.name for t in request.tools} if calls_allowed else None)
             while True:

@@ -9,6 +9,7 @@ import pytest
 from outcrop import errors
 from outcrop.api.bedrock import converse
 from outcrop.conversation import (
+    CachePoint,
     ChatResult,
     Json,
     Message,
@@ -27,7 +28,12 @@ TOOL = {"toolSpec": {"name": "f", "description": "d", "inputSchema": {"json": {"
 DECODE: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("plain", {"messages": [USER]}, {"messages": (Message("user", (Text("hi"),)),), "system": ""}),
     ("system joined", {"messages": [USER], "system": [{"text": "a"}, {"cachePoint": {"type": "default"}}, {"text": "b"}]},
-     {"system": "a\n\nb"}),
+     {"system": "a\n\nb", "cache_points": (CachePoint("system", part=1),)}),
+    ("cache points", {"messages": [{"role": "user", "content": [{"text": "x"}, {"cachePoint": {"type": "default", "ttl": "1h"}},
+                                                                  {"text": "y"}]}],
+                      "system": [{"text": "abc"}, {"cachePoint": {"type": "default"}}],
+                      "toolConfig": {"tools": [TOOL, {"cachePoint": {"type": "default"}}]}},
+     {"cache_points": (CachePoint("tools"), CachePoint("system", part=3), CachePoint("message", 0, 0, 3600))}),
     ("sampling", {"messages": [USER], "inferenceConfig": {"maxTokens": 7, "temperature": 0.5, "topP": 0.9, "stopSequences": ["x"]},
                   "additionalModelRequestFields": {"top_k": 5, "seed": 3}},
      {"sampling.max_tokens": 7, "sampling.temperature": 0.5, "sampling.top_p": 0.9, "sampling.stop": ("x",),
@@ -75,6 +81,9 @@ REJECT = [
     ({"messages": [USER], "inferenceConfig": {"temperature": 3}}, "temperature"),
     ({"messages": [USER], "toolConfig": {"tools": [TOOL, TOOL]}}, "unique"),
     ("not an object", "JSON object"),
+    ({"messages": [USER], "system": [{"cachePoint": {"type": "default", "ttl": "2h"}}]}, "cachePoint.ttl must be"),
+    ({"messages": [{"role": "user", "content": [{"text": "x"}, {"cachePoint": {"type": "other"}}]}]},
+     "messages.0.content.1.cachePoint.type"),
 ]
 
 
@@ -96,6 +105,15 @@ def test_encode_response() -> None:
         "output": {"message": {"role": "assistant", "content": [
             {"text": "a"}, {"toolUse": {"toolUseId": "t", "name": "f", "input": {"x": 1}}}]}},
         "stopReason": "tool_use",
-        "usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7},
+        "usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7, "cacheReadInputTokens": 0,
+                  "cacheWriteInputTokens": 0},
         "metrics": {"latencyMs": 12},
+    }  # fmt: skip
+
+
+def test_usage_counts_cached_tokens_apart() -> None:
+    """inputTokens leaves out what was read from or written to the prompt cache; totalTokens counts it all."""
+    assert converse.usage(Usage(100, 7, cache_read_tokens=60, cache_write_tokens=30, cache_write_ttl_s=3600)) == {
+        "inputTokens": 10, "outputTokens": 7, "totalTokens": 107, "cacheReadInputTokens": 60,
+        "cacheWriteInputTokens": 30, "cacheDetails": [{"ttl": "1h", "inputTokens": 30}],
     }  # fmt: skip
