@@ -9,7 +9,9 @@ of scripts/build_bench_model.py, with the OpenAI chat completions API streamed (
   at --tokens or when the grammar closes the object, whichever comes first
 
 Decode tokens/s counts the tokens after the first over the time from the first to the last (the
-`usage` chunk gives the count). Runs alternate (free, schema, schema, free, ...). Prints both and the ratio.
+`usage` chunk gives the count). Runs alternate (free, schema, schema, free, ...). Prints both and the ratio,
+next to the target (issue 12: >= 85 % of free decoding; the engine samples first and has the grammar check
+only the token it picked, falling back to filtering the whole vocabulary when the grammar rejects it).
 
     python benchmarks/grammar_cost.py                  # ~1 min on 2 cores
     python benchmarks/grammar_cost.py --tokens 256 --reps 6
@@ -107,7 +109,8 @@ def main() -> None:
                      f"{median([x[2] for x in r]):.2f}"])  # fmt: skip
     print(table(["decoding", "runs", "TTFT ms", "tokens", "decode tok/s"], rows))
     ratio = median([x[2] for x in results[True]]) / median([x[2] for x in results[False]])
-    print(f"\ndecode rate under the JSON-schema grammar: {ratio:.1%} of free decoding")
+    verdict = "met" if ratio >= 0.85 else "NOT met"
+    print(f"\ndecode rate under the JSON-schema grammar: {ratio:.1%} of free decoding (target >= 85 %: {verdict})")
     print(foreign_cpu_note(foreign))
     print(f"total time {time.perf_counter() - started:.1f}s")
 
