@@ -36,6 +36,7 @@ from outcrop.engines.llamacpp.native import default_repack
 LLAMA_SERVER_DIR = ROOT / "benchmarks" / ".llama-server"
 LLAMA_SERVER = LLAMA_SERVER_DIR / "build" / "bin" / "llama-server"
 LITELLM_VENV = ROOT / "benchmarks" / ".venv-litellm"
+LITELLM_KEY = "sk-outcrop-bench-3f9c2a7d5e1b4c8a9d0e6f2b7a1c5d3e"  # LiteLLM refuses to start without a master key
 
 
 def llama_cpp_python_version() -> str:
@@ -176,7 +177,7 @@ def ensure_litellm() -> Path:
 @contextlib.contextmanager
 def litellm_proxy(upstream: str, model: str, *, workers: int = 1) -> Iterator[Server]:
     """The LiteLLM proxy forwarding `model` to the OpenAI-compatible `upstream`, no database, no logging
-    callbacks: its leanest configuration."""
+    callbacks: its leanest configuration. Callers authenticate with LITELLM_KEY, its master key."""
     exe = ensure_litellm()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="outcrop-litellm-") as tmp:
@@ -192,7 +193,8 @@ def litellm_proxy(upstream: str, model: str, *, workers: int = 1) -> Iterator[Se
             "  telemetry: false\n"
             "  drop_params: true\n"
         )
-        env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "DISABLE_ADMIN_UI": "True"}
+        env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "DISABLE_ADMIN_UI": "True",
+               "LITELLM_MASTER_KEY": LITELLM_KEY}  # fmt: skip
         cmd = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
                "--num_workers", str(workers)]  # fmt: skip
         with _process(cmd, "/health/liveliness", env=env, timeout_s=180) as (process, log_path):

@@ -16,8 +16,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from outcrop import errors
 from outcrop.conversation import (
     BlockStop,
@@ -36,6 +34,7 @@ from outcrop.conversation import (
 )
 from outcrop.engines.base import Admission, Capabilities, EngineStats
 from outcrop.engines.chat_template import tool_result_text
+from outcrop.engines.upstream_http import UpstreamClient, UpstreamError
 
 _FINISH = {"stop": StopReason.END_TURN, "length": StopReason.MAX_TOKENS, "tool_calls": StopReason.TOOL_USE}
 
@@ -149,8 +148,7 @@ class OpenAIUpstreamEngine:
         self.default_max_tokens = max_tokens or DEFAULT_MAX_TOKENS
         self._admission = Admission(model, max_queue, slots=self.parallel, reserve=1)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        limits = httpx.Limits(max_connections=self.parallel + 1, max_keepalive_connections=self.parallel + 1)
-        self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s, limits=limits)
+        self._client = UpstreamClient(self.base_url, headers=headers, timeout_s=timeout_s)
         self.completed = 0
         self.cancelled = 0
 
@@ -187,12 +185,12 @@ class OpenAIUpstreamEngine:
 
     async def _events(self, path: str, body: dict[str, Any]) -> AsyncIterator[Event]:
         try:
-            async with self._client.stream("POST", path, json=body) as r:
-                if r.status_code != 200:
-                    raise _upstream_error(r.status_code, (await r.aread()).decode(errors="replace"))
-                async for event in _parse(r.aiter_lines()):
+            async with self._client.post_json(path, body) as r:
+                if r.status != 200:
+                    raise _upstream_error(r.status, (await r.read()).decode(errors="replace"))
+                async for event in _parse(r.lines()):
                     yield event
-        except httpx.HTTPError as exc:
+        except (UpstreamError, TimeoutError) as exc:
             raise errors.ModelFailure(f"Could not reach the upstream server at {self.base_url}: {exc}") from exc
 
     async def close(self) -> None:
@@ -214,12 +212,16 @@ async def _parse(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
     calls: dict[int, int] = {}  # upstream tool_calls index -> our block index
     finish: str | None = None
     usage = Usage()
+    done = False
     async for line in lines:
-        if not line.startswith("data:"):
+        # read on to the end of the body after [DONE]: a response left unread closes its connection instead of
+        # going back to the pool, and every request would then open a new one
+        if done or not line.startswith("data:"):
             continue
         data = line[5:].strip()
         if data == "[DONE]":
-            break
+            done = True
+            continue
         chunk = json.loads(data)
         if "error" in chunk:
             raise errors.ModelFailure(f"The upstream server failed mid-stream: {chunk['error']}")
