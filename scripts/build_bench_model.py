@@ -35,7 +35,7 @@ from gguf.quants import quantize
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from outcrop.engines.chat_template import CHATML_TOOLS_TEMPLATE, render  # noqa: E402
+from outcrop.engines.chat_template import CHATML_TOOLS_TEMPLATE  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / ".models" / "qwen2.5-0.5b-shape-q8_0.gguf"
 TINY_MODEL = ROOT / "outcrop" / "models" / "outcrop-tiny-chat.gguf"
@@ -161,36 +161,43 @@ def build(out: Path) -> None:
 
 
 def bench(path: Path, n_gen: int, threads: int) -> None:
-    from llama_cpp import Llama
+    """Load the file in Outcrop's llama.cpp engine and generate: a greedy answer, then timed prompt and decode."""
+    import asyncio
 
-    t0 = time.time()
-    llm = Llama(model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
-    log(f"loaded in {time.time() - t0:.1f}s ({threads} threads)")
-    text = render(
-        CHATML_TOOLS_TEMPLATE,
-        [
-            {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Write a short story about a dog who finds a key in the park."},
-        ],
+    from outcrop.conversation import ChatRequest, Message, MessageStop, Sampling, Text, TextDelta
+    from outcrop.engines.llamacpp import LlamaCppEngine
+
+    request = ChatRequest(
+        model="bench",
+        system="You are a helpful assistant.",
+        messages=(Message("user", (Text("Write a short story about a dog who finds a key in the park."),)),),
+        sampling=Sampling(temperature=0, max_tokens=n_gen, ignore_eos=True),
     )
-    prompt = llm.tokenize(text.encode(), add_bos=False, special=True)
 
-    # A normal completion, to show it generates end to end.
-    res: Any = llm.create_completion(prompt=prompt, max_tokens=n_gen, temperature=0)
-    log(f"completion ({res['usage']['completion_tokens']} tokens): {res['choices'][0]['text'][:100]!r}")
+    async def run() -> None:
+        t0 = time.time()
+        engine = LlamaCppEngine(path, name="bench", n_ctx=2048, n_threads=threads, parallel=1)
+        log(f"loaded in {time.time() - t0:.1f}s ({threads} threads)")
+        try:
+            start = time.perf_counter()
+            first = last = None
+            text, usage = [], None
+            async for event in engine.stream(request):
+                if isinstance(event, TextDelta):
+                    last = time.perf_counter()
+                    first = first or last
+                    text.append(event.text)
+                elif isinstance(event, MessageStop):
+                    usage = event.usage
+        finally:
+            await engine.close()
+        assert usage is not None and first is not None and last is not None
+        log(f"answer ({usage.output_tokens} tokens): {''.join(text)[:100]!r}")
+        log(f"prompt: {usage.input_tokens} tokens, first token after {first - start:.2f}s")
+        if usage.output_tokens > 1:
+            log(f"generation: {(usage.output_tokens - 1) / (last - first):.1f} tokens/s")
 
-    # Timed: prompt processing, then n_gen greedy tokens one at a time (EOS not honoured).
-    llm.reset()
-    t0 = time.perf_counter()
-    llm.eval(prompt)
-    t_prompt = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(n_gen):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        llm.eval([token])
-    t_gen = time.perf_counter() - t0
-    log(f"prompt: {len(prompt)} tokens in {t_prompt:.2f}s = {len(prompt) / t_prompt:.1f} tokens/s")
-    log(f"generation: {n_gen} tokens in {t_gen:.2f}s = {n_gen / t_gen:.1f} tokens/s")
+    asyncio.run(run())
 
 
 def main() -> int:
