@@ -7,6 +7,7 @@ ARNs to the wrong place.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -19,7 +20,7 @@ from urllib.parse import unquote
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from outcrop import errors
 from outcrop.auth.access import AccessControl
@@ -107,6 +108,18 @@ def route(
     return Route(method, re.compile(f"^{regex}$"), handler, dialect, public, invocation)
 
 
+async def _hang_up(receive: Receive, body_read: asyncio.Event, work: asyncio.Future[Any]) -> bool:
+    """Cancel `work` if the client disconnects while it runs (after its body was read, nothing else can arrive
+    but the disconnect), so a non-streaming caller that gives up frees its model slot at once, as a
+    streaming one does. Streaming responses watch for the disconnect themselves once they are returned."""
+    await body_read.wait()
+    message = await receive()
+    if message["type"] == "http.disconnect" and not work.done():
+        work.cancel()
+        return True
+    return False
+
+
 class App:
     def __init__(self, context: Context, routes: list[Route], encoders: dict[str, ErrorEncoder]) -> None:
         self.context = context
@@ -129,8 +142,25 @@ class App:
             return
         raw = scope.get("raw_path") or scope["path"].encode()
         path = raw.decode("latin-1").split("?", 1)[0]
-        request = Request(scope, receive)
-        response = await self._dispatch(scope["method"], path, request)
+        body_read = asyncio.Event()
+
+        async def receive_body() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        request = Request(scope, receive_body)
+        dispatch = asyncio.ensure_future(self._dispatch(scope["method"], path, request))
+        watch = asyncio.ensure_future(_hang_up(receive, body_read, dispatch))
+        try:
+            response = await dispatch
+        except asyncio.CancelledError:
+            if watch.done() and not watch.cancelled() and watch.result():
+                return  # the client went away while its answer was being made: nobody to answer
+            raise
+        finally:
+            watch.cancel()
         await response(scope, receive, send)
 
     async def _dispatch(self, method: str, path: str, request: Request) -> Response:

@@ -270,3 +270,22 @@ def test_cached_tokens_are_exact_in_every_dialect(single: tuple[str, Registry, E
     assert row["requests"] == 3 * len(dialects) * 2
     # two calls per dialect and turn read what `_expected` says; the others found less or wrote their prefix
     assert row["cache_read_tokens"] >= sum(reads.values()) and row["cache_write_tokens"] > 0
+
+
+def test_a_non_streaming_caller_that_gives_up_frees_its_slot(eight: tuple[str, Registry]) -> None:
+    url, _ = eight
+    rt = client("bedrock-runtime", url)
+    rt.converse(modelId=M, messages=[{"role": "user", "content": [{"text": "Hello"}]}])  # loaded
+    before = _status(url)
+    body = {"messages": [{"role": "user", "content": [{"text": "Hello"}]}], "inferenceConfig": {"maxTokens": 4000},
+            "additionalModelRequestFields": {"ignore_eos": True}}  # fmt: skip
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{url}/model/{M}/converse", json=body, timeout=httpx.Timeout(30, read=0.3))
+    deadline = time.monotonic() + 5
+    while (
+        _status(url)["in_flight"] or _status(url)["cancelled"] == before["cancelled"]
+    ) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    after = _status(url)
+    assert after["in_flight"] == 0 and after["cancelled"] == before["cancelled"] + 1
+    assert after["completed"] == before["completed"]  # it was stopped, not run to the end
