@@ -289,3 +289,21 @@ def test_a_non_streaming_caller_that_gives_up_frees_its_slot(eight: tuple[str, R
     after = _status(url)
     assert after["in_flight"] == 0 and after["cancelled"] == before["cancelled"] + 1
     assert after["completed"] == before["completed"]  # it was stopped, not run to the end
+
+
+def test_prometheus_shows_slots_queue_kv_cells_and_cache_hits(eight: tuple[str, Registry]) -> None:
+    url, registry = eight
+    oc = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    for _ in range(2):  # the second finds the first's prompt in a slot
+        oc.chat.completions.create(model=M, messages=[{"role": "user", "content": "What is the capital of France?"}],
+                                   temperature=0)  # fmt: skip
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    stats = registry.loaded()[M].stats()
+    label = f'{{model="{M}"}}'
+    assert f"outcrop_slots{label} 8.0" in text and f"outcrop_queue_depth{label} 0.0" in text
+    assert f"outcrop_requests_in_flight{label} 0.0" in text
+    assert f"outcrop_kv_cells{label} {float(9 * 4096)}" in text  # 8 slots and the one kept for nested calls
+    assert f"outcrop_kv_cells_used{label} {float(stats.kv_cells_used)}" in text and stats.kv_cells_used > 0
+    assert f"outcrop_prompt_cache_hit_tokens_total{label} {float(stats.prompt_cache_hit_tokens)}" in text
+    assert f"outcrop_prompt_tokens_total{label} {float(stats.prompt_tokens)}" in text
+    assert stats.prompt_cache_hit_tokens > 0
