@@ -4,10 +4,16 @@ Pitfalls handled (see shared/reference/bedrock-api.md §6): the canonical URI is
 received (model ids arrive as `%3A`), only the headers named in SignedHeaders are used, the payload
 hash is computed from the raw body, the scope service is `bedrock` for every Bedrock service, the
 date must be within 15 minutes of ours, and a session token, when sent, is part of the signature.
+
+botocore's signer takes a signed `x-amz-content-sha256` header as the payload's hash instead of hashing
+the payload, so a body changed in transit would pass with the original header: the header, when sent,
+must be the SHA-256 of the body we received, and unsigned payloads (`UNSIGNED-PAYLOAD`, `STREAMING-…`)
+are refused on these APIs (boto3 signs Bedrock payloads).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping
@@ -70,6 +76,16 @@ def verify(
         raise AuthenticationFailed(
             "The security token included in the request is invalid.", "UnrecognizedClientException"
         )
+    claimed = headers.get("x-amz-content-sha256")
+    if claimed is not None:
+        if claimed.upper().startswith(("UNSIGNED-PAYLOAD", "STREAMING-")):
+            raise AuthenticationFailed(
+                f"Unsigned payloads ({claimed}) are not accepted: sign the request body.", "InvalidSignatureException"
+            )
+        if not hmac.compare_digest(claimed.lower().encode(), hashlib.sha256(body).hexdigest().encode()):
+            raise AuthenticationFailed(
+                "The x-amz-content-sha256 header is not the SHA-256 of the request body.", "InvalidSignatureException"
+            )
     names = signed.split(";")
     if "host" not in names:
         raise AuthenticationFailed("The host header must be signed.", "InvalidSignatureException")

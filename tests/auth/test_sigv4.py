@@ -36,6 +36,31 @@ def test_valid_signature() -> None:
     assert check(*signed()) == AKID
 
 
+def _with_payload_header(body: bytes, claimed: str) -> tuple[dict[str, str], bytes, str]:
+    request = AWSRequest(method="POST", url=f"http://127.0.0.1:8300{PATH}", data=body,
+                         headers={"Content-Type": "application/json", "X-Amz-Content-SHA256": claimed})  # fmt: skip
+    SigV4Auth(Credentials(AKID, SECRET), "bedrock", "us-east-1").add_auth(request)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    headers.setdefault("host", "127.0.0.1:8300")
+    return headers, body, PATH
+
+
+def test_a_signed_payload_hash_must_be_the_bodys() -> None:
+    """botocore's signer trusts a signed x-amz-content-sha256 instead of hashing the body: a body swapped in
+    transit kept the signature valid until the header was checked against the body."""
+    import hashlib
+
+    body = b'{"messages": []}'
+    headers, _, path = _with_payload_header(body, hashlib.sha256(body).hexdigest())
+    assert check(headers, body, path) == AKID
+    with pytest.raises(AuthenticationFailed, match="not the SHA-256 of the request body") as err:
+        check(headers, b'{"messages": [{"role": "user", "content": [{"text": "injected"}]}]}', path)
+    assert err.value.aws_code == "InvalidSignatureException"
+    for unsigned in ("UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"):
+        with pytest.raises(AuthenticationFailed, match="Unsigned payloads"):
+            check(*_with_payload_header(body, unsigned))
+
+
 def test_session_token_is_signed() -> None:
     headers, body, path = signed(token="sessiontoken")
     assert check(headers, body, path) == AKID
