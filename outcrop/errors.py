@@ -17,6 +17,8 @@ Messages are written for the caller: say what is wrong and, where it helps, what
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -86,6 +88,14 @@ class ModelFailure(OutcropError):
 
 class InternalFailure(OutcropError):
     pass
+
+
+def model_failure(what: str, exc: BaseException, log: logging.Logger) -> ModelFailure:
+    """An unexpected failure as the caller sees it: what failed and a reference to the server's log, never the
+    exception's own text (it can carry paths, addresses and other internals)."""
+    ref = uuid.uuid4().hex[:12]
+    log.error("%s (failure %s)", what, ref, exc_info=exc)
+    return ModelFailure(f"{what} (failure {ref}; the server's log has the details).")
 
 
 def lookup(exc: OutcropError, table: Mapping[type[OutcropError], T]) -> T:

@@ -93,8 +93,7 @@ class Stream:
             raise
         except Exception as exc:
             self.status = "ModelFailure"
-            log.exception("engine failure on %s", self.model_id)
-            raise errors.ModelFailure(f"The model failed while generating: {exc}") from exc
+            raise errors.model_failure(f"The model {self.model_id} failed while generating", exc, log) from exc
 
     async def aclose(self) -> None:
         aclose = getattr(self.rest, "aclose", None)
@@ -262,8 +261,7 @@ class Inference:
         except errors.OutcropError as exc:
             failure = exc
         except Exception as exc:
-            log.exception("engine failure on %s", model_id)
-            failure = errors.ModelFailure(f"The model failed: {exc}")
+            failure = errors.model_failure(f"The model {model_id} failed", exc, log)
         else:
 
             async def finish(stream: Stream) -> None:
@@ -309,8 +307,7 @@ class Inference:
             raise
         except Exception as exc:
             status = "ModelFailure"
-            log.exception("embedding failure on %s", model_id)
-            raise errors.ModelFailure(f"The embedding model failed: {exc}") from exc
+            raise errors.model_failure(f"The embedding model {model_id} failed", exc, log) from exc
         finally:
             tokens = result.input_tokens if result is not None else 0
             if ticket is not None:
@@ -356,7 +353,16 @@ async def collect(stream: Stream) -> ChatResult:
             parts.append(Text("".join(texts[i])))
         else:
             tid, name, chunks = tools[i]
-            parts.append(ToolUse(tid, name, json.loads("".join(chunks) or "{}")))
+            try:
+                arguments = json.loads("".join(chunks) or "{}")
+            except ValueError:
+                arguments = None
+            if not isinstance(arguments, dict):  # an upstream's tool call whose arguments are no JSON object
+                raise errors.ModelFailure(
+                    f"The model called the tool '{name}' with arguments that are not a JSON object: "
+                    f"{''.join(chunks)[:200]!r}."
+                )
+            parts.append(ToolUse(tid, name, arguments))
     first_ms = None if stream.first_token_at is None else int((stream.first_token_at - stream.started) * 1000)
     return ChatResult(
         parts=tuple(parts),

@@ -7,6 +7,7 @@ is closed, which stops generation and frees the model's slot.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from starlette.responses import StreamingResponse
@@ -14,6 +15,8 @@ from starlette.responses import StreamingResponse
 from outcrop import errors
 from outcrop.conversation import Event
 from outcrop.inference import Stream
+
+log = logging.getLogger("outcrop.streaming")
 
 
 def event_response(
@@ -34,7 +37,7 @@ def event_response(
         except errors.OutcropError as exc:
             yield on_error(exc)
         except Exception as exc:
-            yield on_error(errors.ModelFailure(f"The model failed while streaming: {exc}"))
+            yield on_error(errors.model_failure("The stream failed", exc, log))
         finally:
             await stream.aclose()
 

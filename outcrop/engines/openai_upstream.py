@@ -13,6 +13,7 @@ which vLLM and llama-server take as a cancellation. Usage passes through, cached
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,8 @@ from outcrop.conversation import (
 from outcrop.engines.base import Admission, Capabilities, EngineStats
 from outcrop.engines.chat_template import tool_result_text
 from outcrop.engines.upstream_http import UpstreamClient, UpstreamError
+
+log = logging.getLogger("outcrop.engines.openai_upstream")
 
 _FINISH = {"stop": StopReason.END_TURN, "length": StopReason.MAX_TOKENS, "tool_calls": StopReason.TOOL_USE}
 
@@ -191,7 +194,8 @@ class OpenAIUpstreamEngine:
                 async for event in _parse(r.lines()):
                     yield event
         except (UpstreamError, TimeoutError) as exc:
-            raise errors.ModelFailure(f"Could not reach the upstream server at {self.base_url}: {exc}") from exc
+            # the upstream's address and what failed go to the log, not to callers
+            raise errors.model_failure("Could not reach the upstream model server", exc, log) from exc
 
     async def close(self) -> None:
         await self._admission.drain()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -29,6 +30,8 @@ from outcrop.engines.llamacpp.native import Model, SamplerSettings
 from outcrop.engines.llamacpp.prompt_cache import common_prefix
 from outcrop.engines.llamacpp.scheduler import Done, Failed, Job, Scheduler, Started
 from outcrop.engines.textevents import TextEventBuilder
+
+log = logging.getLogger("outcrop.engines.llamacpp")
 
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
@@ -279,7 +282,7 @@ class LlamaCppEngine:
 def _error(error: BaseException) -> errors.OutcropError:
     if isinstance(error, errors.OutcropError):
         return error
-    return errors.ModelFailure(f"The model failed while generating: {error}")
+    return errors.model_failure("The model failed while generating", error, log)
 
 
 def chat_template_default() -> str:

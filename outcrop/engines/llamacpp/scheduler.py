@@ -296,7 +296,7 @@ class Scheduler:
             try:
                 token = a.sampler.sample(model.ctx, index)
             except Exception as exc:
-                self._fail(a, errors.ModelFailure(f"The model failed while sampling: {exc}"))
+                self._fail(a, errors.model_failure("The model failed while sampling", exc, log))
                 continue
             self._accept(a, token)
 
