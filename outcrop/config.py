@@ -13,6 +13,8 @@ defaults to ~/.outcrop). Every key is optional:
     database = "postgresql+psycopg://outcrop@db/outcrop"   # default: SQLite in $OUTCROP_HOME
     record_usage = true           # a usage record for every invocation (outcrop usage)
     s3_endpoint_url = "http://127.0.0.1:9000"   # invocation logs to this S3-compatible store (default: a folder)
+    max_request_mib = 16          # larger request bodies are refused (413) before they are read
+    allowed_origins = ["http://localhost:3000"]   # web pages that may call the API from a browser (CORS)
 
     [[models]]
     id = "anthropic.claude-3-haiku-20240307-v1:0"   # any Bedrock-style id
@@ -137,6 +139,8 @@ class Settings:
     database: str | None = None  # SQLAlchemy URL; default sqlite:///$OUTCROP_HOME/outcrop.db
     record_usage: bool = True  # write a usage record for every invocation
     s3_endpoint_url: str | None = None  # an S3-compatible store for invocation logs (default: a local folder)
+    max_request_mib: int = 16  # request bodies larger than this are refused (413) before they are read
+    allowed_origins: tuple[str, ...] = ()  # web origins that may call the API from a browser (CORS); none by default
     models: tuple[ModelSpec, ...] = field(default=())
     quotas: tuple[QuotaRule, ...] = field(default=())
 
@@ -176,6 +180,13 @@ def load(path: Path | None = None) -> Settings:
     if dupes:
         raise InvalidRequest(f"{path}: model id(s) declared twice: {dupes}")
     quotas = tuple(QuotaRule.from_dict(q, f"{path}: [[quotas]] #{i + 1}") for i, q in enumerate(raw.get("quotas", [])))
+    origins = server.get("allowed_origins", [])
+    if not isinstance(origins, list) or not all(isinstance(o, str) and "://" in o for o in origins):
+        raise InvalidRequest(f'{path}: allowed_origins must be a list of origins like "https://app.example.com"')
+    mib = server.get("max_request_mib", 16)
+    if not isinstance(mib, int) or isinstance(mib, bool) or mib < 1:
+        raise InvalidRequest(f"{path}: max_request_mib must be a whole number of at least 1, not {mib!r}")
+    server = {**server, "allowed_origins": tuple(o.rstrip("/") for o in origins)}
     return Settings(config_path=path, models=models, quotas=quotas, **server)
 
 

@@ -2,7 +2,8 @@
 
     OutcropError
     ├── InvalidRequest          the caller sent something wrong (bad JSON, unknown field, bad type)
-    │   └── ContextWindowExceeded   the prompt does not fit the model's context
+    │   ├── ContextWindowExceeded   the prompt does not fit the model's context
+    │   └── RequestTooLarge         the body is larger than the server takes (413)
     ├── AuthenticationFailed    no credentials, unknown or revoked key, bad signature, expired date
     ├── AccessDenied            an authenticated caller that may not do this
     ├── NotFound                a model (or other resource) that does not exist
@@ -38,6 +39,10 @@ class InvalidRequest(OutcropError):
 
 
 class ContextWindowExceeded(InvalidRequest):
+    pass
+
+
+class RequestTooLarge(InvalidRequest):
     pass
 
 

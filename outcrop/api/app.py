@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import orjson
 from starlette.requests import Request
@@ -24,7 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from outcrop import errors
 from outcrop.auth.access import AccessControl
-from outcrop.auth.authenticate import Authenticator
+from outcrop.auth.authenticate import Authenticator, is_loopback
 from outcrop.auth.principal import Principal
 from outcrop.config import Settings
 from outcrop.conversation import ChatRequest, ChatResult
@@ -108,6 +108,51 @@ def route(
     return Route(method, re.compile(f"^{regex}$"), handler, dialect, public, invocation)
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _cors(origin: str, preflight: bool = False) -> dict[str, str]:
+    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if preflight:
+        headers.update({
+            "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": "authorization, content-type, x-api-key, anthropic-version, "
+                                            "x-amz-date, x-amz-content-sha256, x-amz-security-token",
+            "Access-Control-Max-Age": "600",
+        })  # fmt: skip
+    return headers
+
+
+def _with_headers(send: Send, extra: dict[str, str]) -> Send:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *raw]}
+        await send(message)
+
+    return sending
+
+
+def _too_large(limit: int) -> str:
+    return (f"The request body is larger than this server takes ({limit // (1024 * 1024)} MiB; "
+            "max_request_mib under [server] sets it).")  # fmt: skip
+
+
+def _hostname(authority: str) -> str | None:
+    """The host of a Host header or an origin's authority, without the port; None when there is none."""
+    authority = authority.strip()
+    if not authority:
+        return None
+    if authority.startswith("["):  # [::1]:8300
+        return authority[1 : authority.find("]")] if "]" in authority else authority
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
 async def _hang_up(receive: Receive, body_read: asyncio.Event, work: asyncio.Future[Any]) -> bool:
     """Cancel `work` if the client disconnects while it runs (after its body was read, nothing else can arrive
     but the disconnect), so a non-streaming caller that gives up frees its model slot at once, as a
@@ -142,10 +187,27 @@ class App:
             return
         raw = scope.get("raw_path") or scope["path"].encode()
         path = raw.decode("latin-1").split("?", 1)[0]
+        refused = self._refuse(scope)
+        if refused is not None:
+            await self.encoders[self._dialect_for(path)](refused)(scope, receive, send)
+            return
+        origin = _header(scope, b"origin")
+        if origin is not None and origin in self.context.settings.allowed_origins:
+            if scope["method"] == "OPTIONS":  # a CORS preflight from an allowed page
+                await Response(status_code=204, headers=_cors(origin, preflight=True))(scope, receive, send)
+                return
+            send = _with_headers(send, _cors(origin))
         body_read = asyncio.Event()
+        limit = self.context.settings.max_request_mib * 1024 * 1024
+        size = 0
 
         async def receive_body() -> Message:
+            nonlocal size
             message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:  # a body without Content-Length (chunked) is counted as it arrives
+                    raise errors.RequestTooLarge(_too_large(limit))
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_read.set()
             return message
@@ -162,6 +224,33 @@ class App:
         finally:
             watch.cancel()
         await response(scope, receive, send)
+
+    def _refuse(self, scope: Scope) -> errors.OutcropError | None:
+        """What is refused before anything is read: a body declared larger than the limit; and in local mode
+        (no keys, on loopback) a Host that is not a loopback name (a DNS-rebinding page) or a foreign web page's
+        Origin (any site the user visits could otherwise drive the API from the browser)."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        limit = self.context.settings.max_request_mib * 1024 * 1024
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return errors.RequestTooLarge(_too_large(limit))
+        if self.context.authenticator.mode != "local":
+            return None
+        host = _hostname(headers.get("host", ""))
+        if host is not None and not is_loopback(host):
+            return errors.AccessDenied(
+                f"This server answers without keys, on loopback only, so it takes requests for 127.0.0.1 or "
+                f"localhost, not for {host!r} (a web page using DNS rebinding sends that)."
+            )
+        origin = headers.get("origin")
+        if origin and origin not in self.context.settings.allowed_origins:
+            origin_host = _hostname(urlsplit(origin).netloc) if "://" in origin else None
+            if origin_host is None or not is_loopback(origin_host):
+                return errors.AccessDenied(
+                    f"A web page from {origin} may not use this server: it answers without keys on loopback. "
+                    "List the page's origin in allowed_origins under [server] to let it."
+                )
+        return None
 
     async def _dispatch(self, method: str, path: str, request: Request) -> Response:
         dialect = self._dialect_for(path)

@@ -13,6 +13,7 @@ from outcrop import errors
 TABLE: dict[type[errors.OutcropError], tuple[int, str]] = {
     errors.InvalidRequest: (400, "invalid_request_error"),
     errors.ContextWindowExceeded: (400, "invalid_request_error"),
+    errors.RequestTooLarge: (413, "request_too_large"),
     errors.AuthenticationFailed: (401, "authentication_error"),
     errors.AccessDenied: (403, "permission_error"),
     errors.NotFound: (404, "not_found_error"),

@@ -15,6 +15,7 @@ from outcrop.api.bedrock import eventstream
 TABLE: dict[type[errors.OutcropError], tuple[int, str, str]] = {
     errors.InvalidRequest: (400, "ValidationException", "validationException"),
     errors.ContextWindowExceeded: (400, "ValidationException", "validationException"),
+    errors.RequestTooLarge: (413, "ValidationException", "validationException"),
     errors.Conflict: (400, "ConflictException", "validationException"),  # 400, as botocore's model says
     errors.InUse: (400, "ResourceInUseException", "validationException"),
     errors.AuthenticationFailed: (403, "UnrecognizedClientException", "internalServerException"),
