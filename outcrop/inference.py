@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from outcrop import errors
 from outcrop.auth.access import AccessControl
@@ -134,6 +134,28 @@ class Inference:
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = Metrics(lambda: {k: e.stats() for k, e in registry.loaded().items()})
 
+    async def _admit(self, principal: Principal, model_id: str, limits: Any) -> Any:
+        """The quota's admission (it writes a concurrency lease): if the caller goes away meanwhile, the lease
+        it was given is settled anyway."""
+        admit = asyncio.ensure_future(asyncio.to_thread(self.quotas.admit, principal, model_id, limits))
+        try:
+            return await asyncio.shield(admit)
+        except asyncio.CancelledError:
+
+            def release(done: asyncio.Future[Any]) -> None:
+                if not done.cancelled() and done.exception() is None and done.result() is not None:
+                    self._settle_later(principal, model_id, 0, done.result())
+
+            admit.add_done_callback(release)
+            raise
+
+    def _settle_later(self, principal: Principal, model_id: str, tokens: int, ticket: Any) -> None:
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self.quotas.settle, principal, model_id, tokens, ticket)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._settled)
+
     def _settled(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -239,16 +261,12 @@ class Inference:
 
                 return Stream(model_id, started, first_event, blocked, on_close=finish_blocked)
         limits = self.quotas.limits(principal, model_id)
-        ticket = await asyncio.to_thread(self.quotas.admit, principal, model_id, limits) if limits else None
+        ticket = await self._admit(principal, model_id, limits) if limits else None
 
         async def settle(tokens: int) -> None:
             # Off the request's path: the answer does not wait for the store.
             if ticket is not None:
-                task = asyncio.get_running_loop().create_task(
-                    asyncio.to_thread(self.quotas.settle, principal, model_id, tokens, ticket)
-                )
-                self._background.add(task)
-                task.add_done_callback(self._settled)
+                self._settle_later(principal, model_id, tokens, ticket)
 
         try:
             _, engine = await self.registry.engine(model_id)
@@ -262,6 +280,10 @@ class Inference:
             failure = exc
         except Exception as exc:
             failure = errors.model_failure(f"The model {model_id} failed", exc, log)
+        except BaseException:  # cancelled (the caller went away) while waiting for a slot: no lease left behind
+            await settle(0)
+            self._record(principal, model_id, "cancelled", None, int((time.perf_counter() - started) * 1000), None)
+            raise
         else:
 
             async def finish(stream: Stream) -> None:
@@ -295,7 +317,7 @@ class Inference:
         started = time.perf_counter()
         model_id = await self.authorize(request.model, principal)
         limits = self.quotas.limits(principal, model_id)
-        ticket = await asyncio.to_thread(self.quotas.admit, principal, model_id, limits) if limits else None
+        ticket = await self._admit(principal, model_id, limits) if limits else None
         result: EmbedResult | None = None
         status = "ok"
         try:

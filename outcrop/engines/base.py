@@ -114,7 +114,7 @@ class Admission:
         try:
             return await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
+            if future.done() and not future.cancelled() and future.exception() is None:
                 future.result().release()  # granted just as the caller went away
             else:
                 with contextlib.suppress(ValueError):

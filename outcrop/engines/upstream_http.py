@@ -104,7 +104,8 @@ class UpstreamClient:
         self.tls = ssl.create_default_context() if url.scheme == "https" else None
         self.prefix = url.path
         default_port = (url.scheme == "https" and self.port == 443) or (url.scheme == "http" and self.port == 80)
-        host_header = self.host if default_port else f"{self.host}:{self.port}"
+        name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address goes in brackets
+        host_header = name if default_port else f"{name}:{self.port}"
         accept = "application/json, text/event-stream"
         self.headers = [("Host", host_header), ("User-Agent", "outcrop"), ("Accept", accept), *(headers or {}).items()]
         self.timeout_s = timeout_s
@@ -148,6 +149,9 @@ class UpstreamClient:
                 if not isinstance(event, h11.Response):
                     raise h11.RemoteProtocolError("the connection closed before an answer", 400)
                 break
+            except TimeoutError as exc:  # (an OSError too, so first): the upstream is slow, not gone; never resent
+                connection.close()
+                raise UpstreamError(f"{self.host}:{self.port} did not answer within {self.timeout_s:g} s") from exc
             except (OSError, h11.RemoteProtocolError, asyncio.IncompleteReadError) as exc:
                 connection.close()
                 if reused:  # a kept-alive connection the server had closed meanwhile: once more, on a new one
@@ -160,12 +164,18 @@ class UpstreamClient:
         response = Response(connection, event.status_code, self.timeout_s)
         try:
             yield response
+        except TimeoutError as exc:
+            connection.close()
+            raise UpstreamError(f"{self.host}:{self.port} stopped answering for {self.timeout_s:g} s") from exc
         except (OSError, h11.RemoteProtocolError) as exc:
             connection.close()
             raise UpstreamError(f"the answer from {self.host}:{self.port} broke off: {exc}") from exc
         except BaseException:
-            connection.close()
+            self._release(connection, response)  # an error answer read to the end keeps its connection
             raise
+        self._release(connection, response)
+
+    def _release(self, connection: _Connection, response: Response) -> None:
         if response.complete and connection.reusable():
             connection.h11.start_next_cycle()
             self._idle.append(connection)

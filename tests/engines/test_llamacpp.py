@@ -261,3 +261,38 @@ def test_cache_points_report_the_tokens_written_then_read() -> None:
         assert slot.pinned_until > 0  # kept in preference to others for the TTL
 
     with_engine(main, parallel=2)
+
+
+def test_a_sampled_grammar_request_leaves_later_greedy_ones_alone() -> None:
+    """Samplers sort the candidate array in place: reused without resetting its ids, it paired logits with
+    the wrong tokens for every request after the first grammar resample."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+    def ask(temperature: float, seed: int | None = None) -> ChatRequest:
+        return ChatRequest(model="m", messages=(Message("user", (Text("Describe Paris as JSON."),)),),
+                           sampling=Sampling(temperature=temperature, seed=seed, max_tokens=40),
+                           response_format=ResponseFormat("json_schema", schema))  # fmt: skip
+
+    async def main(engine: LlamaCppEngine) -> None:
+        before, _ = await answer(engine, ask(0))
+        for seed in range(4):
+            await answer(engine, ask(1.0, seed))
+        after, _ = await answer(engine, ask(0))
+        assert after == before and json.loads(before) == {"city": "Paris"}
+
+    with_engine(main, parallel=2)
+
+
+def test_an_empty_prompt_is_refused_and_the_model_keeps_serving() -> None:
+    async def main(engine: LlamaCppEngine) -> None:
+        with pytest.raises(errors.InvalidRequest, match="prompt is empty"):
+            await answer(engine, ChatRequest(model="m", prompt="", sampling=Sampling(max_tokens=5)))
+        text, _ = await answer(engine, request(TEXT_CASES[1]))
+        assert text == TEXT_CASES[1].answer
+
+    with_engine(main, parallel=2)
+
+
+def test_n_batch_must_hold_a_token_for_every_slot() -> None:
+    with pytest.raises(errors.InvalidRequest, match="n_batch"):
+        LlamaCppEngine(BUILTIN_GGUF, name="tiny", n_ctx=512, parallel=8, n_batch=4)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from outcrop.engines.llamacpp.prompt_cache import MIN_GAIN, MIN_SAVE, HostCache, SlotState, common_prefix, plan
+from outcrop.engines.llamacpp.prompt_cache import (
+    MIN_GAIN,
+    MIN_SAVE,
+    RUN_COST,
+    HostCache,
+    SlotState,
+    common_prefix,
+    plan,
+    runs,
+)
 
 
 @pytest.mark.parametrize(
@@ -86,3 +95,26 @@ def test_a_longer_entry_replaces_its_own_prefix() -> None:
     host.put([1, 2, 3], b"b" * 10, 0.0, now=2.0)
     assert [e.tokens for e in host.entries] == [[1, 2, 3]] and host.bytes == 10
     assert host.covers([1, 2]) is host.entries[0]
+
+
+def test_runs() -> None:
+    assert (runs([]), runs([3]), runs([0, 1, 2]), runs([2, 0]), runs([0, 1, 3, 4, 7])) == (0, 1, 1, 2, 3)
+
+
+def test_a_new_request_keeps_the_busy_slots_together() -> None:
+    """Busy slots {0, 1}: a new prompt that shares nothing goes to slot 2, not to a slot used longer ago."""
+    table = slots([9], [9], [5], [5], [5], busy=(0, 1))
+    table[2].last_used = 10.0  # the most recently used idle slot, which LRU alone would spare
+    assert plan([1, 2, 3], table, None, 0.0).slot.seq == 2
+    # a hole between busy slots is filled first: it joins two runs
+    table = slots([9], [5], [9], [5], busy=(0, 2))
+    assert plan([1, 2, 3], table, None, 0.0).slot.seq == 1
+
+
+def test_a_long_enough_shared_prefix_is_worth_a_second_run() -> None:
+    prompt = list(range(2000))
+    table = slots([9], [5], [5], list(range(RUN_COST + 100)), busy=(0,))
+    assert plan(prompt, table, None, 0.0).slot.seq == 3
+    table = slots([9], [5], [5], list(range(RUN_COST - 100)), busy=(0,))
+    p = plan(prompt, table, None, 0.0)
+    assert p.slot.seq == 1 and p.copy_from is not None and p.copy_from.seq == 3  # copied next to the busy one

@@ -41,6 +41,7 @@ class Fake:
     def __init__(self, answer: Callable[[dict[str, Any]], list[bytes]], *, status: int = 200,
                  delay_s: float = 0.0, close_after: int = 0) -> None:  # fmt: skip
         self.answer, self.status, self.delay_s, self.close_after = answer, status, delay_s, close_after
+        self.head_delay_s = 0.0
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
         self.hung_up = asyncio.Event()
@@ -56,6 +57,7 @@ class Fake:
                 )
                 body = json.loads(await reader.readexactly(length))
                 self.requests.append(body)
+                await asyncio.sleep(self.head_delay_s)
                 writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Type: text/event-stream\r\n"
                              "Transfer-Encoding: chunked\r\n\r\n".encode())  # fmt: skip
                 for piece in self.answer(body):
@@ -198,3 +200,44 @@ def test_errors_become_ours() -> None:
 def test_upstream_urls_must_be_http() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         UpstreamClient("ftp://example.com/v1")
+
+
+def test_a_slow_upstream_times_out_once_and_is_not_sent_the_request_again() -> None:
+    async def main() -> None:
+        fake = Fake(lambda body: TEXT)
+        async with fake as url:
+            client = UpstreamClient(url, timeout_s=0.3)
+            async with client.post_json("/chat/completions", {"stream": True}) as r:
+                await r.read()  # one kept-alive connection in the pool
+            fake.head_delay_s = 1.0  # now the answer's head comes after the timeout, on the kept-alive connection
+            with pytest.raises(UpstreamError, match=r"did not answer within 0\.3 s"):
+                async with client.post_json("/chat/completions", {"stream": True}) as r:
+                    await r.read()
+            await asyncio.sleep(1.2)
+            assert len(fake.requests) == 2  # not resent on a new connection, as a closed one would be
+            fake.head_delay_s, fake.delay_s = 0.0, 1.0  # and a body that stalls
+            with pytest.raises(UpstreamError, match=r"stopped answering for 0\.3 s"):
+                async with client.post_json("/chat/completions", {"stream": True}) as r:
+                    await r.read()
+            await client.aclose()
+
+    run(main())
+
+
+def test_an_error_answer_read_to_the_end_keeps_its_connection() -> None:
+    async def main() -> None:
+        fake = Fake(lambda body: [b'{"error": {"message": "bad"}}'], status=400)
+        async with fake as url:
+            engine = OpenAIUpstreamEngine(url, model="up")
+            for _ in range(2):
+                with pytest.raises(errors.InvalidRequest, match="bad"):
+                    await events(engine, hello())
+            assert fake.connections == 1
+            await engine.close()
+
+    run(main())
+
+
+def test_ipv6_hosts_go_in_brackets() -> None:
+    assert ("Host", "[::1]:8000") in UpstreamClient("http://[::1]:8000/v1").headers
+    assert ("Host", "example.com") in UpstreamClient("https://example.com/v1").headers

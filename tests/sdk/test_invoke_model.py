@@ -47,6 +47,8 @@ def test_anthropic_messages_body(runtime) -> None:  # type: ignore[no-untyped-de
     assert body["usage"]["output_tokens"] > 0
     assert headers["x-amzn-bedrock-input-token-count"] == str(body["usage"]["input_tokens"])
     assert headers["x-amzn-bedrock-output-token-count"] == str(body["usage"]["output_tokens"])
+    assert headers["x-amzn-bedrock-cache-read-input-token-count"] == str(body["usage"]["cache_read_input_tokens"])
+    assert headers["x-amzn-bedrock-cache-write-input-token-count"] == str(body["usage"]["cache_creation_input_tokens"])
     assert int(headers["x-amzn-bedrock-invocation-latency"]) >= 0
     assert headers["content-type"] == "application/json"
 
@@ -98,10 +100,13 @@ def test_anthropic_stream_tool_use(runtime) -> None:  # type: ignore[no-untyped-
 
 
 def test_llama_body(runtime) -> None:  # type: ignore[no-untyped-def]
-    body, _ = _invoke(runtime, LLAMA, {"prompt": _raw_prompt("Hello"), "temperature": 0, "max_gen_len": 64})
+    body, headers = _invoke(runtime, LLAMA, {"prompt": _raw_prompt("Hello"), "temperature": 0, "max_gen_len": 64})
     assert body["generation"] == ANSWERS["hello"]
     assert body["stop_reason"] == "stop"
     assert body["prompt_token_count"] > 0 and body["generation_token_count"] > 0
+    # the whole prompt is the input count here: no cache counts beside it to count those tokens twice
+    assert headers["x-amzn-bedrock-input-token-count"] == str(body["prompt_token_count"])
+    assert "x-amzn-bedrock-cache-read-input-token-count" not in headers
 
 
 def test_llama_stream(runtime) -> None:  # type: ignore[no-untyped-def]
@@ -109,7 +114,9 @@ def test_llama_stream(runtime) -> None:  # type: ignore[no-untyped-def]
     assert "".join(c["generation"] for c in chunks) == ANSWERS["hello"]
     assert chunks[0]["prompt_token_count"] > 0 and all(c["prompt_token_count"] is None for c in chunks[1:])
     assert all(c["stop_reason"] is None for c in chunks[:-1]) and chunks[-1]["stop_reason"] == "stop"
-    assert chunks[-1]["amazon-bedrock-invocationMetrics"]["outputTokenCount"] == chunks[-1]["generation_token_count"]
+    metrics = chunks[-1]["amazon-bedrock-invocationMetrics"]
+    assert metrics["outputTokenCount"] == chunks[-1]["generation_token_count"]
+    assert metrics["inputTokenCount"] == chunks[0]["prompt_token_count"] and "cacheReadInputTokenCount" not in metrics
 
 
 def test_llama_length(runtime) -> None:  # type: ignore[no-untyped-def]

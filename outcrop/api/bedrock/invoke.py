@@ -244,6 +244,22 @@ def reported_input_tokens(fam: str, usage: Usage) -> int:
     return usage.uncached_input_tokens if fam == "anthropic" else usage.input_tokens
 
 
+def cache_headers(fam: str, usage: Usage) -> dict[str, str]:
+    """The prompt-cache counts for Anthropic bodies, whose input count leaves them out; the other families
+    count the whole prompt as input, so a cache count beside it would count those tokens twice."""
+    if fam != "anthropic":
+        return {}
+    return {"X-Amzn-Bedrock-Cache-Read-Input-Token-Count": str(usage.cache_read_tokens),
+            "X-Amzn-Bedrock-Cache-Write-Input-Token-Count": str(usage.cache_write_tokens)}  # fmt: skip
+
+
+def cache_metrics(fam: str, usage: Usage) -> dict[str, int]:
+    """The same in a stream's `amazon-bedrock-invocationMetrics`."""
+    if fam != "anthropic":
+        return {}
+    return {"cacheReadInputTokenCount": usage.cache_read_tokens, "cacheWriteInputTokenCount": usage.cache_write_tokens}
+
+
 def decode_request(model_id: str, body: object) -> tuple[str, ChatRequest]:
     fam = family(model_id, body)
     return fam, DECODERS[fam](model_id, body)

@@ -120,8 +120,7 @@ async def invoke_op(ctx: Context, request: Request, modelId: str) -> Response:
         "X-Amzn-Bedrock-Input-Token-Count": str(invoke.reported_input_tokens(fam, result.usage)),
         "X-Amzn-Bedrock-Output-Token-Count": str(result.usage.output_tokens),
         "X-Amzn-Bedrock-Invocation-Latency": str(result.latency_ms),
-        "X-Amzn-Bedrock-Cache-Read-Input-Token-Count": str(result.usage.cache_read_tokens),
-        "X-Amzn-Bedrock-Cache-Write-Input-Token-Count": str(result.usage.cache_write_tokens),
+        **invoke.cache_headers(fam, result.usage),
     }
     body = {**invoke.encode_response(fam, modelId, result), **_guardrail_fields(refs, result.guardrail)}
     return json_body(body, headers=headers)
@@ -161,8 +160,7 @@ async def invoke_stream_op(ctx: Context, request: Request, modelId: str) -> Resp
                 "outputTokenCount": event.usage.output_tokens,
                 "invocationLatency": stream.latency_ms,
                 "firstByteLatency": first_byte[0] if first_byte else stream.latency_ms,
-                "cacheReadInputTokenCount": event.usage.cache_read_tokens,
-                "cacheWriteInputTokenCount": event.usage.cache_write_tokens,
+                **invoke.cache_metrics(fam, event.usage),
             }
             chunks[-1].update(_guardrail_fields(refs, event.guardrail))
         return [_chunk(c) for c in chunks]

@@ -17,9 +17,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from outcrop import errors
 from outcrop.conversation import ChatRequest, Event, Message, MessageStart, MessageStop, Usage
@@ -32,6 +33,7 @@ from outcrop.engines.llamacpp.scheduler import Done, Failed, Job, Scheduler, Sta
 from outcrop.engines.textevents import TextEventBuilder
 
 log = logging.getLogger("outcrop.engines.llamacpp")
+T = TypeVar("T")
 
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
@@ -80,6 +82,11 @@ class LlamaCppEngine:
             raise errors.NotFound(f"Model file {path} does not exist.")
         self.name = name
         self.parallel = parallel or default_parallel(n_ctx)
+        if n_batch < self.parallel + 1:
+            raise errors.InvalidRequest(
+                f"Model '{name}': n_batch ({n_batch}) must be at least parallel + 1 ({self.parallel + 1}): every "
+                "slot's next token goes into one batch."
+            )
         self._model = Model(
             path,
             n_ctx_seq=n_ctx,
@@ -102,6 +109,9 @@ class LlamaCppEngine:
         )
         self.completed = 0
         self.cancelled = 0
+        self._closing = False
+        self._threads = 0
+        self._threads_idle = asyncio.Event()
 
     # --- prompts ------------------------------------------------------------------------------------
 
@@ -147,6 +157,8 @@ class LlamaCppEngine:
 
     def _prepare(self, request: ChatRequest) -> _Prepared:
         prompt = self.tokenize(self.render(request))
+        if not prompt:
+            raise errors.InvalidRequest("The prompt is empty: there is nothing for the model to continue.")
         if len(prompt) >= self.n_ctx:
             raise errors.ContextWindowExceeded(
                 f"The input is {len(prompt)} tokens, longer than this model's context window of "
@@ -158,7 +170,19 @@ class LlamaCppEngine:
         return _Prepared(prompt, max_tokens, grammar_for(request), mark, ttl)
 
     async def count_tokens(self, request: ChatRequest) -> int:
-        return len(await asyncio.to_thread(lambda: self.tokenize(self.render(request))))
+        return len(await self._in_thread(lambda: self.tokenize(self.render(request))))
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        """Tokenizing reads the model: off the event loop, and counted, so close() frees the model only after."""
+        if self._closing:
+            raise errors.Overloaded(f"Model '{self.name}' is shutting down. Retry later.")
+        self._threads += 1
+        try:
+            return await asyncio.to_thread(work)
+        finally:
+            self._threads -= 1
+            if self._threads == 0:
+                self._threads_idle.set()
 
     # --- state ----------------------------------------------------------------------------------------
 
@@ -201,7 +225,7 @@ class LlamaCppEngine:
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        prepared = await asyncio.to_thread(self._prepare, request)
+        prepared = await self._in_thread(lambda: self._prepare(request))
         nested = on_behalf.get()
         ticket = await self._admission.acquire(nested=nested)
         loop = asyncio.get_running_loop()
@@ -274,6 +298,10 @@ class LlamaCppEngine:
                 self._scheduler.wake()
 
     async def close(self) -> None:
+        self._closing = True
+        if self._threads:
+            self._threads_idle.clear()
+            await self._threads_idle.wait()
         await self._admission.drain()
         await asyncio.to_thread(self._scheduler.stop)
         self._model.close()

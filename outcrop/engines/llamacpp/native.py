@@ -209,7 +209,7 @@ class Model:
         self._cand_buf = (ll.llama_token_data * self.n_vocab)()
         dtype = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
         self._cand = np.frombuffer(self._cand_buf, dtype=dtype)
-        self._cand["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        self._ids = np.arange(self.n_vocab, dtype=np.int32)
         self._cand_array = ll.llama_token_data_array()
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
         self.bos = int(ll.llama_vocab_bos(self.vocab))
@@ -292,21 +292,34 @@ class Model:
         self.ll.llama_memory_seq_rm(self.memory, dst, -1, -1)
         self.ll.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
 
-    def save(self, seq: int) -> bytes:
-        ll = self.ll
-        size = ll.llama_state_seq_get_size(self.ctx, seq)
-        buf = (ctypes.c_uint8 * size)()
-        written = ll.llama_state_seq_get_data(self.ctx, buf, size, seq)
-        return bytes(memoryview(buf)[:written])
+    def state_size(self, seq: int) -> int:
+        return int(self.ll.llama_state_seq_get_size(self.ctx, seq))
 
-    def restore(self, seq: int, data: bytes) -> bool:
-        ll = self.ll
-        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        return bool(ll.llama_state_seq_set_data(self.ctx, buf, len(data), seq))
+    def save(self, seq: int, size: int) -> bytearray | None:
+        """The sequence's KV state (`size` from state_size), written straight into the buffer kept; None when
+        llama.cpp wrote nothing."""
+        buf = bytearray(size)
+        view = (ctypes.c_uint8 * size).from_buffer(buf)
+        written = int(self.ll.llama_state_seq_get_data(self.ctx, view, size, seq))
+        del view  # release the export, so the buffer can shrink
+        if written <= 0:
+            return None
+        if written < size:
+            del buf[written:]
+        return buf
+
+    def restore(self, seq: int, data: bytearray) -> bool:
+        view = (ctypes.c_uint8 * len(data)).from_buffer(data)
+        try:
+            return bool(self.ll.llama_state_seq_set_data(self.ctx, view, len(data), seq))
+        finally:
+            del view
 
     def candidates(self, ctx: Any, index: int) -> Any:
         """All tokens with the logits of batch position `index`, for a sampler to filter."""
         logits = self.ll.llama_get_logits_ith(ctx, index)
+        # every field, every time: samplers sort the array in place (top-k, top-p), so ids move
+        self._cand["id"] = self._ids
         self._cand["logit"] = np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
         self._cand["p"] = 0.0
         arr = self._cand_array

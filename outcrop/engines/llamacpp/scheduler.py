@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from outcrop import errors
 from outcrop.engines.llamacpp.native import Model, Sampler, SamplerSettings
-from outcrop.engines.llamacpp.prompt_cache import HostCache, SlotState, plan
+from outcrop.engines.llamacpp.prompt_cache import HostCache, Plan, SlotState, plan
 
 log = logging.getLogger("outcrop.engines.llamacpp")
 
@@ -187,44 +187,71 @@ class Scheduler:
             self._finish(a, "cancelled")
 
     def _admit(self) -> None:
-        model = self.model
         while self._waiting and any(not s.busy for s in self.slots):
             job = self._waiting.popleft()
-            now = time.monotonic()
-            p = plan(job.prompt, self.slots, self.host, now)
-            slot = p.slot
-            if p.save_first and self.host is not None:
-                self.host.put(slot.tokens, model.save(slot.seq), slot.pinned_until, now)
-            reuse = p.reuse
-            if p.copy_from is not None:
-                model.seq_copy(p.copy_from.seq, slot.seq)
-                slot.tokens = p.copy_from.tokens[:reuse]
-            elif p.restore is not None:
-                if model.restore(slot.seq, p.restore.data):
-                    slot.tokens = p.restore.tokens[:reuse]
-                    assert self.host is not None
-                    self.host.touch(p.restore, now)
-                else:
-                    model.seq_clear(slot.seq)
-                    slot.tokens, reuse = [], 0
-            else:
-                slot.tokens = slot.tokens[:reuse]
-            if not model.seq_rm(slot.seq, reuse, -1):  # some memory types cannot cut a sequence short
-                model.seq_clear(slot.seq)
-                slot.tokens, reuse = [], 0
             try:
-                sampler = model.sampler(job.settings, job.grammar)
+                sampler = self.model.sampler(job.settings, job.grammar)  # before any slot is touched
             except errors.OutcropError as exc:
                 job.emit(Failed(exc))
                 continue
-            slot.busy = True
-            slot.last_used = now
-            if job.cache_mark:
-                slot.pinned_until = max(slot.pinned_until, now + job.cache_ttl_s)
+            now = time.monotonic()
+            p = plan(job.prompt, self.slots, self.host, now)
+            try:
+                slot, reuse = self._place(job, p, now)
+            except Exception as exc:  # one request's trouble must not stop the others
+                sampler.close()
+                self._forget(p.slot)
+                job.emit(Failed(errors.model_failure("The model could not take the request", exc, log)))
+                continue
             self.prompt_tokens += len(job.prompt)
             self.cache_hit_tokens += reuse
             job.emit(Started(reuse, max(0, job.cache_mark - reuse)))
             self._active.append(_Active(job, slot, sampler, reuse))
+
+    def _place(self, job: Job, p: Plan, now: float) -> tuple[SlotState, int]:
+        """Carry out the prompt cache's plan for `job`: the slot it runs in, and the prompt tokens reused."""
+        model = self.model
+        slot = p.slot
+        if p.save_first and self.host is not None:
+            size = model.state_size(slot.seq)
+            if self.host.fits(size):  # never serialize what the cache would throw away
+                data = model.save(slot.seq, size)
+                if data is not None:
+                    self.host.put(slot.tokens, data, slot.pinned_until if slot.pinned else 0.0, now)
+        reuse = p.reuse
+        pin_until, pinned = slot.pinned_until, slot.pinned
+        if p.copy_from is not None:
+            model.seq_copy(p.copy_from.seq, slot.seq)
+            slot.tokens = p.copy_from.tokens[:reuse]
+            pin_until, pinned = p.copy_from.pinned_until, p.copy_from.pinned
+        elif p.restore is not None:
+            if model.restore(slot.seq, p.restore.data):
+                slot.tokens = p.restore.tokens[:reuse]
+                assert self.host is not None
+                self.host.touch(p.restore, now)
+                pin_until, pinned = p.restore.pinned_until, len(p.restore.tokens)
+            else:
+                model.seq_clear(slot.seq)
+                slot.tokens, reuse = [], 0
+        else:
+            slot.tokens = slot.tokens[:reuse]
+        if not model.seq_rm(slot.seq, reuse, -1):  # some memory types cannot cut a sequence short
+            model.seq_clear(slot.seq)
+            slot.tokens, reuse = [], 0
+        if reuse < pinned:  # the pinned prefix did not survive whole: its pin goes with it
+            pin_until, pinned = 0.0, 0
+        if job.cache_mark:
+            pin_until, pinned = max(pin_until, now + job.cache_ttl_s), max(pinned, job.cache_mark)
+        slot.pinned_until, slot.pinned = pin_until, pinned
+        slot.busy = True
+        slot.last_used = now
+        return slot, reuse
+
+    def _forget(self, slot: SlotState) -> None:
+        """A slot whose state is unknown after a failure: empty it."""
+        slot.busy = False
+        slot.tokens, slot.pinned, slot.pinned_until = [], 0, 0.0
+        self.model.seq_clear(slot.seq)
 
     def _chunk(self) -> int:
         if self.prefill_chunk > 0:
@@ -235,21 +262,15 @@ class Scheduler:
 
     def _step(self) -> None:
         model = self.model
-        tokens: list[int] = []
-        positions: list[int] = []
-        seqs: list[int] = []
-        logits: list[bool] = []
-        sample_at: list[tuple[_Active, int]] = []
+        # (seq, position, token, wants logits, job): sorted by sequence below, because llama.cpp computes a batch
+        # of several KV streams in one graph only over runs of consecutive sequence ids, taken in batch order
+        entries: list[tuple[int, int, int, bool, _Active | None]] = []
         reads: list[tuple[_Active, int]] = []
         generating = [a for a in self._active if a.next is not None]
         for a in generating:
             assert a.next is not None
-            sample_at.append((a, len(tokens)))
-            tokens.append(a.next)
-            positions.append(len(a.slot.tokens))
-            seqs.append(a.slot.seq)
-            logits.append(True)
-        room = model.n_batch - len(tokens)
+            entries.append((a.slot.seq, len(a.slot.tokens), a.next, True, a))
+        room = model.n_batch - len(entries)
         if generating:
             room = min(room, self._chunk())
         for a in self._active:
@@ -257,19 +278,20 @@ class Scheduler:
                 continue
             prompt = a.job.prompt
             take = min(len(prompt) - a.done, room)
-            last = a.done + take == len(prompt)
-            for k in range(a.done, a.done + take):
-                tokens.append(prompt[k])
-                positions.append(k)
-                seqs.append(a.slot.seq)
-                logits.append(False)
-            if last:
-                logits[-1] = True
-                sample_at.append((a, len(tokens) - 1))
+            end = a.done + take
+            for k in range(a.done, end):
+                last = k == len(prompt) - 1
+                entries.append((a.slot.seq, k, prompt[k], last, a if last else None))
             reads.append((a, take))
             room -= take
-        if not tokens:
+        if not entries:
             return
+        entries.sort(key=lambda e: (e[0], e[1]))
+        tokens = [e[2] for e in entries]
+        positions = [e[1] for e in entries]
+        seqs = [e[0] for e in entries]
+        logits = [e[3] for e in entries]
+        sample_at = [(e[4], i) for i, e in enumerate(entries) if e[4] is not None]
         model.set_batch(tokens, positions, seqs, logits)
         started = time.perf_counter()
         rc = model.decode()
@@ -295,10 +317,10 @@ class Scheduler:
                 continue
             try:
                 token = a.sampler.sample(model.ctx, index)
-            except Exception as exc:
-                self._fail(a, errors.model_failure("The model failed while sampling", exc, log))
-                continue
-            self._accept(a, token)
+                self._accept(a, token)
+            except Exception as exc:  # one request's trouble must not stop the others
+                if a in self._active:
+                    self._fail(a, errors.model_failure("The model failed while sampling", exc, log))
 
     def _failed_step(self, rc: int, batch: set[_Active]) -> None:
         what = {1: "no room left in the KV cache", 2: "aborted", -1: "invalid batch"}.get(rc, f"error {rc}")

@@ -82,8 +82,10 @@ REJECT = [
     ({"messages": [USER], "toolConfig": {"tools": [TOOL, TOOL]}}, "unique"),
     ("not an object", "JSON object"),
     ({"messages": [USER], "system": [{"cachePoint": {"type": "default", "ttl": "2h"}}]}, "cachePoint.ttl must be"),
-    ({"messages": [{"role": "user", "content": [{"text": "x"}, {"cachePoint": {"type": "other"}}]}]},
-     "messages.0.content.1.cachePoint.type"),
+    (
+        {"messages": [{"role": "user", "content": [{"text": "x"}, {"cachePoint": {"type": "other"}}]}]},
+        "messages.0.content.1.cachePoint.type",
+    ),
 ]
 
 
