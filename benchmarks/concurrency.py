@@ -25,6 +25,10 @@ What it measures
     And, at c=1 only, llama-cpp-python's `Llama.generate` in this process (render, tokenize, generate,
     detokenize; no server), the ceiling for one stream.
 
+    Then the freeze check: four streams flowing, a ~1,500-token prompt arrives, and the longest pause between
+    two tokens of the four streams after it was sent (llama-server reads a prompt in batches of 2,048 tokens;
+    Outcrop in chunks of about a second of work while others stream), with the long prompt's TTFT.
+
     Ratios are against llama-server in the same run. Targets (issue 12): aggregate >= 90 % of
     llama-server's at every level, TTFT p50 and p99 <= 1.5x llama-server's, Outcrop's c=8 aggregate >= 2x
     its c=1, Outcrop's c=1 >= 95 % of in-process generation, every stream complete. Nothing is asserted.
@@ -40,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import sys
@@ -57,6 +62,7 @@ from _common import (
     foreign_cpu_note,
     llama_cpp_like_outcrop,
     machine_summary,
+    median,
     outcrop_server,
     percentile,
     table,
@@ -95,10 +101,11 @@ class Target:
         self.model = model
         self.body_extra = body_extra
 
-    def stream(self, run: int, tokens: int) -> Result:
+    def stream(self, run: int, tokens: int, text: str | None = None, times: list[float] | None = None) -> Result:
+        """One streamed completion; `times` collects when each content delta arrived."""
         body = {
             "model": self.model,
-            "messages": [{"role": "user", "content": prompt(run)}],
+            "messages": [{"role": "user", "content": text or prompt(run)}],
             "max_tokens": tokens,
             "temperature": 0,
             "stream": True,
@@ -130,8 +137,11 @@ class Target:
                 for choice in chunk.get("choices") or []:
                     if (choice.get("delta") or {}).get("content"):
                         deltas += 1
+                        now = time.perf_counter()
+                        if times is not None:
+                            times.append(now)
                         if first is None:
-                            first = time.perf_counter()
+                            first = now
                     if choice.get("finish_reason"):
                         finished = True
         except (OSError, http.client.HTTPException) as exc:
@@ -193,6 +203,29 @@ class Direct:
         return Result(sent, first, time.perf_counter(), n, n == tokens, len(ids))
 
 
+def stall(target: Target, run: int, long_tokens: int) -> tuple[float, float, float]:
+    """Four streams flowing, then a long prompt arrives: (the longest gap between two tokens of the four after
+    it was sent, their median gap, the long prompt's TTFT), in seconds."""
+    times: list[list[float]] = [[] for _ in range(4)]
+    threads = [threading.Thread(target=target.stream, args=(run + i, 192), kwargs={"times": times[i]})
+               for i in range(4)]  # fmt: skip
+    for t in threads:
+        t.start()
+    while min(len(ts) for ts in times) < 16:
+        time.sleep(0.01)
+    sent = time.perf_counter()
+    text = f"Request {run}. " + "The river runs past the old mill. " * (long_tokens // 17)  # ~17 tokens each
+    long = target.stream(run + 10, 8, text=text)
+    if long.error or long.first is None:
+        raise RuntimeError(f"{target.name}: the long prompt failed: {long.error or 'no tokens'}")
+    for t in threads:
+        t.join()
+
+    steady = [b - a for ts in times for a, b in itertools.pairwise(ts[15:])]  # all four prompts read by then
+    worst_after = max(b - a for ts in times for a, b in itertools.pairwise(ts) if b > sent)
+    return worst_after, median(steady), (long.first or long.end) - long.sent
+
+
 def summarize(results: list[Result]) -> dict[str, float]:
     start = min(r.sent for r in results)
     end = max(r.end for r in results)
@@ -223,6 +256,12 @@ def main() -> int:
         help="llama-server's flash attention (default off, like Outcrop; its own default is auto)",
     )
     ap.add_argument("--prefill-chunk", type=int, default=0, help="Outcrop's prefill_chunk (default 0: auto)")
+    ap.add_argument(
+        "--stall-tokens",
+        type=int,
+        default=1500,
+        help="prompt tokens of the long prompt sent while four streams flow (default ~1500; 0: skip)",
+    )
     ap.add_argument("--skip", default="", help="comma-separated: llama-server, llama-cpp-python, direct")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -283,6 +322,15 @@ def main() -> int:
                 run += 1000
                 results[("in-process Llama.generate", 1)] = s
                 print(f"  c=1 in-process Llama.generate: {s['agg']:.1f} tok/s, TTFT {s['ttft50'] * 1000:.0f} ms")
+        stalls: list[list[str]] = []
+        if args.stall_tokens and max(levels) >= 5:
+            for t in targets:
+                if t.name == "llama-cpp-python server":
+                    continue  # one request at a time: a new prompt waits, it cannot stall anyone
+                after, typical, ttft = stall(t, run, args.stall_tokens)
+                run += 1000
+                stalls.append([t.name, f"{typical:.2f}", f"{after:.2f}", f"{ttft:.1f}"])
+                print(f"  stall {t.name}: longest gap {after:.2f} s (median {typical:.2f} s), long TTFT {ttft:.1f} s")
         foreign = watch.foreign_cores(time.perf_counter() - timed_from)
 
     names = [t.name for t in targets]
@@ -318,6 +366,10 @@ def main() -> int:
     d = results.get(("in-process Llama.generate", 1))
     if d and 1 in ours:
         print(f"Outcrop c=1 vs in-process Llama.generate: {ours[1]['agg'] / d['agg'] * 100:.0f} % (target >= 95 %)")
+    if stalls:
+        print(f"\nfour streams flowing, then a ~{args.stall_tokens}-token prompt arrives: the longest pause in the "
+              "four streams (seconds)")  # fmt: skip
+        print(table(["server", "median gap", "longest gap after it", "long prompt TTFT s"], stalls))
     print(f"streams complete: {sum(int(s['complete']) for s in results.values())} of "
           f"{sum(int(s['n']) for s in results.values())}")  # fmt: skip
     print(foreign_cpu_note(foreign))

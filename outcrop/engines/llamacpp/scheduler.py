@@ -32,7 +32,7 @@ from outcrop.engines.llamacpp.prompt_cache import HostCache, Plan, SlotState, pl
 
 log = logging.getLogger("outcrop.engines.llamacpp")
 
-STEP_TARGET_S = 0.5  # how long a step may take when it reads prompt tokens beside running generations
+STEP_TARGET_S = 1.0  # how long a step may take when it reads prompt tokens beside running generations
 MIN_CHUNK = 16
 
 
