@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.api.app import Context, caller, json_body, route
+from outcrop.api.http import Context, caller, json_body, route
 from outcrop.auth.principal import Principal
 
 DIALECT = "bedrock"

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import __version__, errors
-from outcrop.api.app import Context, caller, json_body, route
+from outcrop.api.http import Context, caller, json_body, route
 from outcrop.engines.base import Embedder, Engine
 from outcrop.metering.metrics import CONTENT_TYPE
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.api.app import Context, caller, json_body, route
+from outcrop.api.http import Context, caller, json_body, route
 from outcrop.metering.usage import summarize
 
 

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
 from outcrop.conversation import GuardrailRef
-from outcrop.guardrails.store import ACCOUNT, guardrail_arn
+from outcrop.guardrails.ids import ACCOUNT, guardrail_arn
 from outcrop.store.schema import enforced_guardrails
 
 if TYPE_CHECKING:

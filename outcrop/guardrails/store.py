@@ -17,11 +17,13 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 
 from outcrop import errors
+from outcrop.guardrails.enforced import EnforcedConfigs
+from outcrop.guardrails.ids import ACCOUNT, guardrail_arn, parse_id
 from outcrop.store.schema import guardrails
 
-ACCOUNT = "000000000000"
+__all__ = ["ACCOUNT", "Guardrail", "GuardrailStore", "guardrail_arn"]
+
 _ID = string.ascii_lowercase + string.digits
-_ARN = re.compile(r"^arn:aws[a-z-]*:bedrock:[^:]*:[^:]*:guardrail/(?P<id>[a-z0-9]+)$")
 POLICIES = ("topicPolicyConfig", "contentPolicyConfig", "wordPolicyConfig", "sensitiveInformationPolicyConfig",
             "contextualGroundingPolicyConfig")  # fmt: skip
 # CreateGuardrail's member names -> GetGuardrail's
@@ -33,10 +35,6 @@ _OUT_NAMES = {
     "regexesConfig": "regexes", "contextualGroundingPolicyConfig": "contextualGroundingPolicy",
     "automatedReasoningPolicyConfig": "automatedReasoningPolicy", "crossRegionConfig": "crossRegionDetails",
 }  # fmt: skip
-
-
-def guardrail_arn(region: str, gid: str) -> str:
-    return f"arn:aws:bedrock:{region}:{ACCOUNT}:guardrail/{gid}"
 
 
 def _now() -> datetime:
@@ -110,14 +108,9 @@ class Guardrail:
 class GuardrailStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        from outcrop.guardrails.enforced import EnforcedConfigs  # it reads guardrails through this store
+        self.enforced = EnforcedConfigs(self)  # the account's enforced guardrails, read through this store
 
-        self.enforced = EnforcedConfigs(self)
-
-    @staticmethod
-    def parse_id(identifier: str) -> str:
-        m = _ARN.match(identifier)
-        return m.group("id") if m else identifier
+    parse_id = staticmethod(parse_id)
 
     def _row(self, gid: str, version: str) -> Guardrail:
         with self.engine.connect() as db:

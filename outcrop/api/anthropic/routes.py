@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop.api.anthropic import convert
-from outcrop.api.app import Context, caller, guardrail_extras, header_guardrails, json_body, read_json, route
+from outcrop.api.http import Context, caller, guardrail_extras, header_guardrails, json_body, read_json, route
 from outcrop.api.streaming import event_response
 
 DIALECT = "anthropic"

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.api.app import Context, caller, json_body, read_json, route
 from outcrop.api.bedrock.shapes import input_shape, problems
+from outcrop.api.http import Context, caller, json_body, read_json, route
 from outcrop.guardrails import constitution
 from outcrop.guardrails.runtime import require
 from outcrop.guardrails.store import GuardrailStore, check_semantics

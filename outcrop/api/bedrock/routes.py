@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.api.app import Context, caller, json_body, read_json, route
 from outcrop.api.bedrock import converse, embed, eventstream, invoke, tags
 from outcrop.api.bedrock.errors import encode_stream_error
+from outcrop.api.http import Context, caller, json_body, read_json, route
 from outcrop.api.streaming import event_response
 from outcrop.auth.access import WIRE_STATES
 from outcrop.conversation import ChatRequest, Event, GuardrailRef, GuardrailTrace, MessageStop, TextDelta, ToolUseStart

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from outcrop.api.app import Context, caller, guardrail_extras, header_guardrails, json_body, read_json, route
+from outcrop.api.http import Context, caller, guardrail_extras, header_guardrails, json_body, read_json, route
 from outcrop.api.openai import convert
 from outcrop.api.streaming import event_response
 from outcrop.auth.access import WIRE_STATES
