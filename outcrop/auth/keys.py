@@ -18,9 +18,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
@@ -30,6 +33,11 @@ log = logging.getLogger("outcrop.keys")
 
 API_KEY_PREFIX = "ocp_"
 _UPPER = string.ascii_uppercase + string.digits
+
+
+def _upsert(db: Any) -> Any:
+    """The dialect's INSERT that can do nothing on a conflict."""
+    return pg_insert if db.dialect.name == "postgresql" else sqlite_insert
 
 
 def _now() -> datetime:
@@ -87,27 +95,28 @@ class Keyring:
     def ensure_principal(
         self, name: str, *, kind: str = "user", admin: bool = False, group_names: tuple[str, ...] = ()
     ) -> str:
+        """The principal's id, creating it (and its groups and memberships) if need be. Every step writes before
+        it reads, as one insert that does nothing if the row exists: concurrent callers wait for SQLite's write
+        lock (a transaction that read first could not take it, "database is locked") and never race to insert
+        the same name on PostgreSQL."""
         with self.engine.begin() as db:
-            row = db.execute(select(principals.c.id).where(principals.c.name == name)).first()
-            if row is None:
-                pid = "p_" + secrets.token_hex(8)
-                db.execute(insert(principals).values(id=pid, name=name, kind=kind, is_admin=admin, created_at=_now()))
-            else:
-                pid = row.id
-                if admin:
-                    db.execute(update(principals).where(principals.c.id == pid).values(is_admin=True))
+            upsert = _upsert(db)
+            row = {
+                "id": "p_" + secrets.token_hex(8),
+                "name": name,
+                "kind": kind,
+                "is_admin": admin,
+                "created_at": _now(),
+            }
+            db.execute(upsert(principals).values(**row).on_conflict_do_nothing())
+            pid = db.execute(select(principals.c.id).where(principals.c.name == name)).scalar_one()
+            if admin:
+                db.execute(update(principals).where(principals.c.id == pid).values(is_admin=True))
             for g in group_names:
-                gid = db.execute(select(groups.c.id).where(groups.c.name == g)).scalar()
-                if gid is None:
-                    gid = "g_" + secrets.token_hex(8)
-                    db.execute(insert(groups).values(id=gid, name=g, created_at=_now()))
-                present = db.execute(
-                    select(func.count())
-                    .select_from(memberships)
-                    .where(memberships.c.principal_id == pid, memberships.c.group_id == gid)
-                ).scalar()
-                if not present:
-                    db.execute(insert(memberships).values(principal_id=pid, group_id=gid))
+                db.execute(upsert(groups).values(id="g_" + secrets.token_hex(8), name=g, created_at=_now())
+                           .on_conflict_do_nothing())  # fmt: skip
+                gid = db.execute(select(groups.c.id).where(groups.c.name == g)).scalar_one()
+                db.execute(upsert(memberships).values(principal_id=pid, group_id=gid).on_conflict_do_nothing())
         return str(pid)
 
     def _principal(self, db: object, pid: str, credential_id: str) -> Principal | None:

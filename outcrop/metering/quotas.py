@@ -148,6 +148,11 @@ class Quotas:
             return Ticket(window, None)
         lease = "s_" + secrets.token_hex(8)
         with engine.begin() as db:
+            if engine.dialect.name == "postgresql":
+                # one principal's admissions one at a time: insert-then-count under READ COMMITTED would let two
+                # concurrent ones each miss the other's uncommitted lease and both pass (SQLite's write lock,
+                # taken by the insert, already serializes them)
+                db.execute(select(func.pg_advisory_xact_lock(func.hashtext(principal.name))))
             db.execute(insert(active_streams).values(id=lease, principal=principal.name, started_at=now))
             running = db.execute(
                 select(func.count())

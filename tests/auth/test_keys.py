@@ -70,3 +70,20 @@ def test_last_use_is_recorded(keyring: Keyring) -> None:
     assert first is not None
     keyring.touch(key_id)  # within a minute: no second write
     assert keyring.list()[0].last_used_at == first
+
+
+def test_sixteen_concurrent_first_requests_create_one_principal(database_url: str) -> None:
+    """Sixteen writers at once on a new principal: no "database is locked", no duplicate, one id for all."""
+    import concurrent.futures
+    import threading
+
+    keyring = Keyring(store.connect(database_url), None)
+    go = threading.Barrier(16)
+
+    def one(_: int) -> str:
+        go.wait()
+        return keyring.ensure_principal("carol", group_names=("beta", "staff"))
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        ids = set(pool.map(one, range(16)))
+    assert len(ids) == 1

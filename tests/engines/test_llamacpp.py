@@ -96,16 +96,18 @@ def test_sampling_settings_stay_with_their_own_sequence() -> None:
     stopped = request(next(c for c in CASES if c.name == "count"), stop=("five",))
     limited = request(next(c for c in CASES if c.name == "count"), max_tokens=3)
     seeded = user("Tell me anything.", temperature=1.0, seed=42, max_tokens=30)
+    penalized = user("Tell me anything.", temperature=0.7, seed=7, max_tokens=30, frequency_penalty=1.5,
+                     presence_penalty=0.5)  # fmt: skip
     tool = Tool(WEATHER_TOOL["name"], WEATHER_TOOL["description"], WEATHER_TOOL["input_schema"])
     forced = ChatRequest(model="m", messages=(Message("user", (Text("Hello"),)),), tools=(tool,),
                          tool_choice=ToolChoice("tool", "get_weather"), sampling=Sampling(temperature=0))  # fmt: skip
-    reqs = [json_req, count, stopped, limited, seeded, forced]
+    reqs = [json_req, count, stopped, limited, seeded, forced, penalized]
 
     async def main(engine: LlamaCppEngine) -> None:
         alone = [await answer(engine, r) for r in reqs]
         together = await asyncio.gather(*[answer(engine, r) for r in reqs])
         assert [t for t, _ in alone] == [t for t, _ in together]
-        (j, _), (c, _), (s, s_stop), (_lim, l_stop), _, (f, f_stop) = together
+        (j, _), (c, _), (s, s_stop), (_lim, l_stop), _, (f, f_stop), _ = together
         assert set(json.loads(j)) == {"city"}
         assert c == COUNT_ANSWER
         assert s == "one two three four " and s_stop.stop_reason == StopReason.STOP_SEQUENCE
@@ -113,7 +115,7 @@ def test_sampling_settings_stay_with_their_own_sequence() -> None:
         assert l_stop.usage.output_tokens == 3 and l_stop.stop_reason == StopReason.MAX_TOKENS
         assert f_stop.stop_reason == StopReason.TOOL_USE and "city" in f
 
-    with_engine(main, parallel=6)
+    with_engine(main, parallel=7)
 
 
 def test_callers_that_go_away_free_their_slots_and_the_others_finish() -> None:

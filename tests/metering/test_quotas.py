@@ -67,3 +67,25 @@ def test_concurrent_streams(engine) -> None:  # type: ignore[no-untyped-def]
     third = q.admit(ALICE, "m", limits)
     q.settle(ALICE, "m", 0, second)
     q.settle(ALICE, "m", 0, third)
+
+
+def test_concurrent_admissions_cannot_both_slip_under_the_limit(engine) -> None:  # type: ignore[no-untyped-def]
+    """Sixteen admissions at once with a limit of one: exactly one lease (insert-then-count raced on PostgreSQL)."""
+    import concurrent.futures
+    import threading
+
+    q = Quotas(engine, (QuotaRule(concurrent_streams=1),))
+    limits = q.limits(ALICE, "m")
+    go = threading.Barrier(16)
+
+    def one(_: int) -> bool:
+        go.wait()
+        try:
+            q.admit(ALICE, "m", limits)
+            return True
+        except errors.QuotaExceeded:
+            return False
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        admitted = list(pool.map(one, range(16)))
+    assert admitted.count(True) == 1
