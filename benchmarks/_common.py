@@ -361,24 +361,3 @@ def machine_summary() -> str:
         f"{cpu}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
         f"llama-cpp-python {llama_cpp.__version__}"
     )
-
-
-def llama_cpp_like_outcrop() -> None:
-    """Make this process's llama-cpp-python `Llama` load models as Outcrop does: on CPUs with AMX, with
-    weight repacking off (llama.cpp's AMX kernels crash on Q8_0 there: ggml-org/llama.cpp#20824).
-    `Llama` has no option for it, so its default model parameters are wrapped."""
-    import llama_cpp.llama_cpp as low
-
-    from outcrop.engines.llamacpp.native import default_repack
-
-    if default_repack() or getattr(low.llama_model_default_params, "_outcrop", False):
-        return
-    default = low.llama_model_default_params
-
-    def params() -> Any:
-        p = default()
-        p.use_extra_bufts = False
-        return p
-
-    params._outcrop = True  # type: ignore[attr-defined]
-    low.llama_model_default_params = params

@@ -60,7 +60,6 @@ from _common import (
     CpuWatch,
     Server,
     foreign_cpu_note,
-    llama_cpp_like_outcrop,
     machine_summary,
     median,
     outcrop_server,
@@ -176,10 +175,11 @@ class Direct:
         import llama_cpp
 
         from outcrop.engines import chat_template
+        from outcrop.engines.llamacpp.native import model_params
 
-        llama_cpp_like_outcrop()
-        self.llm = llama_cpp.Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads,
-                                   n_threads_batch=threads, verbose=False)  # fmt: skip
+        with model_params(None):  # loaded as Outcrop loads it (no weight repacking on AMX CPUs)
+            self.llm = llama_cpp.Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads,
+                                       n_threads_batch=threads, verbose=False)  # fmt: skip
         self.template = self.llm.metadata.get("tokenizer.chat_template") or chat_template.CHATML_TOOLS_TEMPLATE
         self.render = chat_template.render
 

@@ -65,7 +65,6 @@ from _common import (
     CpuWatch,
     converse_stream,
     foreign_cpu_note,
-    llama_cpp_like_outcrop,
     machine_summary,
     median,
     outcrop_server,
@@ -75,6 +74,7 @@ from _common import (
 )
 
 from outcrop.engines import chat_template
+from outcrop.engines.llamacpp.native import model_params
 
 MODEL_ID = "bench.qwen2-5-0-5b-shape-v1:0"
 DEFAULT_MODEL = ROOT / "benchmarks" / ".models" / "qwen2.5-0.5b-shape-q8_0.gguf"
@@ -133,16 +133,16 @@ class Direct:
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int, n_batch: int) -> None:
         import llama_cpp
 
-        llama_cpp_like_outcrop()
         self._llama_cpp = llama_cpp
-        self.llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            n_batch=n_batch,
-            verbose=False,
-        )
+        with model_params(None):  # loaded as Outcrop loads it (no weight repacking on AMX CPUs)
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_batch=n_batch,
+                verbose=False,
+            )
         self.template = self.llm.metadata.get("tokenizer.chat_template") or chat_template.CHATML_TOOLS_TEMPLATE
         self.add_bos = bool(self.llm._model.add_bos_token())
         self.bos = self.llm.token_bos()

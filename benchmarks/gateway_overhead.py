@@ -64,7 +64,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     CpuWatch,
     foreign_cpu_note,
-    llama_cpp_like_outcrop,
     machine_summary,
     median,
     outcrop_server,
@@ -75,6 +74,7 @@ from _common import (
 )
 
 from outcrop.engines import chat_template
+from outcrop.engines.llamacpp.native import model_params
 from outcrop.models import BUILTIN_GGUF, BUILTIN_MODEL_ID
 from outcrop.models.tiny_script import CASES, Case
 
@@ -117,16 +117,16 @@ class Direct:
     def __init__(self, path: Path, *, n_ctx: int, n_threads: int, n_batch: int) -> None:
         import llama_cpp
 
-        llama_cpp_like_outcrop()
         self._llama_cpp = llama_cpp
-        self.llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            n_batch=n_batch,
-            verbose=False,
-        )
+        with model_params(None):  # loaded as Outcrop loads it (no weight repacking on AMX CPUs)
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_batch=n_batch,
+                verbose=False,
+            )
         self.vocab = self.llm._model.vocab
         self.template = self.llm.metadata.get("tokenizer.chat_template") or chat_template.CHATML_TOOLS_TEMPLATE
         self.add_bos = bool(self.llm._model.add_bos_token())

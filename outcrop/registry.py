@@ -181,7 +181,12 @@ def load_engine(spec: ModelSpec) -> Engine | Embedder:
             return SentenceTransformerEmbedder(spec.path, max_queue=spec.max_queue, name=spec.id)
         assert spec.path is not None
         return LlamaCppEmbedder(
-            spec.path, n_ctx=spec.n_ctx, n_threads=spec.n_threads, max_queue=spec.max_queue, name=spec.id
+            spec.path,
+            n_ctx=spec.n_ctx,
+            n_threads=spec.n_threads,
+            max_queue=spec.max_queue,
+            name=spec.id,
+            repack=spec.repack,
         )
     if spec.engine == "openai":
         from outcrop.engines.openai_upstream import OpenAIUpstreamEngine

@@ -316,8 +316,11 @@ class LlamaCppEmbedder(_Worker):
         n_threads: int | None = None,
         max_queue: int = 8,
         name: str | None = None,
+        repack: bool | None = None,
     ) -> None:
         import llama_cpp
+
+        from outcrop.engines.llamacpp.native import model_params
 
         file = Path(path)
         if not file.is_file():
@@ -331,7 +334,13 @@ class LlamaCppEmbedder(_Worker):
             pooling = llama_cpp.LLAMA_POOLING_TYPE_MEAN
         n_ctx = min(n_ctx, int(meta.get(f"{arch}.context_length", n_ctx)))
         threads = n_threads or os.cpu_count() or 1
-        self._llm = llama_cpp.Llama(
+        with model_params(repack):  # no weight repacking on AMX CPUs (see engines.llamacpp.native)
+            self._llm = self._load(llama_cpp, file, pooling, n_ctx, threads)
+        super().__init__(name or file.stem, self._llm.n_embd(), n_ctx, max_queue)
+
+    @staticmethod
+    def _load(llama_cpp: Any, file: Path, pooling: int, n_ctx: int, threads: int) -> Any:
+        return llama_cpp.Llama(
             model_path=str(file),
             embedding=True,
             pooling_type=pooling,
@@ -342,7 +351,6 @@ class LlamaCppEmbedder(_Worker):
             n_threads_batch=threads,
             verbose=False,
         )
-        super().__init__(name or file.stem, self._llm.n_embd(), n_ctx, max_queue)
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         self.check(request)

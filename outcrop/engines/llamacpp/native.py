@@ -12,10 +12,13 @@ Xeon machines, in llama-server too), so `repack=None` means "on unless the CPU h
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import math
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,32 @@ def cpu_has_amx() -> bool:
 
 def default_repack() -> bool:
     return not cpu_has_amx()
+
+
+_PARAMS = threading.Lock()
+
+
+@contextlib.contextmanager
+def model_params(repack: bool | None) -> Iterator[None]:
+    """While in the block, llama-cpp-python's `Llama` loads models with weight repacking on or off as `repack`
+    says (None: default_repack()). `Llama` has no option for it, so its default model parameters are wrapped,
+    one load at a time."""
+    import llama_cpp.llama_cpp as low
+
+    use = default_repack() if repack is None else repack
+    with _PARAMS:
+        original = low.llama_model_default_params
+
+        def params() -> Any:
+            p = original()
+            p.use_extra_bufts = use
+            return p
+
+        low.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = original
 
 
 @dataclass(frozen=True)
