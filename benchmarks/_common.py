@@ -111,25 +111,33 @@ def outcrop_server(
             _wait_ready(running, startup_timeout_s)
             yield running
         finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not gone within 30 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _wait_ready(server: Server, timeout_s: float) -> None:
+    wait_http(server, "/healthz", timeout_s, "outcrop serve")
+
+
+def wait_http(server: Server, path: str, timeout_s: float, what: str) -> None:
+    """Until GET `path` answers 200; RuntimeError with the end of the server's log if it exits or takes too long."""
     deadline = time.monotonic() + timeout_s
     while True:
         if server.process.poll() is not None:
-            raise RuntimeError(
-                f"outcrop serve exited with status {server.process.returncode}:\n{server.log_path.read_text()}"
-            )
+            raise RuntimeError(f"{what} exited with status {server.process.returncode}:\n{server_log_tail(server, 40)}")
         try:
             conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
-            conn.request("GET", "/healthz")
+            conn.request("GET", path)
             status = conn.getresponse().status
             conn.close()
             if status == 200:
@@ -137,7 +145,7 @@ def _wait_ready(server: Server, timeout_s: float) -> None:
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"outcrop serve did not start within {timeout_s:.0f}s:\n{server.log_path.read_text()}")
+            raise RuntimeError(f"{what} did not start within {timeout_s:.0f}s:\n{server_log_tail(server, 40)}")
         time.sleep(0.1)
 
 

@@ -18,18 +18,16 @@ llama.cpp here runs with repacking off there, as Outcrop does (`outcrop.engines.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from _common import ROOT, Server, free_port
+from _common import ROOT, Server, free_port, stop, wait_http
 
 from outcrop.engines.llamacpp.native import default_repack
 
@@ -77,26 +75,6 @@ def ensure_llama_server(path: Path | None = None) -> Path:
     return LLAMA_SERVER
 
 
-def _wait_http(server: Server, path: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.url} exited with status {server.process.returncode}:\n"
-                               f"{server.log_path.read_text(errors='replace')[-3000:]}")  # fmt: skip
-        try:
-            conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
-            conn.request("GET", path)
-            status = conn.getresponse().status
-            conn.close()
-            if status == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{server.url} did not start within {timeout_s:.0f}s")
-        time.sleep(0.2)
-
-
 @contextlib.contextmanager
 def _process(cmd: Sequence[str], ready_path: str, env: dict[str, str] | None = None,
              timeout_s: float = 300) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:  # fmt: skip
@@ -107,16 +85,10 @@ def _process(cmd: Sequence[str], ready_path: str, env: dict[str, str] | None = N
             process = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
         server = Server(f"http://127.0.0.1:{port}", "127.0.0.1", port, process, log_path)
         try:
-            _wait_http(server, ready_path, timeout_s)
+            wait_http(server, ready_path, timeout_s, cmd[0])
             yield process, log_path
         finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process)
 
 
 @contextlib.contextmanager

@@ -186,6 +186,19 @@ def cached(call: Call, server: Server, run: int) -> tuple[float, dict[str, int]]
     return ttft, usage
 
 
+def cold_and_cached(name: str, call: Call, server: Server, reps: int, run: int) -> tuple[list[str], int]:
+    """Cold and cached runs alternating (ABBA): the table row (median TTFTs and their ratio), the next run id."""
+    results: dict[str, list[float]] = {"cold": [], "cached": []}
+    for rep in range(reps):
+        for kind in ("cold", "cached") if rep % 2 == 0 else ("cached", "cold"):
+            run += 1
+            ttft, usage = (cold if kind == "cold" else cached)(call, server, run)
+            results[kind].append(ttft)
+            print(f"  {name} {kind}: TTFT {ttft * 1000:.0f} ms, {usage}", flush=True)
+    c, w = median(results["cold"]), median(results["cached"])
+    return [name, f"{c * 1000:.0f}", f"{w * 1000:.0f}", f"{c / w:.1f}x"], run
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--reps", type=int, default=2, help="cold and cached runs per dialect (default 2)")
@@ -209,15 +222,8 @@ def main() -> int:
         openai(server, "warm-up", [], "hi")
         watch, timed_from = CpuWatch(server.process.pid), time.perf_counter()
         for name, call in dialects.items():
-            results: dict[str, list[float]] = {"cold": [], "cached": []}
-            for rep in range(args.reps):
-                for kind in ("cold", "cached") if rep % 2 == 0 else ("cached", "cold"):
-                    run += 1
-                    ttft, usage = (cold if kind == "cold" else cached)(call, server, run)
-                    results[kind].append(ttft)
-                    print(f"  {name} {kind}: TTFT {ttft * 1000:.0f} ms, {usage}", flush=True)
-            c, w = median(results["cold"]), median(results["cached"])
-            rows.append([name, f"{c * 1000:.0f}", f"{w * 1000:.0f}", f"{c / w:.1f}x"])
+            row, run = cold_and_cached(name, call, server, args.reps, run)
+            rows.append(row)
         foreign = watch.foreign_cores(time.perf_counter() - timed_from)
         if not args.skip_llama_server and LLAMA_SERVER.is_file():
             ls = stack.enter_context(llama_server(LLAMA_SERVER, model, parallel=4, n_ctx=4096, threads=args.threads))
@@ -225,15 +231,8 @@ def main() -> int:
             def via_llama_server(s: Server, system: str, turns: list[tuple[str, str]], last: str) -> Any:
                 return openai(s, system, turns, last, model="model")
 
-            results = {"cold": [], "cached": []}
-            for rep in range(args.reps):
-                for kind in ("cold", "cached") if rep % 2 == 0 else ("cached", "cold"):
-                    run += 1
-                    ttft, usage = (cold if kind == "cold" else cached)(via_llama_server, ls, run)
-                    results[kind].append(ttft)
-                    print(f"  llama-server {kind}: TTFT {ttft * 1000:.0f} ms, {usage}", flush=True)
-            c, w = median(results["cold"]), median(results["cached"])
-            rows.append(["llama-server, OpenAI API (info)", f"{c * 1000:.0f}", f"{w * 1000:.0f}", f"{c / w:.1f}x"])
+            row, run = cold_and_cached("llama-server, OpenAI API (info)", via_llama_server, ls, args.reps, run)
+            rows.append(row)
     system, turns = history(-1)
     *before, (last_user, _) = turns
     nexts = []

@@ -163,6 +163,20 @@ class Admission:
         await self._idle.wait()
 
 
+class Queued:
+    """For engines with an `Admission`: their queue limit, read and set through it."""
+
+    _admission: Admission
+
+    @property
+    def max_queue(self) -> int:
+        return self._admission.max_queue
+
+    @max_queue.setter
+    def max_queue(self, value: int) -> None:
+        self._admission.resize(max_queue=value)
+
+
 class Engine(Protocol):
     capabilities: Capabilities
 

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 from outcrop import errors
 from outcrop.conversation import ChatRequest, Event, MessageStart, MessageStop, Usage
 from outcrop.engines import chat_template
-from outcrop.engines.base import Admission, Capabilities, EngineStats
+from outcrop.engines.base import Admission, Capabilities, EngineStats, Queued
 from outcrop.engines.textevents import TextEventBuilder
 
 
-class EchoEngine:
+class EchoEngine(Queued):
     def __init__(self, *, context_length: int = 2048, max_queue: int = 8, delay_s: float = 0.0) -> None:
         self.capabilities = Capabilities(context_length=context_length, tools=True, grammar=False)
         self.delay_s = delay_s
@@ -38,14 +38,6 @@ class EchoEngine:
 
     async def count_tokens(self, request: ChatRequest) -> int:
         return len(self._prompt_words(request))
-
-    @property
-    def max_queue(self) -> int:
-        return self._admission.max_queue
-
-    @max_queue.setter
-    def max_queue(self, value: int) -> None:
-        self._admission.max_queue = value
 
     def stats(self) -> EngineStats:
         return EngineStats(

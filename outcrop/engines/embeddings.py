@@ -34,7 +34,7 @@ import numpy as np
 
 from outcrop import errors
 from outcrop.conversation import EmbedRequest, EmbedResult
-from outcrop.engines.base import Admission, EngineStats
+from outcrop.engines.base import Admission, EngineStats, Queued
 
 T = TypeVar("T")
 CHUNK = 32  # texts per forward pass, as SentenceTransformer.encode batches them
@@ -55,7 +55,7 @@ def _finish(vectors: Any, dimensions: int | None, normalize: bool) -> np.ndarray
     return np.ascontiguousarray(matrix, dtype=np.float32)
 
 
-class _Worker:
+class _Worker(Queued):
     """The bounded queue and the single worker thread both embedders share."""
 
     def __init__(
@@ -104,14 +104,6 @@ class _Worker:
                 self._running -= 1
             self.completed += 1
             return result
-
-    @property
-    def max_queue(self) -> int:
-        return self._admission.max_queue
-
-    @max_queue.setter
-    def max_queue(self, value: int) -> None:
-        self._admission.max_queue = value
 
     def stats(self) -> EngineStats:
         return EngineStats(

@@ -33,7 +33,7 @@ from outcrop.conversation import (
     ToolUseStart,
     Usage,
 )
-from outcrop.engines.base import Admission, Capabilities, EngineStats
+from outcrop.engines.base import Admission, Capabilities, EngineStats, Queued
 from outcrop.engines.chat_template import tool_result_text
 from outcrop.engines.upstream_http import UpstreamClient, UpstreamError
 
@@ -131,7 +131,7 @@ def _upstream_error(status: int, text: str) -> errors.OutcropError:
     return errors.ModelFailure(f"The upstream server failed (HTTP {status}): {message}")
 
 
-class OpenAIUpstreamEngine:
+class OpenAIUpstreamEngine(Queued):
     def __init__(
         self,
         base_url: str,
@@ -154,14 +154,6 @@ class OpenAIUpstreamEngine:
         self._client = UpstreamClient(self.base_url, headers=headers, timeout_s=timeout_s)
         self.completed = 0
         self.cancelled = 0
-
-    @property
-    def max_queue(self) -> int:
-        return self._admission.max_queue
-
-    @max_queue.setter
-    def max_queue(self, value: int) -> None:
-        self._admission.resize(max_queue=value)
 
     def stats(self) -> EngineStats:
         return EngineStats(self._admission.running, self._admission.waiting, self.max_queue, self.completed,

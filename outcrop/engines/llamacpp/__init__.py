@@ -25,7 +25,7 @@ from typing import TypeVar
 from outcrop import errors
 from outcrop.conversation import ChatRequest, Event, Message, MessageStart, MessageStop, Usage
 from outcrop.engines import chat_template
-from outcrop.engines.base import Admission, Capabilities, EngineStats, on_behalf
+from outcrop.engines.base import Admission, Capabilities, EngineStats, Queued, on_behalf
 from outcrop.engines.llamacpp.grammar import _json_gbnf, _tool_call_gbnf, grammar_for
 from outcrop.engines.llamacpp.native import Model, SamplerSettings
 from outcrop.engines.llamacpp.prompt_cache import common_prefix
@@ -59,7 +59,7 @@ class _Prepared:
     cache_ttl_s: float
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(Queued):
     def __init__(
         self,
         model_path: str | Path,
@@ -185,14 +185,6 @@ class LlamaCppEngine:
                 self._threads_idle.set()
 
     # --- state ----------------------------------------------------------------------------------------
-
-    @property
-    def max_queue(self) -> int:
-        return self._admission.max_queue
-
-    @max_queue.setter
-    def max_queue(self, value: int) -> None:
-        self._admission.resize(max_queue=value)
 
     def stats(self) -> EngineStats:
         s = self._scheduler
