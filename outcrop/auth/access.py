@@ -9,7 +9,6 @@ Administrators may use early-access models; nobody may use a disabled one.
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +16,7 @@ from sqlalchemy import Engine, delete, insert, or_, select, update
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
+from outcrop.store.epoch import AuthEpoch, bump
 from outcrop.store.schema import access_grants, access_requests
 
 STATES = ("ga", "early", "disabled")
@@ -57,14 +57,13 @@ def _subjects(principal: Principal) -> list[str]:
     return [f"principal:{principal.name}", *(f"group:{g}" for g in principal.groups)]
 
 
-CACHE_TTL_S = 5.0  # a grant made or removed by another process takes effect within this long
-
-
 class AccessControl:
     def __init__(self, engine: Engine | None, states: dict[str, str]) -> None:
         self.engine = engine
         self.states = states  # model id -> ga | early | disabled
-        self._cache: dict[tuple[str, tuple[str, ...], str], tuple[bool, float]] = {}
+        # decisions with the auth epoch they were read at: good until a grant changes (store/epoch.py)
+        self._epoch = AuthEpoch(engine)
+        self._cache: dict[tuple[str, tuple[str, ...], str], tuple[bool, int]] = {}
 
     def cached(self, principal: Principal, model_id: str) -> bool | None:
         """The decision for an early-access model from memory, or None if the store must be asked."""
@@ -72,7 +71,7 @@ class AccessControl:
         if state != "early" or principal.is_admin:
             return state != "disabled"
         hit = self._cache.get((principal.name, principal.groups, model_id))
-        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+        return hit[0] if hit is not None and hit[1] == self._epoch.read() else None
 
     def state(self, model_id: str) -> str:
         return self.states.get(model_id, "ga")
@@ -87,15 +86,17 @@ class AccessControl:
             return True
         if self.engine is None:
             return False
+        epoch = self._epoch.read()  # before the read: a grant changed meanwhile moves it past what is cached
         with self.engine.connect() as db:
             hit = db.execute(
                 select(access_grants.c.subject).where(
                     access_grants.c.model_id == model_id, access_grants.c.subject.in_(_subjects(principal))
                 )
             ).first()
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[(principal.name, principal.groups, model_id)] = (hit is not None, time.monotonic() + CACHE_TTL_S)
+        if epoch is not None:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[(principal.name, principal.groups, model_id)] = (hit is not None, epoch)
         return hit is not None
 
     def check(self, principal: Principal, model_id: str) -> None:
@@ -155,7 +156,6 @@ class AccessControl:
             return [AccessRequest(*r) for r in db.execute(query)]
 
     def decide(self, request_id: str, approve: bool, admin: str, note: str | None = None) -> AccessRequest:
-        self._cache.clear()
         current = self.get(request_id)
         if current.status != "pending":
             raise errors.InvalidRequest(f"Access request '{request_id}' was already {current.status}.")
@@ -169,6 +169,7 @@ class AccessControl:
             )
             if approve:
                 self._grant(db, current.model_id, f"principal:{current.principal}", admin)
+                bump(db)
         return self.get(request_id)
 
     def _grant(self, db: object, model_id: str, subject: str, by: str) -> None:
@@ -182,16 +183,16 @@ class AccessControl:
     def grant(self, model_id: str, subject: str, by: str) -> None:
         if not subject.startswith(("principal:", "group:")):
             raise errors.InvalidRequest("A grant's subject is principal:NAME or group:NAME.")
-        self._cache.clear()
         with self._db().begin() as db:
             self._grant(db, model_id, subject, by)
+            bump(db)
 
     def revoke(self, model_id: str, subject: str) -> bool:
-        self._cache.clear()
         with self._db().begin() as db:
             done = db.execute(
                 delete(access_grants).where(access_grants.c.model_id == model_id, access_grants.c.subject == subject)
             )
+            bump(db)
         return bool(done.rowcount)
 
     def grants(self, model_id: str | None = None) -> list[tuple[str, str, str, datetime]]:

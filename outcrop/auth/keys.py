@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
+from outcrop.store.epoch import AuthEpoch, bump
 from outcrop.store.schema import credentials, groups, memberships, principals
 
 log = logging.getLogger("outcrop.keys")
@@ -72,16 +73,15 @@ class KeyInfo:
     revoked_at: datetime | None
 
 
-CACHE_TTL_S = 5.0  # a key revoked by another process stops working within this long
-
-
 class Keyring:
     def __init__(self, engine: Engine, key_file: Path) -> None:
         self.engine = engine
         self.key_file = key_file
         self._fernet: Fernet | None = None
-        # sha256(key) -> (principal or None, expiry): keeps the store out of the hot path
-        self._cache: dict[str, tuple[Principal | None, float]] = {}
+        # sha256(key) -> (principal or None, the auth epoch it was read at): keeps the store out of the hot path,
+        # good until anything about keys or principals changes (store/epoch.py)
+        self._epoch = AuthEpoch(engine)
+        self._cache: dict[str, tuple[Principal | None, int]] = {}
         self._touched: dict[str, float] = {}
 
     @property
@@ -117,6 +117,8 @@ class Keyring:
                            .on_conflict_do_nothing())  # fmt: skip
                 gid = db.execute(select(groups.c.id).where(groups.c.name == g)).scalar_one()
                 db.execute(upsert(memberships).values(principal_id=pid, group_id=gid).on_conflict_do_nothing())
+            if admin or group_names:
+                bump(db)
         return str(pid)
 
     def _principal(self, db: object, pid: str, credential_id: str) -> Principal | None:
@@ -134,7 +136,7 @@ class Keyring:
         """Give principal `name` a default guardrail (None removes it); False if there is no such principal."""
         with self.engine.begin() as db:
             done = db.execute(update(principals).where(principals.c.name == name).values(guardrail=guardrail))
-        self._cache.clear()
+            bump(db)
         return bool(done.rowcount)
 
     # --- keys ------------------------------------------------------------------------------------
@@ -154,6 +156,7 @@ class Keyring:
                     created_at=_now(),
                 )
             )
+            bump(db)  # a process may have cached this key as unknown
         return key_id, token
 
     def create_aws_key(self, principal_name: str, label: str | None = None) -> tuple[str, str]:
@@ -174,13 +177,14 @@ class Keyring:
         return akid, secret
 
     def revoke(self, key_id: str) -> bool:
-        self._cache.clear()
+        """Every process refuses the key from its next request on (the auth epoch moves with the revocation)."""
         with self.engine.begin() as db:
             done = db.execute(
                 update(credentials)
                 .where(credentials.c.id == key_id, credentials.c.revoked_at.is_(None))
                 .values(revoked_at=_now())
             )
+            bump(db)
         return bool(done.rowcount)
 
     def list(self) -> list[KeyInfo]:
@@ -222,14 +226,16 @@ class Keyring:
         threading.Thread(target=run, daemon=True).start()
 
     def cached_api_key(self, token: str) -> tuple[bool, Principal | None]:
-        """(hit, principal) from the in-memory cache, without touching the store."""
+        """(hit, principal) from the in-memory cache, if nothing about keys or principals changed since it was
+        read (one cheap read of the auth epoch; on PostgreSQL never a hit)."""
         hit = self._cache.get(_hash(token))
-        if hit is None or hit[1] < time.monotonic():
+        if hit is None or hit[1] != self._epoch.read():
             return False, None
         return True, hit[0]
 
     def by_api_key(self, token: str) -> Principal | None:
         digest = _hash(token)
+        epoch = self._epoch.read()  # before the read: a change made meanwhile moves it past what is cached
         with self.engine.connect() as db:
             row = db.execute(
                 select(credentials).where(credentials.c.secret_hash == digest, credentials.c.kind == "api_key")
@@ -237,9 +243,10 @@ class Keyring:
             principal = (
                 None if row is None or row.revoked_at is not None else self._principal(db, row.principal_id, row.id)
             )
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[digest] = (principal, time.monotonic() + CACHE_TTL_S)
+        if epoch is not None:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[digest] = (principal, epoch)
         return principal
 
     def aws_secret(self, akid: str) -> tuple[Principal, str] | None:

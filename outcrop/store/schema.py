@@ -100,6 +100,14 @@ active_streams = Table(
 )
 Index("ix_active_streams_principal", active_streams.c.principal)
 
+# One row ("auth"): moved by every change to keys, principals and grants (store/epoch.py).
+auth_epoch = Table(
+    "auth_epoch",
+    metadata,
+    Column("name", String(20), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
 # One row per invocation, written in batches by metering.usage.UsageRecorder.
 usage_records = Table(
     "usage_records",

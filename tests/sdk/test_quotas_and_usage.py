@@ -246,3 +246,43 @@ def test_prometheus_metrics(env: Env) -> None:
     assert "outcrop_request_latency_seconds_bucket" in text and "outcrop_time_to_first_token_seconds_count" in text
     assert f'outcrop_tokens_total{{kind="output",model="{ECHO}"}}' in text
     assert f'outcrop_queue_depth{{model="{ECHO}"}} 0.0' in text
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_key_revoked_elsewhere_fails_on_the_next_request_in_every_process(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Two `outcrop serve` processes have the key cached from a request each; a third process revokes it; the
+    very next request to either is refused (no cache window), and so are early-access grants taken back."""
+    db: str | None = None
+    if backend == "postgresql":
+        from tests.postgres import fresh_database
+
+        db = fresh_database(request.getfixturevalue("postgres_url"), "revoke_procs")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[server]\nauth = "keys"\nbuiltin_embedding_model = false\n\n'
+                   f'[[models]]\nid = "{ECHO}"\nengine = "echo"\naccess = "early"\n')  # fmt: skip
+    keyring = Keyring(store.connect(db or f"sqlite:///{tmp_path / 'outcrop.db'}"), tmp_path / "secret.key")
+    key_id, key = keyring.create_api_key("visitor")
+    access = AccessControl(keyring.engine, {ECHO: "early"})
+    access.grant(ECHO, "principal:visitor", "test")
+    ports = [free_port(), free_port()]
+    procs = [_serve(tmp_path, cfg, p, db) for p in ports]
+    body = {"model": ECHO, "messages": [{"role": "user", "content": "hello there"}]}
+
+    def status(port: int) -> int:
+        return httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                          headers={"Authorization": f"Bearer {key}"}, timeout=60).status_code  # fmt: skip
+
+    try:
+        assert [status(p) for p in ports * 2] == [200] * 4  # key and grant now cached in both processes
+        access.revoke(ECHO, "principal:visitor")
+        assert [status(p) for p in ports] == [403, 403]  # the grant is gone at once
+        access.grant(ECHO, "principal:visitor", "test")
+        assert [status(p) for p in ports] == [200, 200]
+        assert keyring.revoke(key_id)
+        assert [status(p) for p in ports] == [401, 401]  # and so is the key
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=30)
