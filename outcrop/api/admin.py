@@ -9,23 +9,19 @@ POST /outcrop/v1/access-requests/{id}/deny       {"note"?}               adminis
 from __future__ import annotations
 
 import asyncio
-import json
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.api.http import Context, caller, json_body, route
+from outcrop.api.http import Context, caller, json_body, read_json, route
 from outcrop.auth.principal import Principal
 
 DIALECT = "bedrock"
 
 
 async def _body(request: Request) -> dict[str, object]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError as exc:
-        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
+    body = await read_json(request, {})
     if not isinstance(body, dict):
         raise errors.InvalidRequest("The request body must be a JSON object.")
     return body

@@ -9,13 +9,12 @@ DELETE /outcrop/v1/keys/{keyId}    -> revoked at once
 from __future__ import annotations
 
 import asyncio
-import json
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.api.http import Context, caller, json_body, route
+from outcrop.api.http import Context, caller, json_body, read_json, route
 from outcrop.auth.keys import Keyring
 
 
@@ -29,10 +28,9 @@ def _keyring(ctx: Context, request: Request) -> Keyring:
 
 async def create_key(ctx: Context, request: Request) -> Response:
     keyring = _keyring(ctx, request)
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError as exc:
-        raise errors.InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
+    body = await read_json(request, {})
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("The request body must be a JSON object.")
     principal, kind = body.get("principal"), body.get("kind", "api_key")
     if not isinstance(principal, str) or not principal or kind not in ("api_key", "aws"):
         raise errors.InvalidRequest('The body needs "principal" (a name) and "kind": "api_key" or "aws".')

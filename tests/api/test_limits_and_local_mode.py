@@ -94,3 +94,22 @@ def test_cors_only_for_configured_origins(tmp_path: Path) -> None:
     assert pre.status_code == 204 and "authorization" in pre.headers["access-control-allow-headers"]
     other = call(a, "POST", "/v1/chat/completions", json=body, headers={"Origin": "https://other.example.com"})
     assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
+
+
+def test_json_nested_too_deep_is_refused_in_each_dialect(tmp_path: Path) -> None:
+    """The standard library's parser ran out of stack on deep nesting: a 500 with a traceback in the log."""
+    a = app(tmp_path)
+    deep = b"[" * 50_000 + b"]" * 50_000
+    for path in ("/v1/chat/completions", f"/model/{ECHO}/converse", f"/model/{ECHO}/invoke", "/v1/messages"):
+        r = call(a, "POST", path, content=deep, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, (path, r.text)
+        assert "JSON" in r.text
+    nested: Any = {"type": "string"}
+    for _ in range(200):
+        nested = {"type": "object", "properties": {"a": nested}}
+    body = {"model": ECHO, "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": nested}}]}  # fmt: skip
+    r = call(a, "POST", "/v1/chat/completions", json=body)
+    assert r.status_code == 400 and "more than 128 levels" in r.json()["error"]["message"]
+    r = call(a, "POST", "/outcrop/v1/access-requests", json=[1, 2])
+    assert r.status_code == 400 and "JSON object" in r.json()["message"]

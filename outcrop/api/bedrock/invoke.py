@@ -7,7 +7,6 @@ local model under its own name) is served in whichever of these formats the body
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic import Field
 
 from outcrop import errors
 from outcrop.api.bedrock.schema import NativeBody, malformed, parse_native
+from outcrop.api.http import parse_json
 from outcrop.conversation import (
     ChatRequest,
     ChatResult,
@@ -280,6 +280,6 @@ def chunk_encoder(fam: str, model_id: str) -> Any:
 def parse_json_body(raw: bytes) -> object:
     """InvokeModel bodies are opaque blobs to botocore; a missing Content-Type still means JSON."""
     try:
-        return json.loads(raw or b"null")
+        return parse_json(raw or b"null")
     except ValueError as exc:
         raise errors.InvalidRequest(f"Malformed input request: the body is not valid JSON ({exc}).") from exc
