@@ -65,7 +65,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  {spec.id}{aliases}")
     sys.stdout.flush()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    # SIGTERM: stop listening, let answers in flight finish for shutdown_grace_s, cut off the rest (their model
+    # slots are freed as they go), then shut the models down
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False,
+                timeout_graceful_shutdown=settings.shutdown_grace_s)  # type: ignore[arg-type]  # fmt: skip
+    # (typed int, used as asyncio.timeout's seconds, so a float works)
     return 0
 
 

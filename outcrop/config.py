@@ -14,6 +14,7 @@ defaults to ~/.outcrop). Every key is optional:
     record_usage = true           # a usage record for every invocation (outcrop usage)
     s3_endpoint_url = "http://127.0.0.1:9000"   # invocation logs to this S3-compatible store (default: a folder)
     max_request_mib = 16          # larger request bodies are refused (413) before they are read
+    shutdown_grace_s = 30         # on SIGTERM, answers in flight may finish for this long, then are cut off
     allowed_origins = ["http://localhost:3000"]   # web pages that may call the API from a browser (CORS)
 
     [[models]]
@@ -141,6 +142,7 @@ class Settings:
     s3_endpoint_url: str | None = None  # an S3-compatible store for invocation logs (default: a local folder)
     max_request_mib: int = 16  # request bodies larger than this are refused (413) before they are read
     allowed_origins: tuple[str, ...] = ()  # web origins that may call the API from a browser (CORS); none by default
+    shutdown_grace_s: float = 30.0  # on SIGTERM, in-flight answers may finish for this long before they are cut off
     models: tuple[ModelSpec, ...] = field(default=())
     quotas: tuple[QuotaRule, ...] = field(default=())
 

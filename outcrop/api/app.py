@@ -80,6 +80,12 @@ def _hostname(authority: str) -> str | None:
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
+def _cut_off(scope: Scope, path: str) -> None:
+    """The server is shutting down and its grace period is over: the answer is cut off (its model slot is freed as
+    the cancellation unwinds). Nothing for the server to report beyond a line in its log."""
+    log.info("%s %s cut off at shutdown", scope["method"], path)
+
+
 async def _hang_up(receive: Receive, body_read: asyncio.Event, work: asyncio.Future[Any]) -> bool:
     """Cancel `work` if the client disconnects while it runs (after its body was read, nothing else can arrive
     but the disconnect), so a non-streaming caller that gives up frees its model slot at once, as a
@@ -147,10 +153,14 @@ class App:
         except asyncio.CancelledError:
             if watch.done() and not watch.cancelled() and watch.result():
                 return  # the client went away while its answer was being made: nobody to answer
-            raise
+            _cut_off(scope, path)
+            return
         finally:
             watch.cancel()
-        await response(scope, receive, send)
+        try:
+            await response(scope, receive, send)
+        except asyncio.CancelledError:
+            _cut_off(scope, path)
 
     def _refuse(self, scope: Scope) -> errors.OutcropError | None:
         """What is refused before anything is read: a body declared larger than the limit; and in local mode
