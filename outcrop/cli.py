@@ -22,6 +22,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from outcrop.api import server
     from outcrop.api.app import build_app
     from outcrop.auth.authenticate import Authenticator, effective_mode
     from outcrop.registry import Registry
@@ -66,11 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # SIGTERM: stop listening, let answers in flight finish for shutdown_grace_s, cut off the rest (their model
-    # slots are freed as they go), then shut the models down
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False,
-                timeout_graceful_shutdown=settings.shutdown_grace_s)  # type: ignore[arg-type]  # fmt: skip
-    # (typed int, used as asyncio.timeout's seconds, so a float works)
-    return 0
+    # slots are freed as they go), then shut the models down. Slow clients and big headers: outcrop.api.server.
+    uvicorn_server = uvicorn.Server(server.config(app, settings.host, settings.port, log_level=args.log_level))
+    uvicorn_server.run()
+    return 0 if uvicorn_server.started else 3  # it could not start (the port is taken, say): uvicorn said why
 
 
 def _keyring(settings: Settings):  # type: ignore[no-untyped-def]

@@ -15,6 +15,13 @@ defaults to ~/.outcrop). Every key is optional:
     s3_endpoint_url = "http://127.0.0.1:9000"   # invocation logs to this S3-compatible store (default: a folder)
     max_request_mib = 16          # larger request bodies are refused (413) before they are read
     shutdown_grace_s = 30         # on SIGTERM, answers in flight may finish for this long, then are cut off
+    max_header_kib = 32           # larger request headers are refused (431)
+    header_timeout_s = 10         # a client that takes longer to send its request line and headers is dropped
+    body_timeout_s = 30           # a body that stalls longer than this between parts is refused (408)
+    keep_alive_s = 5              # idle keep-alive connections are closed after this
+    max_messages = 2000           # messages / tools / content blocks one request may hold (400 beyond)
+    max_tools = 512
+    max_content_blocks = 10000
     allowed_origins = ["http://localhost:3000"]   # web pages that may call the API from a browser (CORS)
 
     [[models]]
@@ -143,6 +150,13 @@ class Settings:
     max_request_mib: int = 16  # request bodies larger than this are refused (413) before they are read
     allowed_origins: tuple[str, ...] = ()  # web origins that may call the API from a browser (CORS); none by default
     shutdown_grace_s: float = 30.0  # on SIGTERM, in-flight answers may finish for this long before they are cut off
+    max_header_kib: int = 32  # a request whose headers are larger is refused (431)
+    header_timeout_s: float = 10.0  # a client must send its request line and headers within this (else dropped)
+    body_timeout_s: float = 30.0  # the longest wait for the next part of a request body (else 408)
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    max_messages: int = 2000  # messages in one conversation
+    max_tools: int = 512  # tools offered in one request
+    max_content_blocks: int = 10000  # content blocks of all messages of one request together
     models: tuple[ModelSpec, ...] = field(default=())
     quotas: tuple[QuotaRule, ...] = field(default=())
 
@@ -185,9 +199,14 @@ def load(path: Path | None = None) -> Settings:
     origins = server.get("allowed_origins", [])
     if not isinstance(origins, list) or not all(isinstance(o, str) and "://" in o for o in origins):
         raise InvalidRequest(f'{path}: allowed_origins must be a list of origins like "https://app.example.com"')
-    mib = server.get("max_request_mib", 16)
-    if not isinstance(mib, int) or isinstance(mib, bool) or mib < 1:
-        raise InvalidRequest(f"{path}: max_request_mib must be a whole number of at least 1, not {mib!r}")
+    for key in ("max_request_mib", "max_header_kib", "max_messages", "max_tools", "max_content_blocks"):
+        n = server.get(key, 1)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise InvalidRequest(f"{path}: {key} must be a whole number of at least 1, not {n!r}")
+    for key in ("shutdown_grace_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
+        t = server.get(key, 1)
+        if not isinstance(t, int | float) or isinstance(t, bool) or t <= 0:
+            raise InvalidRequest(f"{path}: {key} must be a number of seconds above 0, not {t!r}")
     server = {**server, "allowed_origins": tuple(o.rstrip("/") for o in origins)}
     return Settings(config_path=path, models=models, quotas=quotas, **server)
 

@@ -3,7 +3,9 @@
     OutcropError
     ├── InvalidRequest          the caller sent something wrong (bad JSON, unknown field, bad type)
     │   ├── ContextWindowExceeded   the prompt does not fit the model's context
-    │   └── RequestTooLarge         the body is larger than the server takes (413)
+    │   ├── RequestTooLarge         the body is larger than the server takes (413)
+    │   ├── HeadersTooLarge         the request's headers are larger than the server takes (431)
+    │   └── RequestTimeout          the client sent its request too slowly (408)
     ├── AuthenticationFailed    no credentials, unknown or revoked key, bad signature, expired date
     ├── AccessDenied            an authenticated caller that may not do this
     ├── NotFound                a model (or other resource) that does not exist
@@ -43,6 +45,14 @@ class ContextWindowExceeded(InvalidRequest):
 
 
 class RequestTooLarge(InvalidRequest):
+    pass
+
+
+class HeadersTooLarge(InvalidRequest):
+    pass
+
+
+class RequestTimeout(InvalidRequest):
     pass
 
 

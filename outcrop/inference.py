@@ -117,6 +117,30 @@ def _widest(a: str, b: str) -> str:
     return "COMPREHENSIVE" if "COMPREHENSIVE" in (a, b) else "SELECTIVE"
 
 
+@dataclass(frozen=True)
+class RequestLimits:
+    """How large one conversation may be, whatever its bytes: a body under the size limit can still hold a
+    million one-character messages, each costing the template, the guardrails and the store a little."""
+
+    messages: int = 2000
+    tools: int = 512
+    content_blocks: int = 10000  # parts of all messages together
+
+    def check(self, request: ChatRequest) -> None:
+        def over(what: str, n: int, limit: int, key: str) -> errors.InvalidRequest:
+            return errors.InvalidRequest(
+                f"The request has {n} {what}; this server takes at most {limit} ({key} under [server] sets it)."
+            )
+
+        if len(request.messages) > self.messages:
+            raise over("messages", len(request.messages), self.messages, "max_messages")
+        if len(request.tools) > self.tools:
+            raise over("tools", len(request.tools), self.tools, "max_tools")
+        blocks = sum(len(m.parts) for m in request.messages)
+        if blocks > self.content_blocks:
+            raise over("content blocks", blocks, self.content_blocks, "max_content_blocks")
+
+
 class Inference:
     def __init__(
         self,
@@ -125,8 +149,10 @@ class Inference:
         quotas: Quotas | None = None,
         usage: UsageRecorder | None = None,
         guardrails: Guardrails | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         self.registry = registry
+        self.limits = limits or RequestLimits()
         self.guardrails = guardrails
         self.access = access or AccessControl(None, {})
         self.quotas = quotas or Quotas(None, ())
@@ -243,6 +269,7 @@ class Inference:
         only for Outcrop's own calls (a constitution's judge), never for a caller's."""
         started = time.perf_counter()
         model_id = await self.authorize(request.model, principal)
+        self.limits.check(request)
         refs = await self.guardrail_refs(request, principal, model_id) if guard else ()
         guards = check = None
         if refs:
@@ -339,6 +366,7 @@ class Inference:
 
     async def count_tokens(self, request: ChatRequest, principal: Principal) -> int:
         model_id = await self.authorize(request.model, principal)
+        self.limits.check(request)
         _, engine = await self.registry.engine(model_id)
         return await engine.count_tokens(replace(request, model=model_id))
 

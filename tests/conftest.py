@@ -16,7 +16,8 @@ import pytest
 import uvicorn
 from botocore.config import Config
 
-from outcrop.api.app import build_app
+from outcrop.api.app import App, build_app
+from outcrop.api.server import config as server_config
 from outcrop.config import ModelSpec, Settings
 from outcrop.engines.base import Engine
 from outcrop.engines.echo import EchoEngine
@@ -40,7 +41,11 @@ def free_port() -> int:
 def serve_app(app: Any) -> Iterator[str]:
     """A real uvicorn server for `app` on a free 127.0.0.1 port, in a thread, for the block."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    if isinstance(app, App):  # Outcrop's own server configuration (its protocol, limits and timeouts)
+        cfg = server_config(app, "127.0.0.1", port, log_level="warning", lifespan="on")
+    else:
+        cfg = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(cfg)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -26,7 +26,7 @@ from outcrop.auth.authenticate import Authenticator, is_loopback
 from outcrop.config import Settings
 from outcrop.conversation import ChatRequest, ChatResult
 from outcrop.guardrails.store import GuardrailStore
-from outcrop.inference import Call, Inference, current_call
+from outcrop.inference import Call, Inference, RequestLimits, current_call
 from outcrop.metering.invocation_log import InvocationLogger
 from outcrop.metering.quotas import Quotas
 from outcrop.metering.usage import UsageRecorder
@@ -104,7 +104,7 @@ class App:
         self.routes = routes
         self.encoders = encoders
 
-    def _dialect_for(self, path: str) -> str:
+    def dialect_for(self, path: str) -> str:
         """Which envelope an error on an unmatched path gets: the API that path belongs to."""
         if path.startswith("/v1/messages"):
             return "anthropic"
@@ -122,7 +122,7 @@ class App:
         path = raw.decode("latin-1").split("?", 1)[0]
         refused = self._refuse(scope)
         if refused is not None:
-            await self.encoders[self._dialect_for(path)](refused)(scope, receive, send)
+            await self.encoders[self.dialect_for(path)](refused)(scope, receive, send)
             return
         origin = _header(scope, b"origin")
         if origin is not None and origin in self.context.settings.allowed_origins:
@@ -134,9 +134,18 @@ class App:
         limit = self.context.settings.max_request_mib * 1024 * 1024
         size = 0
 
+        body_timeout = self.context.settings.body_timeout_s
+
         async def receive_body() -> Message:
             nonlocal size
-            message = await receive()
+            try:
+                async with asyncio.timeout(body_timeout):  # a stalled body (or a slow-drip one) holds no slot
+                    message = await receive()
+            except TimeoutError:
+                raise errors.RequestTimeout(
+                    f"The request body stalled for over {body_timeout:g} s (body_timeout_s under [server] sets "
+                    "the limit)."
+                ) from None
             if message["type"] == "http.request":
                 size += len(message.get("body", b""))
                 if size > limit:  # a body without Content-Length (chunked) is counted as it arrives
@@ -163,11 +172,18 @@ class App:
             _cut_off(scope, path)
 
     def _refuse(self, scope: Scope) -> errors.OutcropError | None:
-        """What is refused before anything is read: a body declared larger than the limit; and in local mode
+        """What is refused before anything is read: headers or a body declared larger than the limits; and in local mode
         (no keys, on loopback) a Host that is not a loopback name (a DNS-rebinding page) or a foreign web page's
         Origin (any site the user visits could otherwise drive the API from the browser)."""
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        limit = self.context.settings.max_request_mib * 1024 * 1024
+        settings = self.context.settings
+        raw_headers = scope.get("headers", [])
+        if sum(len(k) + len(v) + 4 for k, v in raw_headers) > settings.max_header_kib * 1024:
+            return errors.HeadersTooLarge(
+                f"The request's headers are larger than this server takes ({settings.max_header_kib} KiB; "
+                "max_header_kib under [server] sets it)."
+            )
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
+        limit = settings.max_request_mib * 1024 * 1024
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             return errors.RequestTooLarge(_too_large(limit))
@@ -190,7 +206,7 @@ class App:
         return None
 
     async def _dispatch(self, method: str, path: str, request: Request) -> Response:
-        dialect = self._dialect_for(path)
+        dialect = self.dialect_for(path)
         allowed = False
         try:
             for r in self.routes:
@@ -265,7 +281,8 @@ def build_app(
     registry = registry or Registry(settings)
     authenticator = authenticator or Authenticator("local", None)
     access = access or AccessControl(None, {s.id: s.access for s in registry.specs()})
-    inference = Inference(registry, access, quotas, usage)
+    limits = RequestLimits(settings.max_messages, settings.max_tools, settings.max_content_blocks)
+    inference = Inference(registry, access, quotas, usage, limits=limits)
     if guardrails is not None:
         from outcrop.auth.principal import LOCAL
         from outcrop.guardrails.assess import Checker

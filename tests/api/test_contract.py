@@ -187,3 +187,39 @@ def test_overload(base_url: str, d: Any) -> None:
         assert int(r.headers["retry-after"]) >= 1
     finally:
         t.join()
+
+
+def _error_classes() -> list[type[Any]]:
+    from outcrop import errors
+
+    found, todo = [], [errors.OutcropError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda c: c.__name__)
+def test_every_error_has_a_row_in_every_dialects_table(cls: type[Any]) -> None:
+    """An error class added to the tree without a row of its own or of a parent's would be a 500."""
+    import json
+
+    from outcrop.api.anthropic import errors as anthropic
+    from outcrop.api.bedrock import errors as bedrock
+    from outcrop.api.openai import errors as openai
+
+    if cls.__name__ == "OutcropError":
+        return
+    exc = cls("what went wrong")
+    for dialect in (bedrock, openai, anthropic):
+        assert any(c in dialect.TABLE for c in cls.__mro__), (dialect.__name__, cls.__name__)
+        r = dialect.encode_error(exc)
+        body = json.loads(bytes(r.body))
+        assert r.status_code < 500 or cls.__name__ in ("InternalFailure", "ModelFailure", "Overloaded")  # 529
+        message = body.get("message") or body["error"]["message"]
+        assert message == "what went wrong"
+        if dialect is bedrock:
+            assert r.headers["x-amzn-errortype"]
+        elif dialect is anthropic:
+            assert body["type"] == "error"

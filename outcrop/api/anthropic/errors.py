@@ -14,6 +14,8 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str]] = {
     errors.InvalidRequest: (400, "invalid_request_error"),
     errors.ContextWindowExceeded: (400, "invalid_request_error"),
     errors.RequestTooLarge: (413, "request_too_large"),
+    errors.HeadersTooLarge: (431, "invalid_request_error"),
+    errors.RequestTimeout: (408, "timeout_error"),
     errors.AuthenticationFailed: (401, "authentication_error"),
     errors.AccessDenied: (403, "permission_error"),
     errors.NotFound: (404, "not_found_error"),

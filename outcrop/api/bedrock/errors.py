@@ -16,6 +16,8 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str, str]] = {
     errors.InvalidRequest: (400, "ValidationException", "validationException"),
     errors.ContextWindowExceeded: (400, "ValidationException", "validationException"),
     errors.RequestTooLarge: (413, "ValidationException", "validationException"),
+    errors.HeadersTooLarge: (431, "ValidationException", "validationException"),
+    errors.RequestTimeout: (408, "RequestTimeoutException", "validationException"),
     errors.Conflict: (400, "ConflictException", "validationException"),  # 400, as botocore's model says
     errors.InUse: (400, "ResourceInUseException", "validationException"),
     errors.AuthenticationFailed: (403, "UnrecognizedClientException", "internalServerException"),

@@ -13,6 +13,8 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str, str | None]] = {
     errors.InvalidRequest: (400, "invalid_request_error", None),
     errors.ContextWindowExceeded: (400, "invalid_request_error", "context_length_exceeded"),
     errors.RequestTooLarge: (413, "invalid_request_error", "request_too_large"),
+    errors.HeadersTooLarge: (431, "invalid_request_error", "headers_too_large"),
+    errors.RequestTimeout: (408, "invalid_request_error", "request_timeout"),
     errors.AuthenticationFailed: (401, "invalid_request_error", "invalid_api_key"),
     errors.AccessDenied: (403, "permission_error", "model_access_denied"),
     errors.NotFound: (404, "invalid_request_error", "model_not_found"),
