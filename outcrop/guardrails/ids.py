@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 ACCOUNT = "000000000000"
-ARN = re.compile(r"^arn:aws[a-z-]*:bedrock:[^:]*:[^:]*:guardrail/(?P<id>[a-z0-9]+)$")
+ARN = re.compile(rf"^arn:aws[a-z-]*:bedrock:[^:]*:{ACCOUNT}:guardrail/(?P<id>[a-z0-9]+)$")
 
 
 def guardrail_arn(region: str, gid: str) -> str:
@@ -14,6 +14,7 @@ def guardrail_arn(region: str, gid: str) -> str:
 
 
 def parse_id(identifier: str) -> str:
-    """The guardrail id in an id or an ARN."""
+    """The guardrail id in an id or an ARN. An ARN naming another account is kept whole, so that no guardrail has
+    it as its id: another account's guardrail is not found here, even if one of ours has the same id."""
     m = ARN.match(identifier)
     return m.group("id") if m else identifier
