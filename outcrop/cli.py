@@ -8,9 +8,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from outcrop import __version__, config, errors
 from outcrop.config import ModelSpec, Settings
+
+if TYPE_CHECKING:
+    from outcrop.api.app import App
+    from outcrop.auth.keys import Keyring
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -23,25 +28,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from outcrop.api import server
-    from outcrop.api.app import build_app
-    from outcrop.auth.authenticate import Authenticator, effective_mode
-    from outcrop.registry import Registry
+    from outcrop.auth.authenticate import effective_mode
 
     settings = _settings(args).with_overrides(host=args.host, port=args.port, auth=args.auth)
-    from outcrop.auth.access import AccessControl
-    from outcrop.guardrails.store import GuardrailStore
-    from outcrop.metering.invocation_log import InvocationLogger
-    from outcrop.metering.quotas import Quotas
-    from outcrop.metering.usage import UsageRecorder
-
     mode = effective_mode(settings.auth, settings.host)
-    keyring = _keyring(settings)  # the store: keys, access, quotas and usage all live there
-    authenticator = Authenticator(mode, keyring if mode == "keys" else None)
-    registry = Registry(settings)
-    access = AccessControl(keyring.engine, {s.id: s.access for s in registry.specs()})
-    quotas = Quotas(keyring.engine, settings.quotas)
-    usage = UsageRecorder(keyring.engine) if settings.record_usage else None
-    invocation_log = InvocationLogger(keyring.engine, config.home(), settings.region, settings.s3_endpoint_url)
+    app, _ = assemble(settings, mode)
+    registry = app.context.registry
     for spec in registry.specs():
         if spec.engine == "llamacpp" and spec.path and not Path(spec.path).is_file():
             print(f"error: model {spec.id}: file {spec.path} does not exist", file=sys.stderr)
@@ -50,8 +42,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     first = registry.specs()[0] if registry.specs() else None
     if first:
         asyncio.run(registry.embedder(first.id) if first.kind == "embedding" else registry.engine(first.id))
-    guardrails = GuardrailStore(keyring.engine)
-    app = build_app(settings, registry, authenticator, access, quotas, usage, invocation_log, guardrails)
     url = f"http://{settings.host}:{settings.port}"
     print(f"Outcrop {__version__} serving on {url}")
     if mode == "local":
@@ -73,7 +63,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0 if uvicorn_server.started else 3  # it could not start (the port is taken, say): uvicorn said why
 
 
-def _keyring(settings: Settings):  # type: ignore[no-untyped-def]
+def assemble(settings: Settings, mode: str, engines: dict[str, Any] | None = None) -> tuple[App, Keyring]:
+    """The whole server as `outcrop serve` runs it: the store (keys, access, quotas, usage, invocation logs,
+    guardrails) behind the app. `engines` replaces the engines of some models (tests)."""
+    from outcrop.api.app import build_app
+    from outcrop.auth.access import AccessControl
+    from outcrop.auth.authenticate import Authenticator
+    from outcrop.guardrails.store import GuardrailStore
+    from outcrop.metering.invocation_log import InvocationLogger
+    from outcrop.metering.quotas import Quotas
+    from outcrop.metering.usage import UsageRecorder
+    from outcrop.registry import Registry
+
+    keyring = _keyring(settings)  # the store: keys, access, quotas and usage all live there
+    authenticator = Authenticator(mode, keyring if mode == "keys" else None)
+    registry = Registry(settings, engines)
+    access = AccessControl(keyring.engine, {s.id: s.access for s in registry.specs()})
+    quotas = Quotas(keyring.engine, settings.quotas)
+    usage = UsageRecorder(keyring.engine) if settings.record_usage else None
+    invocation_log = InvocationLogger(keyring.engine, config.home(), settings.region, settings.s3_endpoint_url)
+    guardrails = GuardrailStore(keyring.engine)
+    app = build_app(settings, registry, authenticator, access, quotas, usage, invocation_log, guardrails)
+    return app, keyring
+
+
+def _keyring(settings: Settings) -> Keyring:
     from outcrop import store
     from outcrop.auth.keys import Keyring
 

@@ -269,7 +269,7 @@ def build_app(
     invocation_log: InvocationLogger | None = None,
     guardrails: GuardrailStore | None = None,
 ) -> App:
-    from outcrop.api import admin, keys_api, status, usage_api
+    from outcrop.api import admin, keys_api, openapi, status, usage_api
     from outcrop.api.anthropic import errors as anthropic_errors
     from outcrop.api.anthropic import routes as anthropic_routes
     from outcrop.api.bedrock import errors as bedrock_errors
@@ -303,6 +303,7 @@ def build_app(
         *openai_routes.ROUTES,
         *anthropic_routes.ROUTES,
     ]
+    routes += openapi.routes(routes)  # the documents describe the whole table, their own routes included
     encoders: dict[str, ErrorEncoder] = {
         "bedrock": bedrock_errors.encode_error,
         "openai": openai_errors.encode_error,

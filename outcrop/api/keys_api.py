@@ -34,9 +34,14 @@ async def create_key(ctx: Context, request: Request) -> Response:
     principal, kind = body.get("principal"), body.get("kind", "api_key")
     if not isinstance(principal, str) or not principal or kind not in ("api_key", "aws"):
         raise errors.InvalidRequest('The body needs "principal" (a name) and "kind": "api_key" or "aws".')
-    groups = tuple(str(g) for g in body.get("groups") or ())
-    label = body.get("label")
-    await asyncio.to_thread(keyring.ensure_principal, principal, admin=bool(body.get("admin")), group_names=groups)
+    groups, label, admin = body.get("groups") or [], body.get("label"), body.get("admin", False)
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+        raise errors.InvalidRequest('"groups" must be a list of group names.')
+    if label is not None and not isinstance(label, str):
+        raise errors.InvalidRequest('"label" must be a string.')
+    if not isinstance(admin, bool):
+        raise errors.InvalidRequest('"admin" must be true or false.')
+    await asyncio.to_thread(keyring.ensure_principal, principal, admin=admin, group_names=tuple(groups))
     if kind == "aws":
         akid, secret = await asyncio.to_thread(keyring.create_aws_key, principal, label)
         return json_body({"keyId": akid, "kind": kind, "principal": principal, "accessKeyId": akid,
