@@ -11,6 +11,7 @@
     ├── NotFound                a model (or other resource) that does not exist
     ├── UnknownOperation        no such route / operation
     ├── Overloaded              the model's queue is full: retry later
+    │   └── ServiceUnavailable      the store (database) cannot be reached or is busy: retry later (503)
     ├── QuotaExceeded           the caller used up its requests, tokens or streams for now
     ├── ModelFailure            the engine failed while generating
     └── InternalFailure         anything else; never shows a traceback to the caller
@@ -89,6 +90,11 @@ class Overloaded(OutcropError):
     def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ServiceUnavailable(Overloaded):
+    """The server cannot answer for now: its database is unreachable (PostgreSQL restarting, say) or stayed
+    locked past the busy timeout. Bedrock's ServiceUnavailableException; a 503 elsewhere."""
 
 
 class QuotaExceeded(OutcropError):

@@ -1,8 +1,10 @@
 """The only place that orders the steps of one invocation: resolve the model, check access, admit it
 under the caller's quotas, run the engine, hand typed events back to the dialect, and, when the stream
-closes, settle the quota and record usage. Guardrails (the request's own, the caller key's and the
-model's, the last two not switchable off) check the input before the engine runs and the output on the
-event stream.
+closes, settle the quota. Usage is recorded once per invocation: a completed one (its MessageStop reached)
+is committed to the store before that last event goes on to the dialect, so before the final frame reaches
+the client (metering.usage); one that fails or is cancelled is recorded when it closes. Guardrails (the
+request's own, the caller key's and the model's, the last two not switchable off) check the input before
+the engine runs and the output on the event stream.
 
 A non-streaming answer is `collect()`: a fold over the same event stream.
 """
@@ -78,8 +80,18 @@ class Stream:
     usage: Usage | None = None
     status: str = "cancelled"  # until the stream ends: ok, or the failure's class
     on_close: Callable[[Stream], Awaitable[None]] | None = None
+    on_complete: Callable[[Stream], Awaitable[None]] | None = None  # at MessageStop, before it is passed on
+    recorded: bool = False  # its usage record is made (on_complete did it)
+
+    async def _complete(self) -> None:
+        on_complete, self.on_complete = self.on_complete, None
+        if on_complete is not None:
+            await on_complete(self)
 
     async def __aiter__(self) -> AsyncIterator[Event]:
+        if isinstance(self.first, MessageStop):
+            self.usage, self.status = self.first.usage, "ok"
+            await self._complete()
         yield self.first
         try:
             async for event in self.rest:
@@ -87,6 +99,7 @@ class Stream:
                     self.first_token_at = time.perf_counter()
                 if isinstance(event, MessageStop):
                     self.usage, self.status = event.usage, "ok"
+                    await self._complete()  # the usage record is in the store before the last frame is sent
                 yield event
         except errors.OutcropError as exc:
             self.status = type(exc).__name__
@@ -199,7 +212,7 @@ class Inference:
             self.access.check(principal, model_id)  # raises the right AccessDenied
         return model_id
 
-    def _record(
+    def _usage_record(
         self,
         principal: Principal,
         model_id: str,
@@ -207,29 +220,40 @@ class Inference:
         usage: Usage | None,
         latency_ms: int,
         ttft_ms: int | None,
-    ) -> None:
+    ) -> UsageRecord | None:
+        """Count the invocation in the metrics; its usage record, if usage is recorded."""
         call = current_call.get() or Call()
         u = usage or Usage()
         self.metrics.observe(call.dialect, call.operation, model_id, status, latency_ms, ttft_ms, u.input_tokens,
                              u.output_tokens)  # fmt: skip
         if self.usage is None:
-            return
-        self.usage.record(
-            UsageRecord(
-                datetime.now(UTC),
-                principal.name,
-                model_id,
-                call.dialect,
-                call.operation,
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_read_tokens,
-                u.cache_write_tokens,
-                latency_ms,
-                ttft_ms,
-                status,
-            )
-        )
+            return None
+        return UsageRecord(datetime.now(UTC), principal.name, model_id, call.dialect, call.operation, u.input_tokens,
+                           u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, latency_ms, ttft_ms,
+                           status)  # fmt: skip
+
+    def _record(self, principal: Principal, model_id: str, status: str, usage: Usage | None, latency_ms: int,
+                ttft_ms: int | None) -> None:  # fmt: skip
+        """A failed or cancelled invocation: buffered, written within a second."""
+        rec = self._usage_record(principal, model_id, status, usage, latency_ms, ttft_ms)
+        if rec is not None and self.usage is not None:
+            self.usage.record(rec)
+
+    async def _commit(self, principal: Principal, model_id: str, status: str, usage: Usage | None, latency_ms: int,
+                      ttft_ms: int | None) -> None:  # fmt: skip
+        """A completed invocation: in the store before the caller has all of its answer (metering.usage)."""
+        rec = self._usage_record(principal, model_id, status, usage, latency_ms, ttft_ms)
+        if rec is not None and self.usage is not None:
+            await self.usage.commit(rec)
+
+    def _completed(self, principal: Principal, model_id: str, status: str | None = None,
+                   ttft: bool = True) -> Callable[[Stream], Awaitable[None]]:  # fmt: skip
+        async def complete(stream: Stream) -> None:
+            stream.recorded = True
+            await self._commit(principal, model_id, status or stream.status, stream.usage, stream.latency_ms,
+                               stream.ttft_ms if ttft else None)  # fmt: skip
+
+        return complete
 
     async def guardrail_refs(
         self, request: ChatRequest, principal: Principal, model_id: str
@@ -284,9 +308,11 @@ class Inference:
                 first_event = await anext(blocked)
 
                 async def finish_blocked(stream: Stream) -> None:
-                    self._record(principal, model_id, "GuardrailIntervened", stream.usage, stream.latency_ms, None)
+                    if not stream.recorded:
+                        self._record(principal, model_id, "GuardrailIntervened", stream.usage, stream.latency_ms, None)
 
-                return Stream(model_id, started, first_event, blocked, on_close=finish_blocked)
+                done = self._completed(principal, model_id, "GuardrailIntervened", ttft=False)
+                return Stream(model_id, started, first_event, blocked, on_close=finish_blocked, on_complete=done)
         limits = self.quotas.limits(principal, model_id)
         ticket = await self._admit(principal, model_id, limits) if limits else None
 
@@ -316,9 +342,11 @@ class Inference:
             async def finish(stream: Stream) -> None:
                 u = stream.usage
                 await settle(u.total_tokens if u else 0)
-                self._record(principal, model_id, stream.status, u, stream.latency_ms, stream.ttft_ms)
+                if not stream.recorded:
+                    self._record(principal, model_id, stream.status, u, stream.latency_ms, stream.ttft_ms)
 
-            return Stream(model_id, started, first, events, on_close=finish)
+            return Stream(model_id, started, first, events, on_close=finish,
+                          on_complete=self._completed(principal, model_id))  # fmt: skip
         await settle(0)
         self._record(
             principal, model_id, type(failure).__name__, None, int((time.perf_counter() - started) * 1000), None
@@ -362,7 +390,10 @@ class Inference:
             if ticket is not None:
                 await asyncio.to_thread(self.quotas.settle, principal, model_id, tokens, ticket)
             latency_ms = int((time.perf_counter() - started) * 1000)
-            self._record(principal, model_id, status, Usage(tokens, 0), latency_ms, None)
+            if status == "ok":  # recorded in the store before the embeddings go out
+                await self._commit(principal, model_id, status, Usage(tokens, 0), latency_ms, None)
+            else:
+                self._record(principal, model_id, status, Usage(tokens, 0), latency_ms, None)
 
     async def count_tokens(self, request: ChatRequest, principal: Principal) -> int:
         model_id = await self.authorize(request.model, principal)

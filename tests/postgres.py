@@ -29,39 +29,65 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
-@contextlib.contextmanager
-def postgres_server(port: int) -> Iterator[str]:
-    initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        if os.environ.get("CI"):
-            raise RuntimeError("PostgreSQL is not installed; .ci/run should have installed it")
-        pytest.skip("PostgreSQL is not installed")
-    root = tempfile.mkdtemp(prefix="outcrop-pg-")
-    data = os.path.join(root, "data")
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    subprocess.run(_as_postgres([initdb, "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"]),
-                   check=True, capture_output=True)  # fmt: skip
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(_as_postgres([pg_ctl, "-D", data, "-o", opts, "-w", "-l", os.path.join(root, "log"), "start"]),
-                   check=True, capture_output=True)  # fmt: skip
-    try:
-        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+class PostgresServer:
+    """A throwaway PostgreSQL server that can be stopped and started again (fault tests)."""
+
+    def __init__(self, port: int) -> None:
+        initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
+        if not initdb or not pg_ctl:
+            if os.environ.get("CI"):
+                raise RuntimeError("PostgreSQL is not installed; .ci/run should have installed it")
+            pytest.skip("PostgreSQL is not installed")
+        self.pg_ctl, self.port = pg_ctl, port
+        self.root = tempfile.mkdtemp(prefix="outcrop-pg-")
+        self.data = os.path.join(self.root, "data")
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        subprocess.run(_as_postgres([initdb, "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync"]),
+                       check=True, capture_output=True)  # fmt: skip
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = os.path.join(self.root, "log")
+        subprocess.run(_as_postgres([self.pg_ctl, "-D", self.data, "-o", opts, "-w", "-l", log, "start"]),
+                       check=True, capture_output=True)  # fmt: skip
         deadline = time.monotonic() + 30
         import psycopg
 
         while True:
             try:
-                psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres").close()
-                break
+                psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres").close()
+                return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        yield url
+
+    def stop(self) -> None:
+        """As a crash would: every connection cut, nothing shut down cleanly."""
+        subprocess.run(_as_postgres([self.pg_ctl, "-D", self.data, "-m", "immediate", "stop"]), capture_output=True,
+                       check=False)  # fmt: skip
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server(port: int) -> Iterator[str]:
+    with restartable_postgres(port) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def restartable_postgres(port: int) -> Iterator[PostgresServer]:
+    server = PostgresServer(port)
+    try:
+        server.start()
+        yield server
     finally:
-        subprocess.run(_as_postgres([pg_ctl, "-D", data, "-m", "immediate", "stop"]), capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        server.remove()
 
 
 def fresh_database(admin_url: str, name: str) -> str:

@@ -220,6 +220,8 @@ class Keyring:
         def run() -> None:
             try:
                 self._write_use(credential_id)
+            except errors.ServiceUnavailable:
+                log.warning("could not record the use of key %s: the store is not available", credential_id)
             except Exception:
                 log.exception("could not record the use of key %s", credential_id)
 

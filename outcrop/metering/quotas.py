@@ -5,6 +5,12 @@ are whole minutes; a request is admitted only if both its request and token coun
 their limits, by one conditional UPDATE (atomic in SQLite and PostgreSQL alike). Tokens are added once
 the answer is known, so a minute can overshoot its token limit by one request's tokens, never more.
 
+A stream in progress holds a lease (a row in active_streams) owned by its process. Leases of a process that
+died (kill -9, a crash, a lost host) stop counting as soon as it is seen dead: at once on the same machine,
+after store.processes.STALE_S from another one; they are deleted then, by the next admission that meets
+them or the next heartbeat of any process (the first one runs when a process takes its first lease). A
+lease whose release failed (the store was down) is deleted by its own process's next heartbeat.
+
     [[quotas]]
     principal = "alice"          # or group = "beta"; neither: everyone
     model = "*"                  # a model id, or every model (each counted on its own)
@@ -16,19 +22,22 @@ the answer is known, so a minute can overshoot its token limit by one request's 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
-from outcrop.store.schema import active_streams, quota_usage
+from outcrop.store.processes import ProcessRegistry
+from outcrop.store.schema import active_streams, processes, quota_usage
 
-LEASE_S = 900  # a stream row older than this no longer counts (its process died)
+LEASE_S = 900  # a stream row without an owner (written before migration 0011) no longer counts past this
+ORPHAN_MARGIN_S = 5.0  # a lease this process no longer holds is deleted by its heartbeat once this old
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,63 @@ class Quotas:
             raise errors.InvalidRequest("quotas need the store (a database)")
         self.engine = engine
         self.rules = rules
+        self._processes: ProcessRegistry | None = None
+        self._held: set[str] = set()  # leases of this process's streams in progress
+        self._lock = threading.Lock()
+
+    def liveness(self) -> ProcessRegistry:
+        """This process's liveness in the store (registered, its heartbeat started, with its first lease)."""
+        with self._lock:
+            if self._processes is None:
+                self._processes = ProcessRegistry(self._engine())
+                self._processes.on_reap.append(self._reap)
+            return self._processes
+
+    def close(self) -> None:
+        """Stop the heartbeat (a process that exits needs no call: its pid is gone)."""
+        if self._processes is not None:
+            self._processes.stop()
+
+    def _reap(self, db: Connection, now: float, me: str) -> None:
+        """In each heartbeat's transaction: delete leases of processes that have no row any more (dead), old leases
+        without an owner, and leases of this process that none of its streams holds (their release failed)."""
+        gone = and_(active_streams.c.owner.is_not(None), active_streams.c.owner.not_in(select(processes.c.id)))
+        legacy = and_(active_streams.c.owner.is_(None), active_streams.c.started_at < now - LEASE_S)
+        db.execute(delete(active_streams).where(or_(gone, legacy)))
+        with self._lock:
+            held, before = list(self._held), time.time() - ORPHAN_MARGIN_S  # a lease taken later starts later
+        orphans = delete(active_streams).where(active_streams.c.owner == me, active_streams.c.started_at < before)
+        if held:
+            orphans = orphans.where(active_streams.c.id.not_in(held))
+        db.execute(orphans)
+
+    def _running(self, db: Connection, principal: str, now: float, registry: ProcessRegistry) -> int:
+        """Streams the principal has in progress in live processes: in this one, those it holds (a lease whose
+        release failed does not count); in others, their leases while they live. Leases of dead ones are deleted
+        on the way."""
+        owner = active_streams.c.owner
+        process = (processes.c.id, processes.c.machine, processes.c.pid, processes.c.pid_started, processes.c.seen_at)
+        counted = or_(owner.is_not(None), active_streams.c.started_at > now - LEASE_S)
+        rows = db.execute(
+            select(active_streams.c.id.label("lease"), owner, *process)
+            .select_from(active_streams.outerjoin(processes, processes.c.id == owner))
+            .where(active_streams.c.principal == principal, counted)
+        ).all()
+        me = registry.id
+        with self._lock:
+            held = set(self._held)
+        running, dead = 0, set()
+        for row in rows:
+            if row.owner == me:
+                running += row.lease in held
+            elif row.owner is None or (row.owner not in dead and registry.alive(row, now)):
+                running += 1
+            else:
+                dead.add(row.owner)
+        if dead:
+            db.execute(delete(active_streams).where(owner.in_(dead)))
+            db.execute(delete(processes).where(processes.c.id.in_(dead)))
+        return running
 
     def limits(self, principal: Principal, model_id: str) -> Limits:
         rules = [r for r in self.rules if r.applies(principal, model_id)]
@@ -146,29 +212,44 @@ class Quotas:
                 )
         if limits.concurrent_streams is None:
             return Ticket(window, None)
+        registry = self.liveness()
+        owner = registry.id  # registered before its first lease names it
         lease = "s_" + secrets.token_hex(8)
-        with engine.begin() as db:
-            if engine.dialect.name == "postgresql":
-                # one principal's admissions one at a time: insert-then-count under READ COMMITTED would let two
-                # concurrent ones each miss the other's uncommitted lease and both pass (SQLite's write lock,
-                # taken by the insert, already serializes them)
-                db.execute(select(func.pg_advisory_xact_lock(func.hashtext(principal.name))))
-            db.execute(insert(active_streams).values(id=lease, principal=principal.name, started_at=now))
-            running = db.execute(
-                select(func.count())
-                .select_from(active_streams)
-                .where(active_streams.c.principal == principal.name, active_streams.c.started_at > now - LEASE_S)
-            ).scalar_one()
-            if running > limits.concurrent_streams:
-                db.execute(delete(active_streams).where(active_streams.c.id == lease))
-                raise errors.QuotaExceeded(
-                    f"Too many concurrent requests for '{principal.name}': the limit is {limits.concurrent_streams}.",
-                    retry_after_s=1.0,
-                )
+        with self._lock:
+            self._held.add(lease)
+        try:
+            started = time.time()  # after it is held: the heartbeat takes no lease for an orphan (_reap)
+            with engine.begin() as db:
+                if engine.dialect.name == "postgresql":
+                    # one principal's admissions one at a time: insert-then-count under READ COMMITTED would let
+                    # two concurrent ones each miss the other's uncommitted lease and both pass (SQLite's write
+                    # lock, taken by the insert, already serializes them)
+                    db.execute(select(func.pg_advisory_xact_lock(func.hashtext(principal.name))))
+                db.execute(insert(active_streams).values(id=lease, principal=principal.name, started_at=started,
+                                                         owner=owner))  # fmt: skip
+                over = self._running(db, principal.name, started, registry) > limits.concurrent_streams
+                if over:  # committed without it (what was found dead stays deleted)
+                    db.execute(delete(active_streams).where(active_streams.c.id == lease))
+        except BaseException:
+            self._release(lease)
+            raise
+        if over:
+            self._release(lease)
+            raise errors.QuotaExceeded(
+                f"Too many concurrent requests for '{principal.name}': the limit is {limits.concurrent_streams}.",
+                retry_after_s=1.0,
+            )
         return Ticket(window, lease)
 
+    def _release(self, lease: str) -> None:
+        with self._lock:
+            self._held.discard(lease)
+
     def settle(self, principal: Principal, model_id: str, tokens: int, ticket: Ticket) -> None:
-        """After the answer: add its tokens to the minute it was admitted in, and end its stream lease."""
+        """After the answer: add its tokens to the minute it was admitted in, and end its stream lease (should the
+        store be down, this process's heartbeat deletes the lease once it is back)."""
+        if ticket.lease:
+            self._release(ticket.lease)
         with self._engine().begin() as db:
             if tokens:
                 db.execute(

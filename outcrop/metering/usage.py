@@ -1,9 +1,21 @@
-"""Usage records: every invocation, written in batches so recording never blocks a request.
+"""Usage records: one per invocation, each written exactly once.
 
-`record()` appends to a bounded in-memory buffer and returns at once. A background task writes the
-buffer to the store every `flush_interval_s` (default 1 s), so a crash loses at most the last interval's
-records. If the store falls behind and the buffer fills, the oldest unwritten records are dropped and
-counted in `dropped` (and logged), rather than slowing requests down or growing without bound.
+A completed invocation (the model finished its answer: the stream's last event, or the whole answer of a
+non-streaming call, or an embedding) is `commit()`ted: its record is in the store before the answer's last
+frame leaves for the client, so whatever a client received in full is recorded even if the process is killed
+the next moment. Commits that arrive together are written together (one transaction, group commit), so the
+wait is one short write however many finish at once. Should the store not answer within `commit_timeout_s`
+(PostgreSQL restarting, say), the answer goes out anyway and the record stays in the buffer for the next
+flush: recorded once the store is back, lost only if the process dies before that.
+
+Everything else (failures, cancelled calls) is `record()`ed: appended to a bounded in-memory buffer that a
+background task writes every `flush_interval_s` (default 1 s); a crash loses at most the last interval's.
+If the store falls behind and the buffer fills, the oldest unwritten records are dropped and counted in
+`dropped` (and logged), rather than slowing requests down or growing without bound.
+
+Each record carries a unique `request_id` and rows are inserted with ON CONFLICT DO NOTHING on it, so a batch
+written again (its commit went through but the acknowledgement was lost with the connection) adds nothing.
+Every batch is one transaction: a process killed while writing leaves all of it or none.
 """
 
 from __future__ import annotations
@@ -11,20 +23,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Integer, cast, func, insert, select
+from sqlalchemy import Engine, Integer, cast, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from outcrop import errors
 from outcrop.store.schema import usage_records
 
 log = logging.getLogger("outcrop.usage")
 
 
 class Periodic:
-    """A background task that calls `tick()` every `interval_s`, and `flush()` once more on stop."""
+    """A background task that calls `tick()` every `interval_s`, and `flush()` once more on stop. A tick that fails
+    does not end it."""
 
     interval_s: float = 1.0
     _task: asyncio.Task[None] | None = None
@@ -36,7 +53,12 @@ class Periodic:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            await self.tick()
+            try:
+                await self.tick()
+            except errors.ServiceUnavailable:
+                pass  # the store is down (it logged why): the next tick tries again
+            except Exception:
+                log.exception("%s failed; trying again in %g s", type(self).__name__, self.interval_s)
 
     def start(self) -> None:
         if self._task is None:
@@ -65,13 +87,19 @@ class UsageRecord:
     latency_ms: int
     ttft_ms: int | None
     status: str
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # unique: written at most once
 
 
 class UsageRecorder(Periodic):
-    def __init__(self, engine: Engine, *, max_buffer: int = 100_000, flush_interval_s: float = 1.0) -> None:
+    def __init__(self, engine: Engine, *, max_buffer: int = 100_000, flush_interval_s: float = 1.0,
+                 commit_timeout_s: float = 5.0) -> None:  # fmt: skip
         self.engine = engine
         self.flush_interval_s = flush_interval_s
+        self.commit_timeout_s = commit_timeout_s
         self._buffer: deque[UsageRecord] = deque(maxlen=max_buffer)
+        self._waiting: dict[str, asyncio.Future[None]] = {}  # request_id -> its commit(), until written
+        self._lock: asyncio.Lock | None = None
+        self._failing = False
         self.recorded = 0
         self.written = 0
         self.dropped = 0
@@ -79,27 +107,70 @@ class UsageRecorder(Periodic):
         self._task: asyncio.Task[None] | None = None
 
     def record(self, rec: UsageRecord) -> None:
+        """Buffer `rec` for the next flush (at most `flush_interval_s` away)."""
         if len(self._buffer) == self._buffer.maxlen:
             self.dropped += 1
             if self.dropped % 1000 == 1:
                 log.warning("usage buffer full: %d records dropped so far", self.dropped)
+            waiting = self._waiting.pop(self._buffer[0].request_id, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(errors.ServiceUnavailable("usage record dropped: the buffer is full"))
         self._buffer.append(rec)
         self.recorded += 1
 
+    async def commit(self, rec: UsageRecord) -> bool:
+        """Write `rec` now (with whatever else is waiting): True once it is in the store; False if the store did
+        not take it within `commit_timeout_s` (it stays buffered, so a later flush writes it)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody may be left to read it
+        self._waiting[rec.request_id] = done
+        self.record(rec)
+        try:
+            async with asyncio.timeout(self.commit_timeout_s):
+                await asyncio.shield(self._flush(until=done))  # a caller that goes away leaves the write running
+        except TimeoutError:
+            log.warning("the store took over %g s to write a usage record; it stays buffered", self.commit_timeout_s)
+        finally:
+            self._waiting.pop(rec.request_id, None)  # from now on, an ordinary buffered record
+        return done.done() and not done.cancelled() and done.exception() is None
+
     def _write(self, batch: list[UsageRecord]) -> None:
+        upsert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         with self.engine.begin() as db:
-            db.execute(insert(usage_records), [asdict(r) for r in batch])
+            db.execute(upsert(usage_records).on_conflict_do_nothing(index_elements=["request_id"]),
+                       [asdict(r) for r in batch])  # fmt: skip
 
     async def flush(self) -> None:
-        while self._buffer:
-            batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), 5000))]
-            try:
-                await asyncio.to_thread(self._write, batch)
+        await self._flush()
+
+    async def _flush(self, until: asyncio.Future[None] | None = None) -> None:
+        """Write the buffer, one batch after another; one writer at a time (a commit that arrives meanwhile finds
+        its record written by the batch in progress, or by the next one)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            while self._buffer and (until is None or not until.done()):
+                batch = [self._buffer.popleft() for _ in range(min(len(self._buffer), 5000))]
+                try:
+                    await asyncio.to_thread(self._write, batch)
+                except Exception as exc:
+                    self._buffer.extendleft(reversed(batch))
+                    if isinstance(exc, errors.ServiceUnavailable):  # the store's log line says why
+                        if not self._failing:
+                            log.warning("could not write %d usage records; keeping them for the next flush",
+                                        len(batch))  # fmt: skip
+                    else:
+                        log.exception("could not write %d usage records; keeping them for the next flush", len(batch))
+                    self._failing = True
+                    return
+                if self._failing:
+                    log.info("usage records written again")
+                self._failing = False
                 self.written += len(batch)
-            except Exception:
-                log.exception("could not write %d usage records; keeping them for the next flush", len(batch))
-                self._buffer.extendleft(reversed(batch))
-                return
+                for rec in batch:
+                    waiting = self._waiting.pop(rec.request_id, None)
+                    if waiting is not None and not waiting.done():
+                        waiting.set_result(None)
 
     async def tick(self) -> None:
         await self.flush()

@@ -89,16 +89,33 @@ quota_usage = Table(
     Column("tokens", Integer, nullable=False, default=0),
 )
 
-# Streams in progress, for the concurrent-streams quota. A process that dies leaves its rows behind;
-# they stop counting once older than the lease (see metering.quotas.LEASE_S).
+# Streams in progress, for the concurrent-streams quota. A process that dies leaves its rows behind; they stop
+# counting as soon as their owner is seen dead (store/processes.py), and are deleted then. Rows without an owner
+# (written before migration 0011) stop counting once older than metering.quotas.LEASE_S.
 active_streams = Table(
     "active_streams",
     metadata,
     Column("id", String(40), primary_key=True),
     Column("principal", String(200), nullable=False),
     Column("started_at", Float, nullable=False),
+    Column("owner", String(40)),  # processes.id of the process serving the stream
 )
 Index("ix_active_streams_principal", active_streams.c.principal)
+Index("ix_active_streams_owner", active_streams.c.owner)
+
+# Processes that hold stream leases, and how to tell whether each is alive (store/processes.py): on the same
+# machine its pid (and that pid's start time), elsewhere a heartbeat it moves every few seconds.
+processes = Table(
+    "processes",
+    metadata,
+    Column("id", String(40), primary_key=True),  # random, new for every process
+    Column("host", String(255), nullable=False),  # host name, for people reading the table
+    Column("machine", String(120), nullable=False),  # same value: same kernel and pid namespace
+    Column("pid", Integer, nullable=False),
+    Column("pid_started", String(40)),  # the kernel's start time of that pid (Linux), so a reused pid is told apart
+    Column("started_at", Float, nullable=False),
+    Column("seen_at", Float, nullable=False),  # the last heartbeat (epoch seconds)
+)
 
 # One row ("auth"): moved by every change to keys, principals and grants (store/epoch.py).
 auth_epoch = Table(
@@ -125,8 +142,10 @@ usage_records = Table(
     Column("latency_ms", Integer, nullable=False),
     Column("ttft_ms", Integer),
     Column("status", String(60), nullable=False),  # ok | cancelled | the error's class name
+    Column("request_id", String(40)),  # one per invocation: a batch written twice adds no row (unique)
 )
 Index("ix_usage_records_at", usage_records.c.at)
+Index("ix_usage_records_request_id", usage_records.c.request_id, unique=True)
 
 # Bedrock's model invocation logging configuration: one row (name "default"), shared by every process.
 invocation_logging = Table(

@@ -42,3 +42,54 @@ def test_full_buffer_drops_oldest(database_url: str) -> None:
     assert recorder.dropped == 3 and recorder.recorded == 5
     asyncio.run(recorder.flush())
     assert [r["principal"] for r in summarize(recorder.engine, ("principal",))] == ["p3", "p4"]
+
+
+def test_commit_is_in_the_store_when_it_returns_and_never_twice(database_url: str) -> None:
+    engine = store.connect(database_url)
+    recorder = UsageRecorder(engine)
+    rec = _rec("alice", "m1", datetime.now(UTC))
+    assert asyncio.run(recorder.commit(rec)) is True
+    assert summarize(engine, ("principal",))[0]["requests"] == 1
+    recorder._write([rec, _rec("alice", "m1", datetime.now(UTC))])  # written again (a lost acknowledgement)
+    assert summarize(engine, ("principal",))[0]["requests"] == 2
+    assert recorder.written == 1 and not recorder._buffer
+
+
+def test_commit_while_the_store_is_down_keeps_the_record(database_url: str) -> None:
+    from outcrop import errors
+
+    engine = store.connect(database_url)
+    recorder = UsageRecorder(engine)
+    write = recorder._write
+
+    def down(batch: list[UsageRecord]) -> None:
+        raise errors.ServiceUnavailable("down")
+
+    recorder._write = down  # type: ignore[method-assign]
+    assert asyncio.run(recorder.commit(_rec("alice", "m1", datetime.now(UTC)))) is False  # the answer goes out
+    assert summarize(engine) == [] and len(recorder._buffer) == 1
+    recorder._write = write  # type: ignore[method-assign]
+    asyncio.run(recorder.flush())  # the store is back
+    assert summarize(engine, ("principal",))[0]["requests"] == 1 and not recorder._waiting
+
+
+def test_commits_at_once_share_a_write() -> None:
+    import tempfile
+    from pathlib import Path
+
+    engine = store.connect(f"sqlite:///{Path(tempfile.mkdtemp()) / 'o.db'}")
+    recorder = UsageRecorder(engine)
+    batches: list[int] = []
+    write = recorder._write
+
+    def counted(batch: list[UsageRecord]) -> None:
+        batches.append(len(batch))
+        write(batch)
+
+    recorder._write = counted  # type: ignore[method-assign]
+
+    async def many() -> list[bool]:
+        return await asyncio.gather(*(recorder.commit(_rec(f"p{i}", "m", datetime.now(UTC))) for i in range(50)))
+
+    assert asyncio.run(many()) == [True] * 50
+    assert sum(batches) == 50 and len(batches) < 50  # group commit: the first write, then the rest together

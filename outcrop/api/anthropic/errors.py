@@ -21,6 +21,7 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str]] = {
     errors.NotFound: (404, "not_found_error"),
     errors.UnknownOperation: (404, "not_found_error"),
     errors.Overloaded: (529, "overloaded_error"),
+    errors.ServiceUnavailable: (503, "api_error"),
     errors.QuotaExceeded: (429, "rate_limit_error"),
     errors.ModelFailure: (500, "api_error"),
     errors.InternalFailure: (500, "api_error"),

@@ -25,6 +25,7 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str, str]] = {
     errors.NotFound: (404, "ResourceNotFoundException", "validationException"),
     errors.UnknownOperation: (404, "UnknownOperationException", "internalServerException"),
     errors.Overloaded: (429, "ThrottlingException", "throttlingException"),
+    errors.ServiceUnavailable: (503, "ServiceUnavailableException", "serviceUnavailableException"),
     errors.QuotaExceeded: (429, "ThrottlingException", "throttlingException"),
     errors.ModelFailure: (424, "ModelErrorException", "modelStreamErrorException"),
     errors.InternalFailure: (500, "InternalServerException", "internalServerException"),

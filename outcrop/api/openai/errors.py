@@ -20,6 +20,7 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str, str | None]] = {
     errors.NotFound: (404, "invalid_request_error", "model_not_found"),
     errors.UnknownOperation: (404, "invalid_request_error", "unknown_url"),
     errors.Overloaded: (429, "rate_limit_error", "rate_limit_exceeded"),
+    errors.ServiceUnavailable: (503, "server_error", "service_unavailable"),
     errors.QuotaExceeded: (429, "rate_limit_error", "rate_limit_exceeded"),
     errors.ModelFailure: (500, "server_error", "model_error"),
     errors.InternalFailure: (500, "server_error", None),
