@@ -76,7 +76,7 @@ def cache_ttl(raw: Any, where: str) -> int:
     if not isinstance(raw, dict) or raw.get("type") != "ephemeral":
         raise errors.InvalidRequest(f"{where}.cache_control.type must be 'ephemeral'.")
     ttl = raw.get("ttl", "5m")
-    if ttl not in CACHE_TTLS:
+    if not isinstance(ttl, str) or ttl not in CACHE_TTLS:
         raise errors.InvalidRequest(f"{where}.cache_control.ttl must be one of {sorted(CACHE_TTLS)}, not {ttl!r}.")
     return CACHE_TTLS[ttl]
 
@@ -98,6 +98,8 @@ def _system(blocks: str | list[dict[str, Any]] | None, points: list[CachePoint])
 def _tool_result_content(raw: Any, where: str) -> tuple[Text | Json, ...]:
     if isinstance(raw, str):
         return (Text(raw),)
+    if not isinstance(raw, list | None):
+        raise errors.InvalidRequest(f"{where}.content must be a string or a list of content blocks.")
     content: list[Text | Json] = []
     for i, item in enumerate(raw or []):
         if not isinstance(item, dict) or item.get("type") != "text" or not isinstance(item.get("text"), str):

@@ -43,7 +43,7 @@ def _output_format(config: dict[str, Any] | None) -> ResponseFormat | None:
     fmt = (config or {}).get("format")
     if not fmt:
         return None
-    if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
         raise InvalidRequest("output_config.format must be {type: json_schema, schema: {...}}.")
     return ResponseFormat("json_schema", fmt["schema"])
 

@@ -7,12 +7,12 @@ contentBlockDelta..., contentBlockStop, messageStop, metadata. Text blocks get n
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from outcrop import errors
 from outcrop.api.bedrock import eventstream, schema
+from outcrop.api.http import parse_json
 from outcrop.conversation import (
     CACHE_TTLS,
     BlockStop,
@@ -83,7 +83,7 @@ def _cache_ttl(raw: dict[str, Any], where: str) -> int:
     if unknown:
         raise errors.InvalidRequest(f"{where}.cachePoint: unknown member(s) {unknown}.")
     ttl = raw.get("ttl", "5m")
-    if ttl not in CACHE_TTLS:
+    if not isinstance(ttl, str) or ttl not in CACHE_TTLS:
         raise errors.InvalidRequest(f"{where}.cachePoint.ttl must be one of {sorted(CACHE_TTLS)}, not {ttl!r}.")
     return CACHE_TTLS[ttl]
 
@@ -194,7 +194,7 @@ def _output_format(config: dict[str, Any] | None) -> ResponseFormat | None:
         return None
     try:
         raw = fmt["structure"]["jsonSchema"]["schema"]
-        parsed = json.loads(raw) if isinstance(raw, str) else raw
+        parsed = parse_json(raw) if isinstance(raw, str) else raw
     except (KeyError, TypeError, ValueError) as exc:
         raise errors.InvalidRequest(
             "outputConfig.textFormat must be {type: json_schema, structure: {jsonSchema: {schema: '<JSON schema>'}}}."
@@ -239,7 +239,7 @@ def decode_count_tokens(model: str, body: object, invoke_decoder: Any) -> ChatRe
     wire: schema.CountTokensRequest = schema.parse(schema.CountTokensRequest, body)
     if wire.input.invokeModel is not None:
         try:
-            native = json.loads(base64.b64decode(wire.input.invokeModel.body, validate=True))
+            native = parse_json(base64.b64decode(wire.input.invokeModel.body, validate=True))
         except ValueError as exc:
             raise errors.InvalidRequest("input.invokeModel.body must be base64 of a JSON body.") from exc
         return invoke_decoder(model, native)

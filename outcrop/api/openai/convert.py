@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from outcrop import errors
+from outcrop.api.http import parse_json
 from outcrop.api.openai import schema
 from outcrop.api.openai.errors import error_body
 from outcrop.conversation import (
@@ -88,9 +89,14 @@ def _text(content: str | list[dict[str, Any]] | None, where: str) -> str:
 def _tool_uses(calls: list[dict[str, Any]], where: str) -> list[ToolUse]:
     uses = []
     for i, call in enumerate(calls):
-        fn = call.get("function") or {}
+        fn = call.get("function")
+        if not isinstance(fn, dict):
+            raise errors.InvalidRequest(
+                f"{where}.tool_calls.{i}.function must be an object with name and arguments.",
+                param=f"{where}.tool_calls",
+            )
         try:
-            args = json.loads(fn.get("arguments") or "{}")
+            args = parse_json(fn.get("arguments") or "{}")
         except (TypeError, ValueError) as exc:
             raise errors.InvalidRequest(
                 f"{where}.tool_calls.{i}.function.arguments is not valid JSON.", param=f"{where}.tool_calls"
@@ -137,7 +143,7 @@ def _tools(body: schema.ChatBody) -> tuple[tuple[Tool, ...], ToolChoice]:
     tools = []
     for i, t in enumerate(body.tools or []):
         fn = t.get("function") or {}
-        if t.get("type") != "function" or not isinstance(fn.get("name"), str):
+        if t.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise errors.InvalidRequest(f"tools.{i}: only function tools with a name are supported.", param="tools")
         tools.append(Tool(fn["name"], fn.get("description", ""), fn.get("parameters") or {"type": "object"}))
     choice = body.tool_choice
@@ -145,8 +151,9 @@ def _tools(body: schema.ChatBody) -> tuple[tuple[Tool, ...], ToolChoice]:
         return tuple(tools), ToolChoice()
     if choice in ("none", "required"):
         return tuple(tools), ToolChoice("none" if choice == "none" else "any")
-    if isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str):
-        name = choice["function"]["name"]
+    fn = choice.get("function") if isinstance(choice, dict) else None
+    if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+        name = fn["name"]
         if name not in [t.name for t in tools]:
             raise errors.InvalidRequest(
                 f"tool_choice names '{name}', which is not one of the tools.", param="tool_choice"
@@ -162,7 +169,8 @@ def _response_format(fmt: dict[str, Any] | None) -> ResponseFormat | None:
         return None
     if fmt.get("type") == "json_object":
         return ResponseFormat("json_object")
-    schema_ = (fmt.get("json_schema") or {}).get("schema")
+    spec = fmt.get("json_schema")
+    schema_ = spec.get("schema") if isinstance(spec, dict) else None
     if fmt.get("type") == "json_schema" and isinstance(schema_, dict):
         return ResponseFormat("json_schema", schema_)
     raise errors.InvalidRequest(
