@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from schemathesis import GenerationMode
 
 LOGGERS = ("", "uvicorn", "uvicorn.error", "outcrop")
@@ -143,7 +143,8 @@ def _run(operation: Any, api: str, mode: GenerationMode, base_url: str, session:
     label = f"{operation.method.upper()} {operation.path}"
 
     @settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])  # fmt: skip
+              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
+              verbosity=Verbosity.quiet)  # fmt: skip
     @given(operation.as_strategy(generation_mode=mode))
     def one(case: Any) -> None:
         try:

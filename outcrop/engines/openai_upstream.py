@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -219,6 +220,8 @@ async def _parse(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
             done = True
             continue
         chunk = json.loads(data)
+        if "\\ud" in data.lower():  # an escaped surrogate: a lone one cannot be encoded again (UTF-8)
+            chunk = _replace_lone_surrogates(chunk)
         if "error" in chunk:
             raise errors.ModelFailure(f"The upstream server failed mid-stream: {chunk['error']}")
         if chunk.get("usage"):
@@ -257,3 +260,18 @@ async def _parse(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
         yield BlockStop(index)
     reason = _FINISH.get(finish or "stop", StopReason.END_TURN)
     yield MessageStop(reason, usage)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """json.loads joins escaped surrogate pairs into one character and leaves a lone escaped surrogate as it is,
+    which no encoder can write out again: it becomes U+FFFD, as a decoder does with a bad byte."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {k: _replace_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(v) for v in value]
+    return value

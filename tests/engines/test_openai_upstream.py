@@ -91,3 +91,15 @@ def test_upstream_errors_come_back_as_ours(gateway: str) -> None:
         err.value.response["Error"]["Code"] == "ModelErrorException"
         and "Could not reach" in err.value.response["Error"]["Message"]
     )
+
+
+def test_a_lone_surrogate_from_upstream_becomes_a_replacement_character() -> None:
+    """json.loads keeps an escaped lone surrogate, which every stream encoder then fails to write (UTF-8)."""
+    import json
+
+    from outcrop.engines.openai_upstream import _replace_lone_surrogates
+
+    chunk = json.loads('{"choices": [{"delta": {"content": "a\\ud800b"}}], "emoji": "\\ud83d\\ude00"}')
+    clean = _replace_lone_surrogates(chunk)
+    assert clean == {"choices": [{"delta": {"content": "a\ufffdb"}}], "emoji": "\U0001f600"}
+    json.dumps(clean, ensure_ascii=False).encode()  # encodable now
