@@ -26,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from _common import machine_summary, outcrop_server, table
 
@@ -36,6 +37,9 @@ QUOTED = MODEL.replace(":", "%3A")
 KINDS = ("converse", "converse-stream", "openai", "openai-stream", "anthropic", "anthropic-stream", "hang-up",
          "bad-body", "guardrailed")  # fmt: skip
 PROMPT = "Tell me about the sea."
+# Before each measurement: the last usage records written (each second), connections the clients closed gone
+# and idle keep-alive ones timed out (keep_alive_s, 5 s)
+SETTLE_S = 6.0
 
 
 def make_key(home: Path, holder: dict[str, str]) -> None:
@@ -121,14 +125,24 @@ class Worker(threading.Thread):
                 self.conn.close()
 
 
-def process_state(pid: int) -> dict[str, float]:
+def process_state(pid: int) -> dict[str, Any]:
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    kinds = Counter(_fd_kind(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
     return {
+        "fd_kinds": kinds,  # type: ignore[dict-item]
         "rss_mib": int(fields["VmRSS"].split()[0]) / 1024,
         "fds": len(list(Path(f"/proc/{pid}/fd").iterdir())),
         "threads": int(fields["Threads"]),
     }
+
+
+def _fd_kind(fd: Path) -> str:
+    try:
+        target = str(fd.readlink())
+    except OSError:
+        return "gone"
+    return target.split(":", 1)[0] if ":" in target else Path(target).suffix or target.rsplit("/", 1)[-1]
 
 
 def create_guardrail(port: int, key: str) -> str:
@@ -188,7 +202,7 @@ def main() -> int:
         warm = max(args.requests // 10, len(KINDS) * args.concurrency)
         started = time.perf_counter()
         results = run_block(server.port, holder["key"], guardrail, 0, warm, args.concurrency)
-        time.sleep(2)  # let the server settle before measuring: usage records are written each second
+        time.sleep(SETTLE_S)
         after_warmup = process_state(pid)
         samples = [after_warmup]
         done = warm
@@ -199,7 +213,7 @@ def main() -> int:
             done += n
             samples.append(process_state(pid))
         seconds = time.perf_counter() - started
-        time.sleep(3)  # the last usage records
+        time.sleep(SETTLE_S)
         end = process_state(pid)
         rows, twice, by_status = usage_rows(holder["home"])
 
@@ -224,6 +238,13 @@ def main() -> int:
          f"{min(s['threads'] for s in samples):.0f}..{max(s['threads'] for s in samples):.0f}",
          f"{end['threads'] - after_warmup['threads']:+.0f}"],
     ]))  # fmt: skip
+    print(
+        "at each tenth (during the run): fds "
+        + " ".join(str(x["fds"]) for x in samples)
+        + ", RSS MiB "
+        + " ".join(f"{x['rss_mib']:.0f}" for x in samples)
+    )
+    print(f"descriptors after warm-up {dict(after_warmup['fd_kinds'])}, at the end {dict(end['fd_kinds'])}")
     reached = sum(n for (k, s), n in counts.items() if k != "bad-body" and s != 0)
     print(f"\n5xx or no answer: {fivexx}")
     print(f"usage records: {rows} for {reached} requests that reached the model "
