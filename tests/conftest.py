@@ -4,7 +4,10 @@ of several provider families) and an echo model, and real boto3 clients pointed 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 import uvicorn
 from botocore.config import Config
@@ -65,6 +69,25 @@ def serve(settings: Settings, engines: dict[str, Engine] | None = None) -> Itera
     registry = Registry(settings, engines)
     with serve_app(build_app(settings, registry)) as url:
         yield url, registry
+
+
+def serve_process(config: Path, home: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
+    """A real `outcrop serve` process with `config` and OUTCROP_HOME=home (plus `env`), once /healthz answers:
+    (the process, stdout and stderr as text in its pipe; its URL)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "outcrop.cli", "--config", str(config), "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OUTCROP_HOME": str(home), **env})  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(proc.stdout.read() if proc.stdout else "server did not start")
 
 
 def test_settings(tmp: Path, **extra: object) -> Settings:

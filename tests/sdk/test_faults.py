@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ from outcrop import store
 from outcrop.auth.keys import Keyring
 from outcrop.models import BUILTIN_MODEL_ID
 from outcrop.store.schema import active_streams, usage_records
-from tests.conftest import free_port
+from tests.conftest import free_port, serve_process
 
 M = BUILTIN_MODEL_ID.replace(":", "%3A")
 CONFIG = """[server]
@@ -45,21 +44,7 @@ concurrent_streams = 1
 
 
 def _serve(home: Path, db: str) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    env = {**os.environ, "OUTCROP_HOME": str(home), "OUTCROP_DATABASE_URL": db}
-    proc = subprocess.Popen([sys.executable, "-m", "outcrop.cli", "--config", str(home / "config.toml"), "serve",
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(proc.stdout.read() if proc.stdout else "server did not start")
+    return serve_process(home / "config.toml", home, OUTCROP_DATABASE_URL=db)
 
 
 def _output(proc: subprocess.Popen[str]) -> str:

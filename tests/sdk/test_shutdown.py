@@ -4,36 +4,21 @@ period, or are cut off at its end; either way the process exits cleanly."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from outcrop.models import BUILTIN_MODEL_ID
-from tests.conftest import free_port
+from tests.conftest import serve_process
 
 
 def _serve(tmp: Path, grace_s: float) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
     cfg = tmp / "config.toml"
     cfg.write_text(f"[server]\nbuiltin_embedding_model = false\nshutdown_grace_s = {grace_s}\n")
-    env = {**os.environ, "OUTCROP_HOME": str(tmp)}
-    proc = subprocess.Popen([sys.executable, "-m", "outcrop.cli", "--config", str(cfg), "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    return serve_process(cfg, tmp)
 
 
 def _stream_after_sigterm(proc: subprocess.Popen[str], url: str, tokens: int) -> tuple[int, bool, float]:
