@@ -121,7 +121,9 @@ class _Pipeline:
         if self.static is not None:  # CLASSIC: the static vectors the runtime uses for that tier
             return self.static.embed(list(texts))
         assert self.embedder is not None
-        return (await self.embedder.embed(EmbedRequest(model="all-MiniLM-L6-v2", texts=texts))).vectors
+        # as the guardrails ask for it (bfloat16 products where the CPU has them)
+        request = EmbedRequest(model="all-MiniLM-L6-v2", texts=texts, reduced_precision=True)
+        return (await self.embedder.embed(request)).vectors
 
 
 _pipeline: _Pipeline | None = None

@@ -266,13 +266,16 @@ class ChatResult:
 @dataclass(frozen=True)
 class EmbedRequest:
     """Texts to embed. `dimensions` truncates (then re-normalizes) when the caller asks for fewer
-    dimensions than the model has; `purpose` is Cohere's input_type, kept for models that use it."""
+    dimensions than the model has; `purpose` is Cohere's input_type, kept for models that use it.
+    `reduced_precision`: the engine may compute in bfloat16 where the CPU does it in hardware (Outcrop's own
+    calls, the guardrails: vectors within cosine 0.9999 of float32's, faster); callers of the APIs get float32."""
 
     model: str
     texts: tuple[str, ...]
     dimensions: int | None = None
     normalize: bool = True
     purpose: str | None = None
+    reduced_precision: bool = False
 
 
 @dataclass(frozen=True)

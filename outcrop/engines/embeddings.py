@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -228,14 +229,19 @@ class SentenceTransformerEmbedder(_Worker):
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         self.check(request)
         texts = [self._prompt + t for t in request.texts] if self._prompt else list(request.texts)
-        vectors, tokens = await self.run(lambda cancel: self._embed(texts, cancel))
+        fast = request.reduced_precision and cpu_has_bf16()
+        vectors, tokens = await self.run(lambda cancel: self._embed(texts, cancel, fast))
         return EmbedResult(_finish(vectors, request.dimensions, request.normalize), tokens)
 
-    def _embed(self, texts: list[str], cancel: threading.Event) -> tuple[Any, int]:
-        """Runs on the worker thread: pooled (not normalized) vectors in input order, and tokens read."""
+    def _embed(self, texts: list[str], cancel: threading.Event, bf16: bool = False) -> tuple[Any, int]:
+        """Runs on the worker thread: pooled (not normalized) vectors in input order, and tokens read. With `bf16`
+        (asked for, on a CPU that multiplies bfloat16 natively: AMX, AVX-512 BF16) the encoder's matrix products
+        run in bfloat16: about 1.5x faster for MiniLM here, vectors within cosine 0.99998 of float32's, the
+        guardrails' decisions unchanged (benchmarks/guardrails_latency.py, guardrails_quality.py)."""
         import torch
 
-        with torch.inference_mode():
+        fast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with torch.inference_mode(), fast:
             if self._encoder is not None:
                 return self._embed_fast(texts, cancel, torch)
             return self._embed_modules(texts, cancel, torch)
@@ -363,3 +369,17 @@ class LlamaCppEmbedder(_Worker):
 
     async def close(self) -> None:
         await self._shutdown(self._llm.close)
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (Linux's flags; False where they cannot be read).
+    OUTCROP_EMBED_FP32=1 turns the bfloat16 path off."""
+    if os.environ.get("OUTCROP_EMBED_FP32") == "1":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags

@@ -451,7 +451,7 @@ def registry_embed(registry: Any) -> Any:
 
                 embedder = SentenceTransformerEmbedder(None, max_queue=64, name="guardrails")
             holder.append(embedder)
-        result = await holder[0].embed(EmbedRequest(BUILTIN_EMBEDDING_ID, tuple(texts)))
+        result = await holder[0].embed(EmbedRequest(BUILTIN_EMBEDDING_ID, tuple(texts), reduced_precision=True))
         return result.vectors
 
     return embed

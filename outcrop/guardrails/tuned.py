@@ -47,7 +47,7 @@ def content_embed() -> Embed:
     async def embed(texts: list[str]) -> Any:
         if not holder:
             holder.append(await asyncio.to_thread(content_embedder))
-        result = await holder[0].embed(EmbedRequest("all-MiniLM-L6-v2", tuple(texts)))
+        result = await holder[0].embed(EmbedRequest("all-MiniLM-L6-v2", tuple(texts), reduced_precision=True))
         return result.vectors
 
     return embed
