@@ -90,14 +90,18 @@ class Checker:
         self._cache: dict[tuple[str, str], np.ndarray] = {}  # (tier, text) -> vector, least recently used first
 
     async def vectors(self, texts: list[str], tier: str) -> np.ndarray:
-        """Embeddings of `texts` for `tier` (STANDARD, CLASSIC or TUNED), each distinct text embedded once and
-        recent ones not again: a conversation's earlier turns are checked on every turn, and a RAG caller
-        sends the same source often."""
+        """Embeddings of `texts` for `tier` (STANDARD, CLASSIC, semantic.CLASSIC_TOPICS or TUNED), each distinct
+        text embedded once and recent ones not again: a conversation's earlier turns are checked on every
+        turn, and a RAG caller sends the same source often."""
         found = {t: self._cache[(tier, t)] for t in texts if (tier, t) in self._cache}
         missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
             if tier == "STANDARD":
                 fresh = await self.embed(missing)
+            elif tier == semantic.CLASSIC_TOPICS:
+                if self._static is None:
+                    self._static = await asyncio.to_thread(StaticEmbedder.load)
+                fresh = self._static.embed(missing, weighted=True)
             elif tier == TUNED:
                 if self._content_embed is None:
                     self._content_embed = content_embed()
@@ -141,7 +145,7 @@ class Checker:
 
     async def _topic_anchors(self, compiled: Compiled, rules: Rules) -> list[semantic.TopicAnchors]:
         g = compiled.guardrail
-        tier = rules.topic_tier
+        tier = semantic.topic_space(rules.topic_tier)
         keys = [(g.id, g.version + g.updated_at.isoformat() + tier, t.name) for t in rules.topics]
         missing = [(k, t) for k, t in zip(keys, rules.topics, strict=True) if k not in self._anchors]
         if missing:
@@ -259,8 +263,8 @@ class Checker:
             window_vectors = await self.vectors(content_pieces, space)
             ground_vectors = await self.vectors(grounding_texts, tier)
         topic_vectors = window_vectors
-        if rules.topics and (rules.topic_tier != space or not rules.content):
-            topic_vectors = await self.vectors(pieces, rules.topic_tier)
+        if rules.topics and (semantic.topic_space(rules.topic_tier) != space or not rules.content):
+            topic_vectors = await self.vectors(pieces, semantic.topic_space(rules.topic_tier))
         if rules.content and len(pieces):
             confidences = self.classifier(tier).confidences(window_vectors)
             filters = []

@@ -18,19 +18,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Cosine above which a window counts as on-topic, for a definition and for an example. Chosen on
-# our own topic cases (tests/guardrails/test_semantic.py: 3 topics, 12 on-topic texts, 66 off-topic
-# ones): no off-topic text is caught, and about 60 % of the on-topic ones are. MiniLM's similarity is
-# coarse, so topics work best with several examples phrased the way users ask.
-# tier -> (definition, example). CLASSIC's static vectors separate topics less well: the same cases give
-# no false positive only at these thresholds, where 2 of the 7 on-topic texts are caught.
-THRESHOLDS = {"STANDARD": (0.40, 0.38), "CLASSIC": (0.70, 0.80)}
+# Cosine above which a window counts as on-topic, tier -> (definition, example). Chosen on the
+# *development* topics of benchmarks/data/topics.json (5 topics configured at once, 50 on-topic
+# paraphrases, 50 near misses, 15 benign texts; never on its evaluation topics): the pair with the best
+# F1 over every (topic, text) decision on a 0.01 grid, with, for STANDARD, the constraint that none of
+# the off-topic texts of tests/guardrails/test_semantic.py is caught. Development F1: STANDARD 0.78
+# (0.68 at the former 0.40 / 0.38), CLASSIC 0.59 (0.14 at the former 0.70 / 0.80 on plain static means).
+# CLASSIC reads the static vectors weighted towards rare tokens (CLASSIC_TOPICS, static.py): on the
+# same topics that beat the plain mean at its own best thresholds (0.49). benchmarks/guardrails_topics.py
+# prints both tiers on the evaluation topics. Examples count more than the definition on both tiers: give
+# several, phrased the way users ask.
+THRESHOLDS = {"STANDARD": (0.39, 0.32), "CLASSIC": (0.39, 0.69)}
+CLASSIC_TOPICS = "CLASSIC+weighted"  # the vector space of CLASSIC denied topics (assess.Checker.vectors)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s.strip()] or [text]
+
+
+def topic_space(tier: str) -> str:
+    """Which vectors the denied topics of `tier` read."""
+    return CLASSIC_TOPICS if tier == "CLASSIC" else tier
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 
 VERSION = "minilm-static-v1"  # bump when the distillation changes: classifiers are trained on these vectors
 MAX_TOKENS = 512  # a window longer than this is read up to here
+_FIRST_WORD = 1996  # the first whole word of the vocabulary ("the"); before it: specials, unused slots, characters
 _lock = threading.Lock()
 _loaded: StaticEmbedder | None = None
 
@@ -57,6 +58,12 @@ class StaticEmbedder:
         self.center = self.table.mean(axis=0)
         self.tokenizer = tokenizer
         self.dimensions = int(table.shape[1])
+        # Weights for `embed(..., weighted=True)`: MiniLM's uncased vocabulary lists whole words roughly
+        # from the most frequent ("the" is 1996), so an id's rank stands in for its frequency, and
+        # log(1 + rank)^2 lets rare, topical words outweigh "what should I" (the Zipf weighting of
+        # model2vec, squared: chosen on the development topics of benchmarks/data/topics.json).
+        ranks = np.maximum(np.arange(self.table.shape[0]) - _FIRST_WORD + 1, 1)
+        self.weights = (np.log1p(ranks) ** 2).astype(np.float32)
 
     @classmethod
     def load(cls) -> StaticEmbedder:
@@ -84,12 +91,16 @@ class StaticEmbedder:
                 _loaded = cls(table, tokenizer)
             return _loaded
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Normalized mean token vectors, one row a text (a text with no tokens gets a zero row)."""
+    def embed(self, texts: list[str], weighted: bool = False) -> np.ndarray:
+        """Normalized mean token vectors, one row a text (a text with no tokens gets a zero row); `weighted`
+        weighs rare tokens more (denied topics; the content classifier was trained on the plain mean)."""
         out = np.zeros((len(texts), self.dimensions), np.float32)
         for i, encoding in enumerate(self.tokenizer.encode_batch(texts, add_special_tokens=False)):
             ids = encoding.ids[:MAX_TOKENS]
-            if ids:
+            if ids and weighted:
+                w = self.weights[ids]
+                out[i] = w @ self.table[ids] / w.sum() - self.center
+            elif ids:
                 out[i] = self.table[ids].mean(axis=0) - self.center
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-9)

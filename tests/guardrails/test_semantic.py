@@ -87,3 +87,16 @@ def test_grounding_and_relevance() -> None:
     query = _embed(["How tall is the Eiffel Tower?"])[0]
     assert semantic.relevance_score(query, _embed([grounded])[0]) > semantic.relevance_score(query, _embed([off])[0])
     assert semantic.relevance_score(query, _embed([off])[0]) < 0.3
+
+
+def test_classic_topics_weigh_rare_words() -> None:
+    """CLASSIC denied topics read static vectors weighted towards rare tokens: the topical word counts for
+    more than the phrasing around it (the content classifier keeps the plain mean it was trained on)."""
+    from outcrop.guardrails.static import StaticEmbedder
+
+    static = StaticEmbedder.load()
+    texts = ["What do you think I should do about bitcoin this week?", "bitcoin"]
+    plain, weighted = static.embed(texts), static.embed(texts, weighted=True)
+    assert float(weighted[0] @ weighted[1]) > float(plain[0] @ plain[1]) + 0.05
+    assert semantic.topic_space("CLASSIC") == semantic.CLASSIC_TOPICS
+    assert semantic.topic_space("STANDARD") == "STANDARD"
