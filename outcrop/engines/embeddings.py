@@ -233,6 +233,14 @@ class SentenceTransformerEmbedder(_Worker):
         vectors, tokens = await self.run(lambda cancel: self._embed(texts, cancel, fast))
         return EmbedResult(_finish(vectors, request.dimensions, request.normalize), tokens)
 
+    def vectors(self, texts: list[str], *, reduced_precision: bool = False) -> np.ndarray:
+        """Pooled (not normalized) float32 vectors of `texts`, computed on the worker thread while the caller
+        waits: for synchronous callers (scripts, the guardrail encoder's torch fallback), never the event loop."""
+        texts = [self._prompt + t for t in texts] if self._prompt else list(texts)
+        bf16 = reduced_precision and cpu_has_bf16()
+        vectors, _ = self._executor.submit(self._embed, texts, threading.Event(), bf16).result()
+        return np.asarray(vectors, dtype=np.float32)
+
     def _embed(self, texts: list[str], cancel: threading.Event, bf16: bool = False) -> tuple[Any, int]:
         """Runs on the worker thread: pooled (not normalized) vectors in input order, and tokens read. With `bf16`
         (asked for, on a CPU that multiplies bfloat16 natively: AMX, AVX-512 BF16) the encoder's matrix products
