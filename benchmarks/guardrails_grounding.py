@@ -12,17 +12,27 @@ What it measures
     one. `data/qa_data.json` (10,000 pairs) is used when present; the GitHub snapshot fetched here lacks
     it (over 4 MiB), so the 500 + 500 pairs of `generation/qa/qa_{one,multi}-turn_data.json` (same
     questions, the hallucinated answer of the one-turn and of the multi-turn generation; duplicates
-    dropped) are used instead. A fixed-seed sample of `--limit` pairs is taken.
+    dropped) are used instead.
 
-    Printed per tier: precision, recall and F1 of "flagged" against "hallucinated" at the thresholds of
-    the README's example guardrail (GROUNDING 0.6, RELEVANCE 0.3; Bedrock requires a threshold and has no
-    default), for GROUNDING alone, RELEVANCE alone and either; the share of right answers flagged; ROC AUC
-    of each score; and, for information, a sweep of the GROUNDING threshold from 0.3 to 0.9. Speed: the mean
+    Splits, disjoint by question (HaluEval's dialogue and summarization files are also missing from the
+    snapshot): a pair belongs to the *development* half when the first byte of the SHA-256 of its question
+    is even (248 questions, 488 pairs), else to the *evaluation* half (252 questions, 499 pairs). The
+    scoring method and the thresholds below were chosen on the development half only; the default run is
+    the evaluation half. A fixed-seed sample of `--limit` pairs of the split is taken.
+
+    Printed per tier: precision, recall and F1 of "flagged" against "hallucinated" at the thresholds chosen
+    on the development half (Bedrock requires a threshold and has no default): GROUNDING 0.75 (development
+    F1 STANDARD 0.793, CLASSIC 0.805; 0.80 is within 0.01 on both and flags more right answers) and
+    RELEVANCE 0.3, which flagged at most 1.3 % of the right answers there (a hallucinated answer usually
+    does answer the question: RELEVANCE is not meant to catch it); for GROUNDING alone, RELEVANCE alone
+    and either: the share of right answers flagged, ROC AUC of each score, and, for information, sweeps
+    of both thresholds. Speed: the mean
     wall time of one assess call (knowledge sentences are cached across the two answers of a pair, as a
     server caches a RAG source it is sent again).
 
 How to run
-    python benchmarks/guardrails_grounding.py --limit 300          # ~2 minutes on 2 cores
+    python benchmarks/guardrails_grounding.py --limit 150          # a few minutes on 2 busy cores
+    python benchmarks/guardrails_grounding.py --split development --tier CLASSIC
     python benchmarks/guardrails_grounding.py --mirror /work/.mirror
     python benchmarks/guardrails_grounding.py --cache ~/.cache/outcrop-bench   # git clone --depth 1 there
 """
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import random
 import subprocess
@@ -54,7 +65,7 @@ from outcrop.guardrails.store import Guardrail
 REPO = "RUCAIBox/HaluEval"
 FULL = "data/qa_data.json"
 PARTS = ("generation/qa/qa_one-turn_data.json", "generation/qa/qa_multi-turn_data.json")
-DEFAULTS = {"GROUNDING": 0.6, "RELEVANCE": 0.3}  # README's example guardrail
+DEFAULTS = {"GROUNDING": 0.75, "RELEVANCE": 0.3}  # chosen on the development half (see the docstring)
 TIERS = ("STANDARD", "CLASSIC")
 SEED = 14
 
@@ -105,7 +116,12 @@ def _rows(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def load(mirror: Path, cache: Path | None, limit: int) -> tuple[list[Case], str]:
+def in_split(question: str, split: str) -> bool:
+    """Development: the first byte of the question's SHA-256 is even; evaluation: odd."""
+    return (hashlib.sha256(question.encode()).digest()[0] % 2 == 0) == (split == "development")
+
+
+def load(mirror: Path, cache: Path | None, limit: int, split: str = "evaluation") -> tuple[list[Case], str]:
     read, where = _reader(mirror, cache)
     full = read(FULL)
     if full is not None:
@@ -119,11 +135,13 @@ def load(mirror: Path, cache: Path | None, limit: int) -> tuple[list[Case], str]
     pairs = list({(r["knowledge"], r["question"], r["right_answer"], r["hallucinated_answer"]): None for r in rows})
     if not pairs:
         sys.exit(f"no HaluEval QA data found in {where}")
+    pairs = [p for p in pairs if in_split(p[1], split)]
+    questions = len({p[1] for p in pairs})
     pairs = random.Random(SEED).sample(pairs, min(limit, len(pairs)))
     cases = []
     for knowledge, question, right, wrong in pairs:
         cases += [Case(knowledge, question, right, False), Case(knowledge, question, wrong, True)]
-    return cases, f"{where}: {used}; {len(pairs)} pairs sampled (seed {SEED})"
+    return cases, f"{where}: {used}; {split} half ({questions} questions), {len(pairs)} pairs sampled (seed {SEED})"
 
 
 def _compiled(tier: str) -> Compiled:
@@ -170,8 +188,9 @@ def main() -> None:
     parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"), help="fetched repositories")
     parser.add_argument("--cache", type=Path, help="where to git clone the data when the mirror lacks it")
     parser.add_argument("--tier", choices=TIERS, action="append", help="a tier to run (default: both)")
+    parser.add_argument("--split", choices=("evaluation", "development"), default="evaluation")
     args = parser.parse_args()
-    cases, source = load(args.mirror, args.cache, args.limit)
+    cases, source = load(args.mirror, args.cache, args.limit, args.split)
     truth = [c.hallucinated for c in cases]
     print(f"HaluEval QA (MIT), {source}: {len(cases)} cases, half hallucinated\n")
     checker = Checker(_embed())
@@ -194,16 +213,20 @@ def main() -> None:
     at = f"GROUNDING {DEFAULTS['GROUNDING']} / RELEVANCE {DEFAULTS['RELEVANCE']}"
     print(f"At {at} ('flagged' against 'hallucinated'):")
     print(table(["tier", "filter", "P", "R", "F1", "right answers flagged %", "ROC AUC", "ms/assess"], rows))
-    print("\nGROUNDING threshold sweep (for information; flagged when score < threshold):")
-    rows = []
-    for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
-        row = [f"{threshold:.1f}"]
-        for scores, _ in results.values():
-            p, rec, f1, fpr = _prf([s["GROUNDING"] < threshold for s in scores], truth)
-            row += [f"{p:.3f}", f"{rec:.3f}", f"{f1:.3f}", f"{100 * fpr:.1f}"]
-        rows.append(row)
-    headers = ["threshold"] + [f"{t[:4]} {m}" for t in results for m in ("P", "R", "F1", "FP%")]
-    print(table(headers, rows))
+    for kind, grid in (
+        ("GROUNDING", (0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)),
+        ("RELEVANCE", (0.1, 0.2, 0.3, 0.4, 0.5)),
+    ):
+        print(f"\n{kind} threshold sweep (for information; flagged when score < threshold):")
+        rows = []
+        for threshold in grid:
+            row = [f"{threshold:.2f}"]
+            for scores, _ in results.values():
+                p, rec, f1, fpr = _prf([s[kind] < threshold for s in scores], truth)
+                row += [f"{p:.3f}", f"{rec:.3f}", f"{f1:.3f}", f"{100 * fpr:.1f}"]
+            rows.append(row)
+        headers = ["threshold"] + [f"{t[:4]} {m}" for t in results for m in ("P", "R", "F1", "FP%")]
+        print(table(headers, rows))
     print(foreign_cpu_note(cores))
 
 

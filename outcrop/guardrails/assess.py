@@ -254,7 +254,9 @@ class Checker:
         tier = rules.content_tier
         # the content filters' vectors: the fine-tuned encoder's when the classifier was trained on it
         space = self.content_space(tier) if rules.content else tier
-        grounding_texts = [*answer, *source_pieces, *([query or ""] if ground else [])]
+        # the answer's sentences, the source's, the query, and the query followed by the answer's first sentence
+        claim = [semantic.claim(query or "", answer)] if ground else []
+        grounding_texts = [*answer, *source_pieces, *([query or ""] if ground else []), *claim]
         content_pieces = pieces if rules.content else []
         if space == tier:  # one call for both
             vectors = await self.vectors([*content_pieces, *grounding_texts], tier)
@@ -288,15 +290,19 @@ class Checker:
             if found:
                 topics["topics"] = found
         if ground:
-            answer_vectors = ground_vectors[: len(answer)]
-            source_vectors = ground_vectors[len(answer) : len(answer) + len(source_pieces)]
-            query_vector = ground_vectors[len(answer) + len(source_pieces)]
+            n, m = len(answer), len(source_pieces)
+            answer_vectors, source_vectors = ground_vectors[:n], ground_vectors[n : n + m]
+            query_vector, claim_vector = ground_vectors[n + m], ground_vectors[n + m + 1]
             # the answer as a whole: the mean of its sentences (no second, longer pass through the model)
             whole_vector = answer_vectors.mean(axis=0)
             whole_vector = whole_vector / max(float(np.linalg.norm(whole_vector)), 1e-9)
+            claims = answer_vectors.copy()
+            if n:
+                claims[0] = claim_vector  # the first sentence read as the completion of the question
+            grounded = semantic.grounding_score(answer, claims, grounding_source or "", source_vectors, query or "")
             scores = {
-                "GROUNDING": semantic.grounding_score(answer, answer_vectors, grounding_source or "", source_vectors),
-                "RELEVANCE": semantic.relevance_score(query_vector, whole_vector),
+                "GROUNDING": grounded,
+                "RELEVANCE": semantic.relevance_score(query_vector, whole_vector, claim_vector, tier),
             }
             gfilters: list[dict[str, Any]] = []
             for g in rules.grounding:

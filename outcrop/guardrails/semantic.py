@@ -4,10 +4,19 @@ Topics: a text is on a denied topic when one of its windows is close enough to t
 or to one of its examples. The cosine is rescaled so that the operator's anchors matter: an example is
 a sharper anchor than a definition (a definition describes, an example looks like what users write).
 
-Grounding: every sentence of an answer must be supported by some sentence of the source. Support is the
-best cosine to a source window, lowered when the sentence states a number the source never does (a
-cheap, strong sign of a made-up fact that similarity alone misses). The answer's score is the mean
-over its sentences. Relevance is the cosine between the query and the answer.
+Grounding, read as Bedrock reads it: the answer in the light of the query. Each answer sentence scores
+the words it adds to the question (content words not in the query: "Delhi" in answer to "...head office in
+what city?") by the share of them the source also uses, blended with the best cosine between the
+sentence and a source sentence; the first sentence is embedded after the query, as the completion of the
+question, so that a bare "Delhi" reads as the claim it makes. A sentence stating a number the source
+never does is halved (a cheap, strong sign of a made-up fact). A sentence that adds no word of its own
+("yes", or the question restated) scores its cosine alone. The answer's score is the mean over its
+sentences. Embeddings alone scored HaluEval's hallucinated answers above its right ones: right answers
+are often a bare name, and made-up ones whole sentences that reuse the passage's words.
+
+Relevance: whether the answer answers the query: the greater of the cosine between query and answer and
+how much of the query's meaning the query followed by the answer keeps (a short answer to the point
+keeps nearly all of it; an answer about something else drags the pair away), rescaled per tier.
 """
 
 from __future__ import annotations
@@ -31,7 +40,26 @@ import numpy as np
 THRESHOLDS = {"STANDARD": (0.39, 0.32), "CLASSIC": (0.39, 0.69)}
 CLASSIC_TOPICS = "CLASSIC+weighted"  # the vector space of CLASSIC denied topics (assess.Checker.vectors)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+# a full stop glued to the next capitalised sentence ("...century.First for Women is") also splits
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[a-z][.!?])(?=[A-Z][a-z])|\n+")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+# words that say nothing a source could support or contradict ("yes"/"no" answer the question's claim,
+# which the embedding part reads)
+_FUNCTION_WORDS = frozenset(
+    re.findall(
+        r"\w+",
+        """a an the of in on at to for by with from and or but nor is are was were be been being am
+    it its this that these those as what which who whom whose when where why how did do does done has have had having
+    not no yes than then there their they them he she his her him we us you your i me my our ours also about into
+    over after before during between both either neither so such very can could would should will shall may might
+    must just only any some all each""",
+    )
+)
+# GROUNDING: the weight of the lexical part, and RELEVANCE: the cosine between the query and query+answer that
+# counts as 0, per tier (the STANDARD encoder spreads unrelated texts wider than the static vectors).
+# Chosen on the development half of HaluEval QA (benchmarks/guardrails_grounding.py --split development).
+LEXICAL_WEIGHT = 0.7
+RETENTION_FLOOR = {"STANDARD": 0.7, "CLASSIC": 0.8}
 
 
 def sentences(text: str) -> list[str]:
@@ -63,19 +91,46 @@ def topic_score(anchors: TopicAnchors, windows: np.ndarray, tier: str = "STANDAR
     return max(0.5 + (best_def - definition_threshold), 0.5 + (best_ex - example_threshold), 0.0)
 
 
-def grounding_score(answer: Sequence[str], answer_vectors: np.ndarray, source: str,
-                    source_vectors: np.ndarray) -> float:  # fmt: skip
-    """Mean support of the answer's sentences by the source (see the module docstring)."""
+def _stem(word: str) -> str:
+    return word.lower()[:5]  # "finished"/"finish", "metres"/"metre": enough for names and numbers
+
+
+def _new_words(sentence: str, query: str) -> list[str]:
+    asked = {_stem(w) for w in _WORD.findall(query)}
+    return [w for w in _WORD.findall(sentence) if w.lower() not in _FUNCTION_WORDS and _stem(w) not in asked]
+
+
+def grounding_score(answer: Sequence[str], answer_vectors: np.ndarray, source: str, source_vectors: np.ndarray,
+                    query: str = "") -> float:  # fmt: skip
+    """Mean support of the answer's sentences by the source (see the module docstring). `answer_vectors`: one
+    row a sentence, the first embedded after the query when there is one (`claim`)."""
     if len(answer) == 0 or len(source_vectors) == 0:
         return 0.0
-    support = (answer_vectors @ source_vectors.T).max(axis=1)
+    similarity = (answer_vectors @ source_vectors.T).max(axis=1)
+    source_stems = {_stem(w) for w in _WORD.findall(source)}
     source_numbers = set(_NUMBER.findall(source))
+    support = np.zeros(len(answer), np.float32)
     for i, sentence in enumerate(answer):
-        stated = set(_NUMBER.findall(sentence))
-        if stated - source_numbers:
+        added = _new_words(sentence, query)
+        support[i] = similarity[i]
+        if added:
+            lexical = sum(_stem(w) in source_stems for w in added) / len(added)
+            support[i] = LEXICAL_WEIGHT * lexical + (1 - LEXICAL_WEIGHT) * similarity[i]
+        if set(_NUMBER.findall(sentence)) - source_numbers:
             support[i] *= 0.5
     return float(np.clip(support.mean(), 0.0, 1.0))
 
 
-def relevance_score(query_vector: np.ndarray, answer_vector: np.ndarray) -> float:
-    return float(np.clip(float(query_vector @ answer_vector), 0.0, 1.0))
+def claim(query: str, answer: Sequence[str]) -> str:
+    """The text whose vector stands for the answer's first sentence: the question followed by it."""
+    return f"{query.strip()} {answer[0]}".strip() if answer else query
+
+
+def relevance_score(query_vector: np.ndarray, answer_vector: np.ndarray, claim_vector: np.ndarray | None = None,
+                    tier: str = "STANDARD") -> float:  # fmt: skip
+    """See the module docstring; without `claim_vector`, the plain cosine between query and answer."""
+    score = float(query_vector @ answer_vector)
+    if claim_vector is not None:
+        floor = RETENTION_FLOOR.get(tier, RETENTION_FLOOR["STANDARD"])
+        score = max(score, (float(query_vector @ claim_vector) - floor) / (1 - floor))
+    return float(np.clip(score, 0.0, 1.0))

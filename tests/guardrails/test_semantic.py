@@ -93,3 +93,37 @@ def test_classic_topics_weigh_rare_words() -> None:
     assert float(weighted[0] @ weighted[1]) > float(plain[0] @ plain[1]) + 0.05
     assert semantic.topic_space("CLASSIC") == semantic.CLASSIC_TOPICS
     assert semantic.topic_space("STANDARD") == "STANDARD"
+
+
+@pytest.mark.parametrize("tier", ["STANDARD", "CLASSIC"])
+def test_grounding_reads_the_answer_with_the_query(tier: str) -> None:
+    """A bare name the source gives is grounded and relevant; a sentence that reuses the source's words
+    around a name the source never gives is not grounded (HaluEval's shape, our own example)."""
+    if tier == "CLASSIC":
+        from outcrop.guardrails.static import StaticEmbedder
+
+        def embed(texts: list[str]) -> np.ndarray:
+            return StaticEmbedder.load().embed(texts)
+    else:
+        embed = _embed
+    source = ("The Harwick Trust is a charity founded by the Lowell family.The Harwick Trust has its head office "
+              "in Leeds and runs twelve shelters.")  # fmt: skip
+    query = "The Lowell family founded a charity that has its head office in what city?"
+    pieces = semantic.sentences(source)
+    assert len(pieces) == 2  # the glued full stop splits
+
+    def scores(answer: str) -> tuple[float, float]:
+        sentences = semantic.sentences(answer)
+        vectors = embed([*sentences, query, semantic.claim(query, sentences)])
+        claims = vectors[: len(sentences)].copy()
+        claims[0] = vectors[-1]
+        grounding = semantic.grounding_score(sentences, claims, source, embed(pieces), query)
+        whole = vectors[: len(sentences)].mean(axis=0)
+        relevance = semantic.relevance_score(vectors[-2], whole / np.linalg.norm(whole), vectors[-1], tier)
+        return grounding, relevance
+
+    right, wrong = scores("Leeds"), scores("The Lowell family charity has its head office in Manchester.")
+    assert right[0] > 0.8 > wrong[0], (right, wrong)
+    assert right[1] > 0.5, right
+    off = scores("Bananas are a good source of potassium and fibre.")
+    assert off[0] < 0.5 and off[1] < 0.3, off
