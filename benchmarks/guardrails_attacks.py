@@ -76,8 +76,8 @@ def pct(part: int, whole: int) -> str:
 class Scores:
     """Every text's content-filter confidences, through guardrails_quality's pipeline (each text once)."""
 
-    def __init__(self, tier: str) -> None:
-        self.pipeline = quality._Pipeline(tier)
+    def __init__(self, tier: str, classifier: Path | None = None) -> None:
+        self.pipeline = quality._Pipeline(tier, classifier)
 
     def confidences(self, texts: Sequence[str]) -> list[dict[str, str]]:
         return self.pipeline.confidences(texts)
@@ -221,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--converse-benign", type=int, default=50, help="benign texts sent through Converse")
     ap.add_argument("--mirror", type=Path, default=sets.DEFAULT_MIRROR, help="folder of <owner>+<name>/repo")
     ap.add_argument("--cache", type=Path, default=None, help="clone missing repositories here (needs the internet)")
+    ap.add_argument("--classifier", type=Path, default=None, help="a classifier .npz other than the shipped one")
     args = ap.parse_args(argv)
 
     repos = sets.Repos(mirror=args.mirror, cache=args.cache)
@@ -239,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           + (f" or {args.cache}" if args.cache else ""))  # fmt: skip
     print(f"attacks: {sum(map(len, attacks.values()))}, benign: {sum(map(len, benign.values()))} "
           f"(benchmarks/_attack_sets.py; evaluation only)")  # fmt: skip
-    scores = Scores(args.tier)
+    scores = Scores(args.tier, args.classifier)
     started = time.perf_counter()
     scores.confidences([t for g in (attacks, benign, info) for v in g.values() for t in v])
     print(f"scored in {time.perf_counter() - started:.0f}s")

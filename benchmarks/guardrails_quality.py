@@ -78,13 +78,13 @@ class _Pipeline:
     """windows() -> the in-process MiniLM embedder -> ContentClassifier, with each text's confidences
     kept, so that asking again at another strength does not embed again."""
 
-    def __init__(self, tier: str = "STANDARD") -> None:
+    def __init__(self, tier: str = "STANDARD", classifier: Path | None = None) -> None:
         from outcrop.guardrails.assess import STATIC_CLASSIFIER
         from outcrop.guardrails.encoder import GuardrailEncoder
         from outcrop.guardrails.static import StaticEmbedder
 
         self.tier = tier
-        self.classifier = ContentClassifier.load(STATIC_CLASSIFIER if tier == "CLASSIC" else None)
+        self.classifier = ContentClassifier.load(classifier or (STATIC_CLASSIFIER if tier == "CLASSIC" else None))
         # STANDARD: MiniLM with the shipped adapters when the classifier was trained on them, as the runtime
         adapters = ADAPTERS if needs_adapters(self.classifier) else None
         # the guardrail encoder the runtime uses (outcrop.guardrails.encoder; OUTCROP_GUARDRAIL_ENCODER picks one)
@@ -126,13 +126,14 @@ class _Pipeline:
 
 _pipeline: _Pipeline | None = None
 TIER = "STANDARD"  # --tier
+CLASSIFIER: Path | None = None  # --classifier
 
 
 def flagged(texts: Sequence[str], strength: str) -> list[bool]:
     """Whether the content filters, all at `strength` (PROMPT_ATTACK off), block each text."""
     global _pipeline
     if _pipeline is None:
-        _pipeline = _Pipeline(TIER)
+        _pipeline = _Pipeline(TIER, CLASSIFIER)
     return [any(blocks(c[f], strength) for f in FILTERS) for c in _pipeline.confidences(texts)]
 
 
@@ -172,9 +173,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="STANDARD: MiniLM (default); CLASSIC: the static-embedding classifier",
     )
     parser.add_argument("--data", type=Path, default=MODERATION, help="the moderation set (.jsonl.gz)")
+    parser.add_argument("--classifier", type=Path, default=None, help="a classifier .npz other than the shipped one")
     args = parser.parse_args(argv)
-    global TIER
-    TIER = args.tier
+    global TIER, CLASSIFIER
+    TIER, CLASSIFIER = args.tier, args.classifier
 
     print(machine_summary())
     print(f"tier: {TIER} (content filters on {'static embeddings' if TIER == 'CLASSIC' else 'all-MiniLM-L6-v2'})")

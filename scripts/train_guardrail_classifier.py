@@ -99,7 +99,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from outcrop.guardrails.content import BENIGN, CATEGORIES, REPORTED_AS, ContentClassifier, windows  # noqa: E402
+from outcrop.guardrails.content import (  # noqa: E402
+    BENIGN,
+    CATEGORIES,
+    REPORTED_AS,
+    WINDOW_WORDS,
+    ContentClassifier,
+    windows,
+    with_whole,
+)
 
 TRAIN_DIR = ROOT / "outcrop" / "guardrails" / "data" / "train"
 OVER_REFUSAL = ROOT / "benchmarks" / "data" / "over_refusal.txt"
@@ -115,6 +123,7 @@ HIDDEN, DROPOUT, EPOCHS, BATCH, LEARNING_RATE = 256, 0.5, 5, 256, 1e-3
 LOW_BENIGN, MEDIUM_BENIGN, HIGH_BENIGN = 0.08, 0.02, 0.005
 HIGH_PRECISION = 0.95
 LOW_FLOOR, MEDIUM_FLOOR, HIGH_FLOOR = 0.3, 0.5, 0.7
+MAX_DOCUMENTS = 800  # per fold: benign documents, and harmful lines given a paragraph and an embedding
 
 
 def log(msg: str = "") -> None:
@@ -156,31 +165,94 @@ def read_examples(folder: Path) -> tuple[list[str], np.ndarray, list[str]]:
     return [t for t, _, _ in kept], np.array([i for _, i, _ in kept], dtype=np.int64), [s for _, _, s in kept]
 
 
+def read_public(path: Path) -> tuple[list[str], list[str], list[str]]:
+    """The public training set scripts/guardrail_data.py writes: (texts, class names, sources)."""
+    import json
+
+    texts, labels, sources = [], [], []
+    with path.open(encoding="utf-8") as f:  # not splitlines(): texts may hold U+2028
+        rows = [json.loads(line) for line in f if line.strip()]
+    for row in rows:
+        if row["label"] in CLASSES:
+            texts.append(str(row["text"]))
+            labels.append(str(row["label"]))
+            sources.append("public:" + str(row["source"]))
+    return texts, labels, sources
+
+
+def merge(
+    texts: list[str], y: np.ndarray, sources: list[str], public: tuple[list[str], list[str], list[str]]
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """The project's lines and the public rows, a text under two classes dropped, duplicates kept once."""
+    seen = {" ".join(t.lower().split()): int(c) for t, c in zip(texts, y, strict=True)}
+    out_t, out_y, out_s = list(texts), [int(c) for c in y], list(sources)
+    clash = 0
+    for text, label, source in zip(*public, strict=True):
+        key = " ".join(text.lower().split())
+        c = CLASSES.index(label)
+        if key in seen:
+            clash += seen[key] != c
+            continue
+        seen[key] = c
+        out_t.append(text)
+        out_y.append(c)
+        out_s.append(source)
+    if clash:
+        log(f"public rows already among the project's lines under another class: {clash} (the project's kept)")
+    return out_t, np.array(out_y, dtype=np.int64), out_s
+
+
+def line_vectors(
+    texts: list[str], y: np.ndarray, embed: Embedder | StaticTextEmbedder
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each text's training vector and the windows of long texts as extra examples.
+
+    A text of one window is that window's vector. A longer one (public rows: jailbreak prompts,
+    e-mails, long comments) is its whole-text vector as the runtime computes it (content.with_whole:
+    the normalized mean of its windows), and its windows are extra examples of its class -- except a
+    prompt attack's, whose sentences are mostly harmless one by one. Returns (vectors, extra vectors,
+    index of the text each extra vector comes from)."""
+    pieces = [windows(t) for t in texts]
+    flat = embed([w for p in pieces for w in p])
+    x = np.zeros((len(texts), flat.shape[1]), dtype=np.float32)
+    extra, owner = [], []
+    attack = CLASSES.index("PROMPT_ATTACK")
+    at = 0
+    for i, p in enumerate(pieces):
+        v = flat[at : at + len(p)]
+        at += len(p)
+        x[i] = with_whole(v)[-1]
+        if len(p) > 1 and y[i] != attack:
+            extra.append(v)
+            owner.extend([i] * len(p))
+    extra_x = np.concatenate(extra) if extra else np.zeros((0, flat.shape[1]), np.float32)
+    return x, extra_x, np.array(owner, dtype=np.int64)
+
+
 class Embedder:
-    """MiniLM through sentence-transformers, normalized like the runtime's embedder; memoized by text,
-    optionally persisted to a cache file between runs."""
+    """The runtime's guardrail vectors (outcrop/guardrails/encoder.py: ONNX Runtime int8 MiniLM by default,
+    OUTCROP_GUARDRAIL_ENCODER picks another backend), so the classifier is trained on what it will read;
+    memoized by backend and text, optionally persisted to a cache file between runs."""
 
     def __init__(self, cache: Path | None) -> None:
-        from sentence_transformers import SentenceTransformer
+        from outcrop.guardrails.encoder import GuardrailEncoder
 
-        from outcrop.engines.embeddings import _default_model_path
-
-        self.model = SentenceTransformer(_default_model_path(), device="cpu")
+        self.encoder = GuardrailEncoder(threads=2)
+        self.encoder.load()
         self.cache_path = cache
         self.memo: dict[str, np.ndarray] = {}
         if cache is not None and cache.exists():
             with np.load(cache, allow_pickle=False) as data:
                 self.memo = dict(zip((str(k) for k in data["keys"]), data["vectors"], strict=True))
 
-    @staticmethod
-    def _key(text: str) -> str:
-        return hashlib.sha1(text.encode()).hexdigest()
+    def _key(self, text: str) -> str:
+        return hashlib.sha1(f"{self.encoder.backend}\0{text}".encode()).hexdigest()
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         missing = sorted({t for t in texts if self._key(t) not in self.memo})
-        if missing:
-            vectors = self.model.encode(missing, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-            for text, vector in zip(missing, vectors, strict=True):
+        for start in range(0, len(missing), 512):
+            batch = missing[start : start + 512]
+            for text, vector in zip(batch, self.encoder.encode(batch), strict=True):
                 self.memo[self._key(text)] = np.asarray(vector, dtype=np.float32)
         return np.stack([self.memo[self._key(t)] for t in texts]) if texts else np.zeros((0, 384), np.float32)
 
@@ -283,13 +355,16 @@ def weighted_log_loss(p: np.ndarray, y: np.ndarray, benign_weight: float) -> flo
     return float((weight * -np.log(np.maximum(p[np.arange(len(y)), y], 1e-12))).sum() / weight.sum())
 
 
+def _author(source: str) -> bool:
+    """Whether a benign example comes from one author's file (benign_a.txt, ...): a fold of its own."""
+    return source.startswith("benign")
+
+
 def folds(y: np.ndarray, sources: list[str], seed: int) -> np.ndarray:
     """A fold number per example: one fold per benign source file, so that every benign example is
     scored by a model that never saw a line of its author's file; the harmful examples spread over
     the same number of folds, stratified by class. Reproducible."""
-    benign_sources = sorted(
-        {s for s, c in zip(sources, y, strict=True) if c == CLASSES.index(BENIGN) and not s.startswith("extra_")}
-    )
+    benign_sources = sorted({s for s, c in zip(sources, y, strict=True) if c == CLASSES.index(BENIGN) and _author(s)})
     if len(benign_sources) < 2:
         raise SystemExit("the held-out split needs at least two benign files (benign_a.txt, benign_b.txt, ...)")
     rng = np.random.default_rng(seed)
@@ -298,9 +373,9 @@ def folds(y: np.ndarray, sources: list[str], seed: int) -> np.ndarray:
         members = np.flatnonzero(y == c)
         spread = members
         if c == CLASSES.index(BENIGN):  # author files: a fold each; extra_benign.txt: spread like the harmful lines
-            spread = np.array([i for i in members if sources[i].startswith("extra_")], dtype=np.int64)
+            spread = np.array([i for i in members if not _author(sources[i])], dtype=np.int64)
             for i in members:
-                if not sources[i].startswith("extra_"):
+                if _author(sources[i]):
                     fold[i] = benign_sources.index(sources[i])
         fold[rng.permutation(spread)] = np.arange(len(spread)) % len(benign_sources)
     return fold
@@ -374,16 +449,25 @@ def held_out_texts(texts: list[str], y: np.ndarray, fold: np.ndarray) -> HeldOut
 
     for k in range(int(fold.max()) + 1):
         held = np.flatnonzero(fold == k)
-        benign = [texts[i] for i in held if cat[i] == -1]
+        short = [i for i in held if len(texts[i].split()) <= WINDOW_WORDS]  # long texts are no one's filler
+        benign = [texts[i] for i in short if cat[i] == -1]
+        by_class: dict[int, list[str]] = {}
+        for i in short:
+            by_class.setdefault(int(y[i]), []).append(texts[i])
         for i in held:
             add(texts[i], "line", int(y[i]), k)
-        for _ in benign:
+        for _ in range(min(len(benign), MAX_DOCUMENTS)):
             add(" ".join(rng.sample(benign, rng.randint(2, 8))), "benign document", benign_class, k)
-        for i in held:
-            if cat[i] == -1:
-                continue
-            same = [texts[j] for j in held if y[j] == y[i] and j != i]
-            add(" ".join([texts[i], *rng.sample(same, rng.randint(1, 3))]), "paragraph", int(y[i]), k)
+        harmful = [i for i in short if cat[i] != -1]
+        for i in rng.sample(harmful, min(len(harmful), MAX_DOCUMENTS)):
+            same = [t for t in by_class[int(y[i])] if t != texts[i]]
+            if same:
+                add(
+                    " ".join([texts[i], *rng.sample(same, min(len(same), rng.randint(1, 3)))]),
+                    "paragraph",
+                    int(y[i]),
+                    k,
+                )
             filler = rng.sample(benign, rng.randint(1, 5))
             filler.insert(rng.randrange(len(filler) + 1), texts[i])
             add(" ".join(filler), "embedded", int(y[i]), k)
@@ -536,6 +620,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=TRAIN_DIR)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--cache", type=Path, default=None, help="an .npz to keep embeddings in between runs")
+    parser.add_argument(
+        "--public",
+        type=Path,
+        default=None,
+        help="the public training set (scripts/guardrail_data.py writes ~/.cache/outcrop/guardrail-train/public.jsonl)",
+    )
     parser.add_argument("--no-augment", action="store_true", help="train on the lines only")
     parser.add_argument("--benign-weight", type=float, default=BENIGN_WEIGHT, help="BENIGN's weight / all harmful")
     parser.add_argument(
@@ -554,15 +644,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.embedder, args.out = "static", OUT.with_name("content_classifier_static.npz")
 
     texts, y, sources = read_examples(args.data)
+    project_lines = len(texts)
+    if args.public is not None:
+        texts, y, sources = merge(texts, y, sources, read_public(args.public))
+        log(f"public rows: {len(texts) - project_lines} ({args.public})")
     counts = np.bincount(y, minlength=len(CLASSES))
     log("examples: " + ", ".join(f"{c} {n}" for c, n in zip(CLASSES, counts, strict=True)))
     if (counts == 0).any():
         raise SystemExit("every class needs examples")
     embed: Embedder | StaticTextEmbedder = Embedder(args.cache) if args.embedder == "minilm" else StaticTextEmbedder()
-    x = embed(texts)
+    x, x_long, long_owner = line_vectors(texts, y, embed)
     embed.save()
-    if args.embedder == "minilm":
-        check_over_refusal_apart(x, texts, embed)
+    if args.embedder == "minilm":  # the project's own lines (the public rows were deduplicated at 0.9)
+        check_over_refusal_apart(x[:project_lines], texts[:project_lines], embed)
 
     fold = folds(y, sources, SEED)
     n_folds = int(fold.max()) + 1
@@ -574,6 +668,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         x_aug, y_aug, f_aug = held.augmentation()
         log(f"augmentation: {len(y_aug)} windows of held-out documents and paragraphs, each used by the other folds")
+    if len(long_owner):
+        x_aug = np.concatenate([x_aug, x_long])
+        y_aug = np.concatenate([y_aug, y[long_owner]])
+        f_aug = np.concatenate([f_aug, fold[long_owner]])
+        log(f"windows of long texts: {len(long_owner)}, each with its text's class and fold")
 
     best: tuple[float, float, np.ndarray, list[Model]] | None = None
     for decay in DECAY_GRID:

@@ -24,6 +24,10 @@ MAX_WINDOWS of them (about 1,900 words; the rest is not read). A category's scor
 the pieces. MIN_WORDS was chosen on held-out documents built from our own examples (see the training
 script): 8-word pieces caught a harmful sentence inside benign text more often but flagged benign
 multi-sentence texts more, for the same average held-out recall and 40 % more windows to embed.
+A text of several windows is also scored as a whole (`with_whole`): the mean of its window vectors,
+normalized, counts as one more window. It costs no extra embedding, and it is what sees a jailbreak
+prompt, whose sentences are harmless one by one and whose intent is in the whole (the classifier is
+trained on such means of long texts, scripts/train_guardrail_classifier.py).
 This module needs numpy only: the caller embeds (the guardrail runtime through the embedding engine,
 the scripts directly).
 """
@@ -99,6 +103,15 @@ def windows(text: str) -> list[str]:
         whole = " ".join(text.split())
         out = [whole] if len(out) == 1 else [whole, *out]
     return out
+
+
+def with_whole(vectors: np.ndarray) -> np.ndarray:
+    """A text's window vectors and, when there are several, their normalized mean (the whole text)."""
+    x = np.asarray(vectors, dtype=np.float32)
+    if len(x) < 2:
+        return x
+    mean = x.mean(axis=0)
+    return np.concatenate([x, (mean / max(float(np.linalg.norm(mean)), 1e-12))[None, :]])
 
 
 def blocks(confidence: str, strength: str) -> bool:
@@ -200,8 +213,9 @@ class ContentClassifier:
         return np.asarray(per_category * (harmful / top)[:, None])
 
     def text_scores(self, vectors: np.ndarray) -> np.ndarray:
-        """(categories,): the largest score over one text's windows (zeros for no window)."""
-        p = self.window_scores(vectors)
+        """(categories,): the largest score over one text's windows and its whole (`with_whole`; zeros for
+        no window)."""
+        p = self.window_scores(with_whole(np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimensions)))
         return p.max(axis=0) if len(p) else np.zeros(len(CATEGORIES), dtype=np.float32)
 
     def scores(self, vectors: np.ndarray) -> dict[str, float]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from outcrop.guardrails.content import CATEGORIES, ContentClassifier, blocks
+from outcrop.guardrails.content import CATEGORIES, ContentClassifier, blocks, with_whole
 
 MODELS = ("omni-moderation-latest", "omni-moderation-2024-09-26", "text-moderation-latest", "text-moderation-stable")
 OPENAI_CATEGORIES = (
@@ -45,8 +45,9 @@ def result(classifier: ContentClassifier, vectors: np.ndarray) -> dict[str, Any]
             scores[name] = category[ours]
             flags[name] = blocks(confidence[ours], "MEDIUM")
         # VIOLENCE holds two classes: split it by the leaning of the window that scores highest
-        windows = classifier.window_scores(vectors)[:, CATEGORIES.index("VIOLENCE")]
-        p = classifier.probabilities(vectors)[int(np.argmax(windows))]
+        pieces = with_whole(vectors)
+        windows = classifier.window_scores(pieces)[:, CATEGORIES.index("VIOLENCE")]
+        p = classifier.probabilities(pieces)[int(np.argmax(windows))]
         v, sh = (p[classifier.classes.index(c)] if c in classifier.classes else 0.0 for c in ("VIOLENCE", "SELF_HARM"))
         share = float(sh / (v + sh)) if v + sh > 0 else 0.0
         violent = blocks(confidence["VIOLENCE"], "MEDIUM")

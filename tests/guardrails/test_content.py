@@ -264,3 +264,22 @@ def test_harmful_sentence_inside_long_benign_text_is_caught(embedder: Any, class
     text = " ".join([*filler * 2, harmful, *filler])
     assert len(text.split()) > 3 * WINDOW_WORDS
     assert at_least_medium(classify(embedder, classifier, text)["VIOLENCE"])
+
+
+def test_a_text_of_several_windows_is_also_scored_as_a_whole() -> None:
+    """with_whole: one window stays as it is; several get their normalized mean as one more window, which
+    the classifier scores like the others (what sees a jailbreak whose sentences are harmless one by one)."""
+    from outcrop.guardrails.content import with_whole
+
+    one = np.array([[0.6, 0.8]], dtype=np.float32)
+    assert with_whole(one).shape == (1, 2)
+    two = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    whole = with_whole(two)
+    assert whole.shape == (3, 2) and np.allclose(whole[2], [2**-0.5, 2**-0.5])
+    # a classifier that only fires on the mean direction fires on the pair, never on either window alone
+    weights = np.array([[4.0, 4.0], [0.0, 0.0]] + [[0.0, 0.0]] * 6, dtype=np.float32)
+    bias = np.array([-5.0, 0.0] + [-50.0] * 6, dtype=np.float32)
+    classes = ("PROMPT_ATTACK", "BENIGN", "HATE", "INSULTS", "SEXUAL", "VIOLENCE", "MISCONDUCT", "SELF_HARM")
+    classifier = ContentClassifier(weights, bias, classes, np.full((6, 3), [0.3, 0.5, 0.7]), "test")
+    assert classifier.scores(two[:1])["PROMPT_ATTACK"] < 0.5 and classifier.scores(two[1:])["PROMPT_ATTACK"] < 0.5
+    assert classifier.scores(two)["PROMPT_ATTACK"] > 0.5
