@@ -143,9 +143,10 @@ class Checker:
             self._classifiers[tier] = ContentClassifier.load(STATIC_CLASSIFIER if tier == "CLASSIC" else None)
         return self._classifiers[tier]
 
-    async def _topic_anchors(self, compiled: Compiled, rules: Rules) -> list[semantic.TopicAnchors]:
+    async def _topic_anchors(self, compiled: Compiled, rules: Rules, tier: str = "") -> list[semantic.TopicAnchors]:
+        """The topics' anchors in the vector space `tier` (default: the space of the topic tier's own)."""
         g = compiled.guardrail
-        tier = semantic.topic_space(rules.topic_tier)
+        tier = tier or semantic.topic_space(rules.topic_tier)
         keys = [(g.id, g.version + g.updated_at.isoformat() + tier, t.name) for t in rules.topics]
         missing = [(k, t) for k, t in zip(keys, rules.topics, strict=True) if k not in self._anchors]
         if missing:
@@ -157,6 +158,22 @@ class Checker:
                 self._anchors[key] = semantic.TopicAnchors(t.name, vectors[at : at + n])
                 at += n
         return [self._anchors[k] for k in keys]
+
+    async def _topic_scores(self, compiled: Compiled, rules: Rules, pieces: list[str],
+                            anchors: list[semantic.TopicAnchors], vectors: np.ndarray) -> list[float]:  # fmt: skip
+        """Each topic's best score over the windows (>= 0.5: detected). On a tier with a cascade (CLASSIC), the
+        (topic, window) pairs its own vectors leave uncertain are scored again on the STANDARD encoder, which
+        embeds only the windows concerned (semantic.CASCADE)."""
+        tier = rules.topic_tier
+        scores = np.stack([semantic.window_scores(a, vectors, tier) for a in anchors])  # (topics, windows)
+        band = semantic.uncertain(scores, tier)
+        if band.any():
+            columns = np.flatnonzero(band.any(axis=0))
+            exact = await self.vectors([pieces[i] for i in columns], "STANDARD")
+            for k, anchor in enumerate(await self._topic_anchors(compiled, rules, "STANDARD")):
+                rescored = semantic.window_scores(anchor, exact, "STANDARD")
+                scores[k, columns] = np.where(band[k, columns], rescored, scores[k, columns])
+        return [float(row.max()) for row in scores]
 
     async def assess(
         self,
@@ -280,9 +297,10 @@ class Checker:
             if filters:
                 content["filters"] = filters
         if rules.topics and len(pieces):
+            topic_scores = await self._topic_scores(compiled, rules, pieces, anchors, topic_vectors)
             found = []
-            for topic, anchor in zip(rules.topics, anchors, strict=True):
-                detected = semantic.topic_score(anchor, topic_vectors, rules.topic_tier) >= 0.5
+            for topic, best in zip(rules.topics, topic_scores, strict=True):
+                detected = best >= 0.5
                 if detected or full:
                     found.append({"name": topic.name, "type": "DENY",
                                   "action": "BLOCKED" if detected and topic.action == "BLOCK" else "NONE",

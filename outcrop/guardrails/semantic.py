@@ -3,6 +3,7 @@
 Topics: a text is on a denied topic when one of its windows is close enough to the topic's definition
 or to one of its examples. The cosine is rescaled so that the operator's anchors matter: an example is
 a sharper anchor than a definition (a definition describes, an example looks like what users write).
+CLASSIC scores with static vectors and hands the (topic, window) pairs it is unsure of (CASCADE) to MiniLM.
 
 Grounding, read as Bedrock reads it: the answer in the light of the query. Each answer sentence scores
 the words it adds to the question (content words not in the query: "Delhi" in answer to "...head office in
@@ -38,6 +39,20 @@ import numpy as np
 # prints both tiers on the evaluation topics. Examples count more than the definition on both tiers: give
 # several, phrased the way users ask.
 THRESHOLDS = {"STANDARD": (0.39, 0.32), "CLASSIC": (0.39, 0.69)}
+# CLASSIC cascade: a (topic, window) pair whose CLASSIC score (topic_score's scale, 0.5 = the threshold) falls
+# in [low, high) is uncertain, and is decided by the STANDARD encoder and thresholds instead; below `low` it
+# is off-topic, from `high` on it is on-topic, with no transformer run. Static vectors alone top out at
+# development F1 0.59; what was tried on the development split first, at each variant's best thresholds:
+# lexical evidence (the rare-weighted share of the text's content words found in the topic's definition and
+# examples, added to the cosines: 0.60 at best; the weighted static vectors already are mostly lexical),
+# per-topic and per-text normalization against a fixed list of 50 benign requests (anchor or text hubness
+# subtracted, CSLS, z-scores: 0.61-0.66 on development, and unstable: the best thresholds moved with every
+# variant). The band was chosen on the development split as the one with the best F1 on a 0.01 grid (low
+# 0.30-0.41, high 0.55-0.65): (0.37, 0.60), development F1 0.79 (P 0.83, R 0.76; STANDARD alone 0.78);
+# the encoder then runs on 13 % of the benign development texts and 50 % of the near misses, and on no
+# window of benchmarks/guardrails_latency.py's ~200-word answer with its three topics (top CLASSIC score
+# 0.36). A window it does run on costs one MiniLM pass (several ms on one core).
+CASCADE = {"CLASSIC": (0.37, 0.60)}
 CLASSIC_TOPICS = "CLASSIC+weighted"  # the vector space of CLASSIC denied topics (assess.Checker.vectors)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # a full stop glued to the next capitalised sentence ("...century.First for Women is") also splits
@@ -79,16 +94,30 @@ class TopicAnchors:
     vectors: np.ndarray
 
 
-def topic_score(anchors: TopicAnchors, windows: np.ndarray, tier: str = "STANDARD") -> float:
-    """How far past its threshold the closest anchor is, as a cosine-like score in [0, 1]; >= 0.5 is a hit."""
+def window_scores(anchors: TopicAnchors, windows: np.ndarray, tier: str = "STANDARD") -> np.ndarray:
+    """Per window, how far past its threshold the closest anchor is, as a cosine-like score in [0, 1];
+    >= 0.5 is a hit."""
     definition_threshold, example_threshold = THRESHOLDS[tier]
     if len(windows) == 0:
-        return 0.0
+        return np.zeros(0, np.float32)
     sims = windows @ anchors.vectors.T  # (windows, anchors)
-    best_def = float(sims[:, 0].max())
-    best_ex = float(sims[:, 1:].max()) if anchors.vectors.shape[0] > 1 else -1.0
+    best_def = sims[:, 0]
+    best_ex = sims[:, 1:].max(axis=1) if anchors.vectors.shape[0] > 1 else np.full(len(windows), -1.0, np.float32)
     # Map each to 0.5 at its own threshold so that one number says "detected or not".
-    return max(0.5 + (best_def - definition_threshold), 0.5 + (best_ex - example_threshold), 0.0)
+    return np.maximum(np.maximum(0.5 + (best_def - definition_threshold), 0.5 + (best_ex - example_threshold)), 0.0)
+
+
+def topic_score(anchors: TopicAnchors, windows: np.ndarray, tier: str = "STANDARD") -> float:
+    """The best of `window_scores`: >= 0.5 is a hit."""
+    return float(window_scores(anchors, windows, tier).max()) if len(windows) else 0.0
+
+
+def uncertain(scores: np.ndarray, tier: str) -> np.ndarray:
+    """Which of `tier`'s scores (topic_score's scale) its cascade hands to the STANDARD encoder (CASCADE)."""
+    if tier not in CASCADE:
+        return np.zeros(np.shape(scores), bool)
+    low, high = CASCADE[tier]
+    return (scores >= low) & (scores < high)
 
 
 def _stem(word: str) -> str:

@@ -3,6 +3,8 @@ outcrop/guardrails/semantic.py were chosen on (our own, written for this)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -93,6 +95,48 @@ def test_classic_topics_weigh_rare_words() -> None:
     assert float(weighted[0] @ weighted[1]) > float(plain[0] @ plain[1]) + 0.05
     assert semantic.topic_space("CLASSIC") == semantic.CLASSIC_TOPICS
     assert semantic.topic_space("STANDARD") == "STANDARD"
+
+
+def test_classic_cascade_embeds_only_uncertain_windows() -> None:
+    """CLASSIC denied topics run MiniLM only on the windows whose static score is in semantic.CASCADE's band,
+    and decide those pairs on STANDARD's scale; a clear miss or a clear hit costs no transformer pass."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from outcrop.guardrails.assess import Checker, Compiled
+    from outcrop.guardrails.policy import compile_rules
+    from outcrop.guardrails.static import StaticEmbedder
+    from outcrop.guardrails.store import Guardrail
+
+    topics: list[dict[str, Any]] = [{"name": n, "type": "DENY", "definition": d, "examples": e}
+                                    for n, (d, e) in TOPICS.items()]  # fmt: skip
+    config = {"name": "t", "topicPolicyConfig": {"topicsConfig": topics, "tierConfig": {"tierName": "CLASSIC"}}}
+    now = datetime.now(UTC)
+    compiled = Compiled(Guardrail("g", "DRAFT", "t", None, config, now, now), compile_rules(config, "INPUT"),
+                        compile_rules(config, "OUTPUT"))  # fmt: skip
+    static = StaticEmbedder.load()
+    anchors = [semantic.TopicAnchors(t["name"], static.embed([f"{t['name']}: {t['definition']}", *t["examples"]],
+                                                              weighted=True)) for t in topics]  # fmt: skip
+    anchor_texts = {a for t in topics for a in (f"{t['name']}: {t['definition']}", *t["examples"])}
+    seen: list[str] = []
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        seen.extend(t for t in texts if t not in anchor_texts)
+        return _embed(texts)
+
+    checker = Checker(embed)
+    for text in [*OFF_TOPIC, *(t for texts in ON_TOPIC.values() for t in texts), "Which stocks should I buy?"]:
+        seen.clear()
+        out = asyncio.run(checker.assess(compiled, "INPUT", [text], scope="FULL"))
+        vector = static.embed([text], weighted=True)
+        scores = np.array([semantic.topic_score(a, vector, "CLASSIC") for a in anchors])
+        band = semantic.uncertain(scores, "CLASSIC")
+        assert seen == ([text] if band.any() else []), (text, scores)
+        detected = [t["detected"] for t in out.assessment["topicPolicy"]["topics"]]
+        assert [d for d, b in zip(detected, band, strict=True) if not b] == list(scores[~band] >= 0.5), text
+    low, high = semantic.CASCADE["CLASSIC"]
+    assert low < 0.5 <= high
+    assert not semantic.uncertain(np.array([0.1, 0.9]), "STANDARD").any()
 
 
 @pytest.mark.parametrize("tier", ["STANDARD", "CLASSIC"])
