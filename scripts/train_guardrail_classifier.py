@@ -1,4 +1,16 @@
-"""Train the content-filter classifier (outcrop/guardrails/content.py) on the examples the project wrote.
+"""Train the content-filter classifier (outcrop/guardrails/content.py) on the examples the project wrote
+and, with --public, on public labelled data (scripts/guardrail_data.py; sources and licences in
+outcrop/guardrails/data/DATA.md).
+
+Public data (--public)
+    The rows scripts/guardrail_data.py writes (already deduplicated against every evaluation set at
+    cosine 0.9) join the project's lines; a row the project already has under another class is
+    dropped (the project's label wins). They are spread over the held-out folds like the harmful lines.
+    A text of several windows (a jailbreak prompt, an e-mail, a long comment) is trained on as the
+    runtime scores it as a whole (content.with_whole: the normalized mean of its windows), and its
+    windows are examples of its class too -- except a prompt attack's, whose sentences are mostly
+    harmless one by one. Every vector is the runtime's (outcrop/guardrails/encoder.py: ONNX Runtime
+    int8 by default), so the classifier reads at run time what it was trained on.
 
 Data
     outcrop/guardrails/data/train/*.txt, one example a line (blank lines and lines starting with "#"
@@ -57,7 +69,11 @@ Choices made on the held-out split (never on an evaluation set)
       the five content filters (HATE, INSULTS, SEXUAL, VIOLENCE, MISCONDUCT) get their thresholds at
       one common share q of their benign scores, q the largest at which at most LOW_BENIGN (8 %),
       MEDIUM_BENIGN (2 %) or HIGH_BENIGN (0.5 %) of the benign texts reach any of the five: the budget
-      is for what a guardrail with all five at one strength refuses, not per filter. PROMPT_ATTACK
+      is for what a guardrail with all five at one strength refuses, not per filter. The budget counts
+      every benign source alike (each project file, each public set, the built documents: weights
+      1 / the source's size), so that thousands of easy negatives (grade-school maths, instructions)
+      cannot loosen the thresholds that the hard ones (edgy posts, neutral statements about groups)
+      must hold; the per-source table shows what each refuses. PROMPT_ATTACK
       gets the same budgets on its own. A band's threshold is never below LOW_FLOOR (0.3),
       MEDIUM_FLOOR (0.5) or HIGH_FLOOR (0.7), nor below the band under it. HIGH is then raised, if
       needed, to the lowest threshold at which the held-out precision (texts of the category among all
@@ -89,8 +105,9 @@ import argparse
 import hashlib
 import random
 import sys
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -409,6 +426,7 @@ class HeldOut:
     label: np.ndarray  # class index (BENIGN for benign documents, the class of an embedded line)
     category: np.ndarray  # category index, -1 for benign
     fold: np.ndarray
+    groups: list[str] = field(default_factory=list)  # a line's source file or set; "documents" for built ones
     vectors: np.ndarray | None = None  # the embeddings of all texts' windows, text after text
     owner: np.ndarray | None = None  # the text each row of `vectors` belongs to
     scores: np.ndarray | None = None  # (texts, categories), from content.ContentClassifier
@@ -430,7 +448,7 @@ class HeldOut:
 KINDS = ("line", "benign document", "paragraph", "embedded")
 
 
-def held_out_texts(texts: list[str], y: np.ndarray, fold: np.ndarray) -> HeldOut:
+def held_out_texts(texts: list[str], y: np.ndarray, fold: np.ndarray, sources: list[str] | None = None) -> HeldOut:
     """Every held-out line as it is; as many benign documents (2-8 benign lines) as benign lines; for
     each harmful line a paragraph (with 1-3 more lines of its class) and the line embedded among 1-5
     benign lines. All drawn from the same fold's held-out lines."""
@@ -441,7 +459,8 @@ def held_out_texts(texts: list[str], y: np.ndarray, fold: np.ndarray) -> HeldOut
     folds_: list[int] = []
     benign_class = CLASSES.index(BENIGN)
 
-    def add(text: str, kind: str, label: int, k: int) -> None:
+    def add(text: str, kind: str, label: int, k: int, group: str = "documents") -> None:
+        out.groups.append(group)
         out.texts.append(text)
         out.kinds.append(kind)
         labels.append(label)
@@ -455,7 +474,7 @@ def held_out_texts(texts: list[str], y: np.ndarray, fold: np.ndarray) -> HeldOut
         for i in short:
             by_class.setdefault(int(y[i]), []).append(texts[i])
         for i in held:
-            add(texts[i], "line", int(y[i]), k)
+            add(texts[i], "line", int(y[i]), k, sources[i].removeprefix("public:") if sources else "lines")
         for _ in range(min(len(benign), MAX_DOCUMENTS)):
             add(" ".join(rng.sample(benign, rng.randint(2, 8))), "benign document", benign_class, k)
         harmful = [i for i in short if cat[i] != -1]
@@ -491,23 +510,32 @@ def score_held_out(held: HeldOut, models: list[Model]) -> None:
 # --- thresholds --------------------------------------------------------------------------------
 
 
-def benign_threshold(benign_scores: np.ndarray, budget: float, floor: float) -> float:
-    """The lowest threshold (>= floor) that at most `budget` of the benign scores reach."""
-    ordered = np.sort(benign_scores)[::-1]
-    allowed = int(np.floor(budget * len(ordered)))
-    t = float(np.nextafter(ordered[allowed], np.inf)) if allowed < len(ordered) else 0.0
+def benign_threshold(
+    benign_scores: np.ndarray, budget: float, floor: float, weights: np.ndarray | None = None
+) -> float:
+    """The lowest threshold (>= floor) that benign scores of at most `budget` of the total weight reach
+    (every score weighing the same when `weights` is None)."""
+    w = np.ones(len(benign_scores)) if weights is None else np.asarray(weights, dtype=np.float64)
+    order = np.argsort(-benign_scores, kind="stable")
+    ordered, share = benign_scores[order], np.cumsum(w[order]) / w.sum()
+    over = np.flatnonzero(share > budget + 1e-12)  # the first score whose inclusion passes the budget
+    t = float(np.nextafter(ordered[over[0]], np.inf)) if len(over) else 0.0
     return max(t, floor)
 
 
-def union_thresholds(benign: np.ndarray, columns: list[int], target: float, floor: float) -> dict[int, float]:
+def union_thresholds(
+    benign: np.ndarray, columns: list[int], target: float, floor: float, weights: np.ndarray | None = None
+) -> dict[int, float]:
     """Per-column thresholds, each at the same share q of benign scores, with q the largest (found by
-    bisection) at which at most `target` of the benign texts reach any of them."""
+    bisection) at which benign texts of at most `target` of the total weight reach any of them."""
+    w = np.ones(len(benign)) if weights is None else np.asarray(weights, dtype=np.float64)
 
     def at(q: float) -> dict[int, float]:
-        return {j: benign_threshold(benign[:, j], q, floor) for j in columns}
+        return {j: benign_threshold(benign[:, j], q, floor, w) for j in columns}
 
     def union(ts: dict[int, float]) -> float:
-        return float(np.any([benign[:, j] >= t for j, t in ts.items()], axis=0).mean())
+        hit = np.any([benign[:, j] >= t for j, t in ts.items()], axis=0)
+        return float((w * hit).sum() / w.sum())
 
     lo, hi = 0.0, target
     for _ in range(40):
@@ -516,9 +544,18 @@ def union_thresholds(benign: np.ndarray, columns: list[int], target: float, floo
     return at(lo)
 
 
-def choose_thresholds(scores: np.ndarray, cat: np.ndarray) -> np.ndarray:
-    """(categories, 3) thresholds for LOW, MEDIUM, HIGH from held-out scores (module docstring)."""
+def source_weights(groups: Sequence[str]) -> np.ndarray:
+    """A weight per benign held-out text such that every source (file, public set, the built documents)
+    weighs the same in total: a large easy source (grade-school maths) cannot loosen the thresholds."""
+    counts = Counter(groups)
+    return np.array([1.0 / counts[g] for g in groups])
+
+
+def choose_thresholds(scores: np.ndarray, cat: np.ndarray, groups: Sequence[str] | None = None) -> np.ndarray:
+    """(categories, 3) thresholds for LOW, MEDIUM, HIGH from held-out scores (module docstring); the benign
+    budgets count each benign source alike when `groups` (each text's source) is given."""
     benign = scores[cat == -1]
+    weights = None if groups is None else source_weights([g for g, c in zip(groups, cat, strict=True) if c == -1])
     content = [CATEGORIES.index(c) for c in CONTENT]
     out = np.zeros((len(CATEGORIES), 3))
     for level, (target, floor) in enumerate(
@@ -526,7 +563,7 @@ def choose_thresholds(scores: np.ndarray, cat: np.ndarray) -> np.ndarray:
     ):
         # the five content filters together, PROMPT_ATTACK on its own
         for group in (content, [j for j in range(len(CATEGORIES)) if j not in content]):
-            for j, t in union_thresholds(benign, group, target, floor).items():
+            for j, t in union_thresholds(benign, group, target, floor, weights).items():
                 out[j, level] = max(t, out[j, level - 1] if level else 0.0)
     for j in range(len(CATEGORIES)):
         s, positive = scores[:, j], cat == j
@@ -603,6 +640,21 @@ def union_report(held: HeldOut, thresholds: np.ndarray) -> str:
     return table(["held-out texts, % blocked", "n", "strength LOW", "MEDIUM", "HIGH"], rows)
 
 
+def source_report(held: HeldOut, thresholds: np.ndarray) -> str:
+    """The share of each benign source's held-out texts the five content filters block, per strength."""
+    assert held.scores is not None
+    content = [CATEGORIES.index(c) for c in CONTENT]
+    groups = np.array(held.groups)
+    rows = []
+    for group in sorted(set(groups[held.category == -1].tolist())):
+        members = (groups == group) & (held.category == -1)
+        row = [group, str(int(members.sum()))]
+        for level in (2, 1, 0):  # LOW, MEDIUM, HIGH strength: the lowest confidence each blocks
+            row.append(pct(float((held.scores[members][:, content] >= thresholds[content, level]).any(axis=1).mean())))
+        rows.append(row)
+    return table(["benign held-out source, % blocked", "n", "strength LOW", "MEDIUM", "HIGH"], rows)
+
+
 def confusion(p: np.ndarray, y: np.ndarray) -> str:
     predicted = p.argmax(axis=1)
     rows = []
@@ -660,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     fold = folds(y, sources, SEED)
     n_folds = int(fold.max()) + 1
-    held = held_out_texts(texts, y, fold)
+    held = held_out_texts(texts, y, fold, sources)
     held.embed(embed)
     embed.save()
     if args.no_augment:
@@ -697,11 +749,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     log(confusion(p, y) + "\n")
     score_held_out(held, models)
     assert held.scores is not None
-    thresholds = choose_thresholds(held.scores, held.category)
+    thresholds = choose_thresholds(held.scores, held.category, held.groups)
     log("held-out per category: thresholds; recall % on the category's lines; precision and % of benign texts")
     log("(lines and documents) reaching each confidence, over all held-out texts")
     log(category_report(held, thresholds) + "\n")
     log(union_report(held, thresholds) + "\n")
+    log(source_report(held, thresholds) + "\n")
 
     final = fit(np.concatenate([x, x_aug]), np.concatenate([y, y_aug]), decay, args.benign_weight)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,12 @@ scripts/train_guardrail_classifier.py on examples the project wrote (outcrop/gua
 and shipped as content_classifier.npz: the hidden layer's weights and bias, the output layer's, class
 names, the per-category score thresholds of the LOW / MEDIUM / HIGH bands and the embedding model's
 name. A file without a hidden layer is a plain logistic regression (the output layer on the embedding).
+PROMPT_ATTACK is decided by a second network of the same shape, prompt_attack_classifier.npz, trained
+with the public labelled data too (jailbreaks collected in the wild, DAN templates, benign instructions
+and application content: outcrop/guardrails/data/DATA.md); the content categories keep the network
+trained on the project's lines, which did better on real traffic than one trained with the public
+toxicity sets (benchmarks/README.md, "Guardrail content filters"). The CLASSIC tier's files end in
+_static.
 Its classes are the six categories, SELF_HARM and BENIGN. Bedrock has no self-harm filter: self-harm
 content (encouragement, methods) is reported under VIOLENCE, so a category's probability is the sum
 of its classes' (VIOLENCE = VIOLENCE + SELF_HARM); how a category's score follows from the
@@ -172,11 +178,32 @@ class ContentClassifier:
             category = REPORTED_AS.get(name, name)
             if category in CATEGORIES:
                 self._fold[i, CATEGORIES.index(category)] = 1.0
+        self.deciders: dict[int, ContentClassifier] = {}  # category index -> the classifier that scores it
+
+    def decide(self, category: str, other: ContentClassifier) -> None:
+        """Let `other` (a classifier on the same vectors) score `category`, with its thresholds."""
+        if other.dimensions != self.dimensions:
+            raise ValueError("a classifier deciding a category must read vectors of the same size")
+        j = CATEGORIES.index(category)
+        self.deciders[j] = other
+        self.thresholds = self.thresholds.copy()
+        self.thresholds[j] = other.thresholds[j]
 
     @classmethod
     def load(cls, path: Path | None = None) -> ContentClassifier:
-        """The classifier saved at `path`; by default the one packaged with Outcrop."""
-        with np.load(path or DEFAULT_PATH, allow_pickle=False) as data:
+        """The classifier saved at `path`; by default the one packaged with Outcrop. A file named like
+        it with prompt_attack_classifier for content_classifier beside it (the packaged ones:
+        prompt_attack_classifier.npz, prompt_attack_classifier_static.npz) decides PROMPT_ATTACK."""
+        path = path or DEFAULT_PATH
+        main = cls._read(path)
+        attack = path.with_name(path.name.replace("content_classifier", "prompt_attack_classifier"))
+        if attack != path and attack.exists():
+            main.decide("PROMPT_ATTACK", cls._read(attack))
+        return main
+
+    @classmethod
+    def _read(cls, path: Path) -> ContentClassifier:
+        with np.load(path, allow_pickle=False) as data:
             categories = tuple(str(c) for c in data["categories"])
             if categories != CATEGORIES:
                 raise ValueError(f"classifier categories {categories} are not {CATEGORIES}")
@@ -210,7 +237,10 @@ class ContentClassifier:
         per_category = p @ self._fold
         harmful = 1.0 - p[:, self._benign]
         top = np.maximum(per_category.max(axis=1), 1e-12)
-        return np.asarray(per_category * (harmful / top)[:, None])
+        scores = per_category * (harmful / top)[:, None]
+        for j, other in self.deciders.items():
+            scores[:, j] = other.window_scores(vectors)[:, j]
+        return np.asarray(scores)
 
     def text_scores(self, vectors: np.ndarray) -> np.ndarray:
         """(categories,): the largest score over one text's windows and its whole (`with_whole`; zeros for

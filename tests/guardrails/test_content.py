@@ -283,3 +283,25 @@ def test_a_text_of_several_windows_is_also_scored_as_a_whole() -> None:
     classifier = ContentClassifier(weights, bias, classes, np.full((6, 3), [0.3, 0.5, 0.7]), "test")
     assert classifier.scores(two[:1])["PROMPT_ATTACK"] < 0.5 and classifier.scores(two[1:])["PROMPT_ATTACK"] < 0.5
     assert classifier.scores(two)["PROMPT_ATTACK"] > 0.5
+
+
+def test_a_second_classifier_beside_the_first_decides_prompt_attack(tmp_path: Any) -> None:
+    """load(): prompt_attack_classifier*.npz beside content_classifier*.npz scores PROMPT_ATTACK, with its own
+    thresholds; every other category stays the first classifier's."""
+    classes = ("HATE", "INSULTS", "SEXUAL", "VIOLENCE", "MISCONDUCT", "PROMPT_ATTACK", "SELF_HARM", "BENIGN")
+
+    def save(name: str, hot: int, thresholds: np.ndarray) -> None:
+        weights = np.zeros((len(classes), 2), dtype=np.float32)
+        weights[hot] = [9.0, 9.0]
+        np.savez(tmp_path / name, weights=weights, bias=np.zeros(len(classes)), classes=np.array(classes),
+                 categories=np.array(CATEGORIES), thresholds=thresholds, embedding_model=np.array("m"))  # fmt: skip
+
+    save("content_classifier.npz", classes.index("HATE"), np.full((6, 3), [0.3, 0.5, 0.7]))
+    save("prompt_attack_classifier.npz", classes.index("PROMPT_ATTACK"), np.full((6, 3), [0.2, 0.4, 0.6]))
+    x = np.array([[0.7, 0.7]], dtype=np.float32)
+    alone = ContentClassifier._read(tmp_path / "content_classifier.npz")
+    both = ContentClassifier.load(tmp_path / "content_classifier.npz")
+    assert alone.scores(x)["PROMPT_ATTACK"] < 0.01 and alone.scores(x)["HATE"] > 0.99
+    assert both.scores(x)["PROMPT_ATTACK"] > 0.99 and both.scores(x)["HATE"] > 0.99
+    assert both.thresholds[CATEGORIES.index("PROMPT_ATTACK")].tolist() == pytest.approx([0.2, 0.4, 0.6])
+    assert both.thresholds[CATEGORIES.index("HATE")].tolist() == pytest.approx([0.3, 0.5, 0.7])

@@ -124,3 +124,14 @@ def test_a_long_text_trains_on_its_whole_and_its_windows_but_an_attack_on_its_wh
     x, extra, owner = train.line_vectors(texts, y, embed)
     assert x.shape == (3, 8) and np.allclose(np.linalg.norm(x, axis=1), 1.0)
     assert set(owner.tolist()) == {1} and len(extra) == len(owner) > 1  # the attack's windows are not examples
+
+
+def test_benign_budget_counts_each_source_alike() -> None:
+    """Ten easy negatives must not buy room for a hard source: with sources weighted alike, a 10 % budget
+    lets through no more than 10 % of the weight, so the hard source's high scores set the threshold."""
+    scores = np.array([0.9, 0.8] + [0.01] * 10)
+    groups = ["hard", "hard"] + ["easy"] * 10
+    unweighted = train.benign_threshold(scores, 0.10, 0.0)
+    weighted = train.benign_threshold(scores, 0.10, 0.0, train.source_weights(groups))
+    assert 0.8 < unweighted <= 0.9  # one of twelve texts (8 %) may reach it: only the 0.9
+    assert weighted > 0.9  # each hard text is 25 % of the weight: neither may reach it
