@@ -27,6 +27,7 @@ from outcrop.config import Settings
 from outcrop.conversation import ChatRequest, ChatResult
 from outcrop.guardrails.store import GuardrailStore
 from outcrop.inference import Call, Inference, RequestLimits, current_call
+from outcrop.knowledge.catalog import KnowledgeCatalog
 from outcrop.metering.invocation_log import InvocationLogger
 from outcrop.metering.quotas import Quotas
 from outcrop.metering.usage import UsageRecorder
@@ -268,6 +269,7 @@ def build_app(
     usage: UsageRecorder | None = None,
     invocation_log: InvocationLogger | None = None,
     guardrails: GuardrailStore | None = None,
+    knowledge: KnowledgeCatalog | None = None,
 ) -> App:
     from outcrop.api import admin, keys_api, openapi, status, usage_api
     from outcrop.api.anthropic import errors as anthropic_errors
@@ -275,6 +277,8 @@ def build_app(
     from outcrop.api.bedrock import errors as bedrock_errors
     from outcrop.api.bedrock import guardrails as bedrock_guardrails
     from outcrop.api.bedrock import routes as bedrock_routes
+    from outcrop.api.bedrock_agent import errors as bedrock_agent_errors
+    from outcrop.api.bedrock_agent import routes as bedrock_agent_routes
     from outcrop.api.openai import errors as openai_errors
     from outcrop.api.openai import routes as openai_routes
 
@@ -292,7 +296,7 @@ def build_app(
             return await inference.complete(request, LOCAL, guard=False)
 
         inference.guardrails = Guardrails(guardrails, Checker(registry_embed(registry), judge))
-    context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails)
+    context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails, knowledge)
     routes = [
         *status.ROUTES,
         *admin.ROUTES,
@@ -300,12 +304,14 @@ def build_app(
         *keys_api.ROUTES,
         *bedrock_routes.ROUTES,
         *bedrock_guardrails.ROUTES,
+        *bedrock_agent_routes.ROUTES,
         *openai_routes.ROUTES,
         *anthropic_routes.ROUTES,
     ]
     routes += openapi.routes(routes)  # the documents describe the whole table, their own routes included
     encoders: dict[str, ErrorEncoder] = {
         "bedrock": bedrock_errors.encode_error,
+        "bedrock-agent": bedrock_agent_errors.encode_error,
         "openai": openai_errors.encode_error,
         "anthropic": anthropic_errors.encode_error,
     }

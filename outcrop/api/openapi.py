@@ -33,6 +33,7 @@ _ANTHROPIC_ERROR = {"type": "object", "required": ["type", "error"], "properties
               "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}  # fmt: skip
 _OUTCROP_ERROR = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
 _OBJECT = {"type": "object"}
+BEDROCK_DIALECTS = ("bedrock", "bedrock-agent")  # the routes bedrock_document covers, from botocore's models
 
 
 def _bodies() -> dict[str, type[BaseModel]]:
@@ -93,7 +94,7 @@ def document(routes: Iterable[Route]) -> dict[str, Any]:
     for r in routes:
         template = _template(r)
         key = f"{r.method} {template}"
-        if r.dialect == "bedrock" and not template.startswith(("/outcrop/", "/healthz", "/metrics", "/openapi")):
+        if r.dialect in BEDROCK_DIALECTS and not template.startswith(("/outcrop/", "/healthz", "/metrics", "/openapi")):
             continue
         op: dict[str, Any] = {
             "operationId": re.sub(r"\W", "_", f"{r.method.lower()}{template}"),
@@ -202,10 +203,10 @@ def _served(routes: list[Route], method: str, uri: str) -> bool:
 
 
 def bedrock_document(
-    routes: Iterable[Route], services: tuple[str, ...] = ("bedrock-runtime", "bedrock")
+    routes: Iterable[Route], services: tuple[str, ...] = ("bedrock-runtime", "bedrock", "bedrock-agent")
 ) -> dict[str, Any]:
     """Every operation of botocore's Bedrock models that this server serves, as OpenAPI."""
-    served = [r for r in routes if r.dialect == "bedrock"]
+    served = [r for r in routes if r.dialect in BEDROCK_DIALECTS]
     schemas: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
     for service in services:

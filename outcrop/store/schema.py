@@ -183,3 +183,56 @@ enforced_guardrails = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", String(200), nullable=False),
 )
+
+# Knowledge bases (outcrop/knowledge/catalog.py): the Create/UpdateKnowledgeBase configuration as JSON, with the
+# embedding model it resolved to and the dimensions of its vectors. `client_token`: CreateKnowledgeBase's
+# idempotency token, with a hash of the request it stood for (`request_hash`).
+knowledge_bases = Table(
+    "knowledge_bases",
+    metadata,
+    Column("id", String(10), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("description", Text),
+    Column("role_arn", Text, nullable=False),
+    Column("configuration", Text, nullable=False),  # knowledgeBaseConfiguration
+    Column("storage", Text),  # storageConfiguration; NULL: the embedded store
+    Column("embedding_model", String(200), nullable=False),
+    Column("dimensions", Integer, nullable=False),
+    Column("status", String(24), nullable=False),  # CREATING | ACTIVE | DELETING | UPDATING | FAILED | ...
+    Column("failure_reasons", Text),  # JSON list
+    Column("client_token", String(256), unique=True),
+    Column("request_hash", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# A knowledge base's data sources; deleting the knowledge base deletes them (and, through them, their jobs).
+data_sources = Table(
+    "data_sources",
+    metadata,
+    Column("id", String(10), primary_key=True),
+    Column("knowledge_base_id", String(10), ForeignKey("knowledge_bases.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("description", Text),
+    Column("configuration", Text, nullable=False),  # dataSourceConfiguration
+    Column("ingestion", Text),  # vectorIngestionConfiguration
+    Column("encryption", Text),  # serverSideEncryptionConfiguration (kept, not applied)
+    Column("deletion_policy", String(10), nullable=False),  # DELETE | RETAIN
+    Column("status", String(24), nullable=False),  # AVAILABLE | DELETING | DELETE_UNSUCCESSFUL
+    Column("failure_reasons", Text),
+    Column("client_token", String(256)),
+    Column("request_hash", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_data_sources_name", data_sources.c.knowledge_base_id, data_sources.c.name, unique=True)
+Index("ix_data_sources_token", data_sources.c.knowledge_base_id, data_sources.c.client_token, unique=True)
+
+# Tags of bedrock-agent resources (TagResource), by the resource part of their ARN: `knowledge-base/ID`.
+resource_tags = Table(
+    "resource_tags",
+    metadata,
+    Column("resource", String(200), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", String(256), nullable=False),
+)

@@ -1,0 +1,1 @@
+"""bedrock-agent (Agents for Amazon Bedrock): the knowledge base control plane."""

@@ -1,0 +1,310 @@
+"""The knowledge bases, data sources and their tags, kept in the store (SQLite or PostgreSQL alike).
+
+Bodies arrive checked (outcrop/knowledge/resources.py); this module keeps them, hands out ids, pages lists
+and keeps clientToken promises: a create retried with the same token and the same request returns what the
+first one made, with another request it is a ConflictException.
+
+Statuses: a knowledge base is CREATING while its vector store is made (`provision`), then ACTIVE (or FAILED,
+with the reason); deleting one marks it DELETING, lets `release` drop its vectors, then removes it with its
+data sources and tags. Data sources are AVAILABLE; deleting one reports DELETING and removes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import string
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, Row, and_, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from outcrop import errors
+from outcrop.knowledge.resources import DataSource, KnowledgeBase, Page, request_hash
+from outcrop.store.schema import data_sources, knowledge_bases, resource_tags
+
+_ID = string.ascii_uppercase + string.digits  # Bedrock's ids: 10 of these
+MAX_TAGS = 50  # per resource, as on AWS
+
+Hook = Callable[[KnowledgeBase], None]
+
+
+def _new_id() -> str:
+    return "".join(secrets.choice(_ID) for _ in range(10))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite hands timestamps back without their zone
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _kb(row: Row[Any]) -> KnowledgeBase:
+    return KnowledgeBase(row.id, row.name, row.description, row.role_arn, json.loads(row.configuration),
+                         _json(row.storage), row.embedding_model, row.dimensions, row.status,
+                         tuple(_json(row.failure_reasons) or ()), _aware(row.created_at),
+                         _aware(row.updated_at))  # fmt: skip
+
+
+def _ds(row: Row[Any]) -> DataSource:
+    return DataSource(row.knowledge_base_id, row.id, row.name, row.description, json.loads(row.configuration),
+                      _json(row.ingestion), _json(row.encryption), row.deletion_policy, row.status,
+                      tuple(_json(row.failure_reasons) or ()), _aware(row.created_at),
+                      _aware(row.updated_at))  # fmt: skip
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _token(row: Row[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([row.created_at.isoformat(), row.id]).encode()).decode()
+
+
+def _after(table: Any, token: str | None) -> Any:
+    """The rows after the one a nextToken names (lists are ordered by creation, then id)."""
+    if token is None:
+        return None
+    try:
+        at, last = json.loads(base64.urlsafe_b64decode(token.encode()))
+        when = datetime.fromisoformat(at)
+    except (ValueError, TypeError):
+        raise errors.InvalidRequest("nextToken is not one this server gave out.") from None
+    return or_(table.c.created_at > when, and_(table.c.created_at == when, table.c.id > str(last)))
+
+
+def _page(rows: list[Row[Any]], size: int, make: Callable[[Row[Any]], Any]) -> Page:
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(tuple(make(r) for r in rows), _token(rows[-1]) if more else None)
+
+
+class KnowledgeCatalog:
+    """`provision` makes a new knowledge base's vector store and `release` drops it (both default to nothing:
+    the vector stores plug in here)."""
+
+    def __init__(self, engine: Engine, provision: Hook | None = None, release: Hook | None = None) -> None:
+        self.engine = engine
+        self.provision = provision
+        self.release = release
+
+    # --- knowledge bases ---------------------------------------------------------------------------
+
+    def get(self, kb_id: str) -> KnowledgeBase:
+        with self.engine.connect() as db:
+            row = db.execute(select(knowledge_bases).where(knowledge_bases.c.id == kb_id)).first()
+        if row is None or row.status == "DELETING":
+            raise errors.NotFound(f"The knowledge base '{kb_id}' was not found.")
+        return _kb(row)
+
+    def create(self, body: dict[str, Any], embedding_model: str, dimensions: int) -> KnowledgeBase:
+        token, digest = body.get("clientToken"), request_hash(body)
+        if len(body.get("tags") or {}) > MAX_TAGS:
+            raise errors.InvalidRequest(f"A resource may have at most {MAX_TAGS} tags.")
+        now = _now()
+        kb_id = _new_id()
+        with self.engine.begin() as db:
+            if token is not None:
+                done = db.execute(select(knowledge_bases).where(knowledge_bases.c.client_token == token)).first()
+                if done is not None:
+                    if done.request_hash != digest:
+                        raise errors.Conflict("clientToken was already used for a different CreateKnowledgeBase "
+                                              "request.")  # fmt: skip
+                    return _kb(done)
+            self._name_free(db, body["name"])
+            try:
+                db.execute(insert(knowledge_bases).values(
+                    id=kb_id, name=body["name"], description=body.get("description"), role_arn=body["roleArn"],
+                    configuration=json.dumps(body["knowledgeBaseConfiguration"]),
+                    storage=_dump(body.get("storageConfiguration")), embedding_model=embedding_model,
+                    dimensions=dimensions, status="CREATING", client_token=token, request_hash=digest,
+                    created_at=now, updated_at=now,
+                ))  # fmt: skip
+                for key, value in (body.get("tags") or {}).items():
+                    db.execute(insert(resource_tags).values(resource=f"knowledge-base/{kb_id}", key=key, value=value))
+            except IntegrityError:  # another request took the name or the token between the checks and here
+                raise errors.Conflict(f"A knowledge base named '{body['name']}' (or with this clientToken) was "
+                                      "just created by another request.") from None  # fmt: skip
+        return self._provisioned(self.get(kb_id))
+
+    def _provisioned(self, kb: KnowledgeBase) -> KnowledgeBase:
+        status, reasons = "ACTIVE", None
+        if self.provision is not None:
+            try:
+                self.provision(kb)
+            except errors.OutcropError as exc:
+                status, reasons = "FAILED", [exc.message]
+        with self.engine.begin() as db:
+            db.execute(update(knowledge_bases).where(knowledge_bases.c.id == kb.id)
+                       .values(status=status, failure_reasons=_dump(reasons), updated_at=_now()))  # fmt: skip
+        return self.get(kb.id)
+
+    @staticmethod
+    def _name_free(db: Any, name: str, kb_id: str | None = None) -> None:
+        query = select(knowledge_bases.c.id).where(knowledge_bases.c.name == name)
+        taken = db.execute(query).scalar()
+        if taken is not None and taken != kb_id:
+            raise errors.Conflict(f"A knowledge base named '{name}' already exists ({taken}).")
+
+    def update(self, kb_id: str, body: dict[str, Any], embedding_model: str, dimensions: int) -> KnowledgeBase:
+        kb = self.get(kb_id)
+        if kb.embedding_model != embedding_model or kb.dimensions != dimensions:
+            raise errors.InvalidRequest(
+                "The embedding model and its dimensions cannot change once a knowledge base has been created "
+                f"(it embeds with '{kb.embedding_model}' at {kb.dimensions} dimensions); create another one."
+            )
+        if (body.get("storageConfiguration") or None) != kb.storage:
+            raise errors.InvalidRequest("storageConfiguration cannot change once a knowledge base has been created.")
+        with self.engine.begin() as db:
+            self._name_free(db, body["name"], kb_id)
+            db.execute(update(knowledge_bases).where(knowledge_bases.c.id == kb_id).values(
+                name=body["name"], description=body.get("description"), role_arn=body["roleArn"],
+                configuration=json.dumps(body["knowledgeBaseConfiguration"]), updated_at=_now(),
+            ))  # fmt: skip
+        return self.get(kb_id)
+
+    def list_knowledge_bases(self, size: int, token: str | None) -> Page:
+        query = select(knowledge_bases).where(knowledge_bases.c.status != "DELETING")
+        after = _after(knowledge_bases, token)
+        if after is not None:
+            query = query.where(after)
+        query = query.order_by(knowledge_bases.c.created_at, knowledge_bases.c.id).limit(size + 1)
+        with self.engine.connect() as db:
+            return _page(list(db.execute(query)), size, _kb)
+
+    def delete(self, kb_id: str) -> KnowledgeBase:
+        kb = self.get(kb_id)
+        with self.engine.begin() as db:
+            db.execute(update(knowledge_bases).where(knowledge_bases.c.id == kb_id)
+                       .values(status="DELETING", updated_at=_now()))  # fmt: skip
+        if self.release is not None:
+            self.release(kb)
+        with self.engine.begin() as db:
+            db.execute(delete(resource_tags).where(resource_tags.c.resource == f"knowledge-base/{kb_id}"))
+            db.execute(delete(data_sources).where(data_sources.c.knowledge_base_id == kb_id))
+            db.execute(delete(knowledge_bases).where(knowledge_bases.c.id == kb_id))
+        return kb
+
+    # --- data sources ------------------------------------------------------------------------------
+
+    def data_source(self, kb_id: str, ds_id: str) -> DataSource:
+        self.get(kb_id)
+        with self.engine.connect() as db:
+            row = db.execute(select(data_sources).where(data_sources.c.knowledge_base_id == kb_id,
+                                                        data_sources.c.id == ds_id)).first()  # fmt: skip
+        if row is None:
+            raise errors.NotFound(f"The data source '{ds_id}' was not found in knowledge base '{kb_id}'.")
+        return _ds(row)
+
+    def create_data_source(self, kb_id: str, body: dict[str, Any]) -> DataSource:
+        self.get(kb_id)
+        token, digest = body.get("clientToken"), request_hash(body)
+        ds_id, now = _new_id(), _now()
+        c = data_sources.c
+        with self.engine.begin() as db:
+            if token is not None:
+                done = db.execute(select(data_sources).where(c.knowledge_base_id == kb_id,
+                                                             c.client_token == token)).first()  # fmt: skip
+                if done is not None:
+                    if done.request_hash != digest:
+                        raise errors.Conflict("clientToken was already used for a different CreateDataSource request.")
+                    return _ds(done)
+            self._source_name_free(db, kb_id, body["name"])
+            try:
+                db.execute(insert(data_sources).values(
+                    id=ds_id, knowledge_base_id=kb_id, name=body["name"], description=body.get("description"),
+                    configuration=json.dumps(body["dataSourceConfiguration"]),
+                    ingestion=_dump(body.get("vectorIngestionConfiguration")),
+                    encryption=_dump(body.get("serverSideEncryptionConfiguration")),
+                    deletion_policy=body.get("dataDeletionPolicy", "DELETE"), status="AVAILABLE",
+                    client_token=token, request_hash=digest, created_at=now, updated_at=now,
+                ))  # fmt: skip
+            except IntegrityError:
+                raise errors.Conflict(f"A data source named '{body['name']}' (or with this clientToken) was just "
+                                      "created by another request.") from None  # fmt: skip
+        return self.data_source(kb_id, ds_id)
+
+    @staticmethod
+    def _source_name_free(db: Any, kb_id: str, name: str, ds_id: str | None = None) -> None:
+        c = data_sources.c
+        taken = db.execute(select(c.id).where(c.knowledge_base_id == kb_id, c.name == name)).scalar()
+        if taken is not None and taken != ds_id:
+            raise errors.Conflict(f"Knowledge base '{kb_id}' already has a data source named '{name}' ({taken}).")
+
+    def update_data_source(self, kb_id: str, ds_id: str, body: dict[str, Any]) -> DataSource:
+        ds = self.data_source(kb_id, ds_id)
+        chunking = (body.get("vectorIngestionConfiguration") or {}).get("chunkingConfiguration")
+        if chunking != (ds.ingestion or {}).get("chunkingConfiguration"):
+            raise errors.InvalidRequest(
+                "vectorIngestionConfiguration.chunkingConfiguration cannot change once a data source has been "
+                "created (its documents were chunked with it); send the one it has, or create another data source."
+            )
+        if body["dataSourceConfiguration"]["type"] != ds.configuration["type"]:
+            raise errors.InvalidRequest("dataSourceConfiguration.type cannot change once a data source has been "
+                                        "created.")  # fmt: skip
+        with self.engine.begin() as db:
+            self._source_name_free(db, kb_id, body["name"], ds_id)
+            db.execute(update(data_sources).where(data_sources.c.id == ds_id).values(
+                name=body["name"], description=body.get("description"),
+                configuration=json.dumps(body["dataSourceConfiguration"]),
+                ingestion=_dump(body.get("vectorIngestionConfiguration")),
+                encryption=_dump(body.get("serverSideEncryptionConfiguration")),
+                deletion_policy=body.get("dataDeletionPolicy", ds.deletion_policy), updated_at=_now(),
+            ))  # fmt: skip
+        return self.data_source(kb_id, ds_id)
+
+    def list_data_sources(self, kb_id: str, size: int, token: str | None) -> Page:
+        self.get(kb_id)
+        query = select(data_sources).where(data_sources.c.knowledge_base_id == kb_id)
+        after = _after(data_sources, token)
+        if after is not None:
+            query = query.where(after)
+        query = query.order_by(data_sources.c.created_at, data_sources.c.id).limit(size + 1)
+        with self.engine.connect() as db:
+            return _page(list(db.execute(query)), size, _ds)
+
+    def delete_data_source(self, kb_id: str, ds_id: str) -> DataSource:
+        ds = self.data_source(kb_id, ds_id)
+        with self.engine.begin() as db:
+            db.execute(delete(data_sources).where(data_sources.c.id == ds_id))
+        return ds
+
+    # --- tags --------------------------------------------------------------------------------------
+
+    def _tagged(self, resource: str) -> None:
+        kind, _, rid = resource.partition("/")
+        if kind == "knowledge-base":
+            self.get(rid)
+            return
+        raise errors.NotFound(f"The resource '{resource}' was not found.")
+
+    def tags(self, resource: str) -> dict[str, str]:
+        self._tagged(resource)
+        with self.engine.connect() as db:
+            rows = db.execute(select(resource_tags).where(resource_tags.c.resource == resource))
+            return {r.key: r.value for r in rows}
+
+    def tag(self, resource: str, tags: dict[str, str]) -> None:
+        current = self.tags(resource)
+        if len(set(current) | set(tags)) > MAX_TAGS:
+            raise errors.InvalidRequest(f"A resource may have at most {MAX_TAGS} tags.")
+        with self.engine.begin() as db:
+            db.execute(delete(resource_tags).where(resource_tags.c.resource == resource,
+                                                   resource_tags.c.key.in_(list(tags))))  # fmt: skip
+            for key, value in tags.items():
+                db.execute(insert(resource_tags).values(resource=resource, key=key, value=value))
+
+    def untag(self, resource: str, keys: list[str]) -> None:
+        self._tagged(resource)
+        with self.engine.begin() as db:
+            db.execute(delete(resource_tags).where(resource_tags.c.resource == resource,
+                                                   resource_tags.c.key.in_(keys)))  # fmt: skip
