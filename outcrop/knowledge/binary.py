@@ -102,6 +102,7 @@ def docx(data: bytes, name: str) -> ParsedDocument:
     parts: list[tuple[str, int | None, str | None]] = []
     lines: list[str] = []
     path = Headings()
+    style_names = {style.style_id: style.name or "" for style in document.styles}
     for block in document.iter_inner_content():
         if isinstance(block, Table):
             for row in block.rows:
@@ -113,8 +114,10 @@ def docx(data: bytes, name: str) -> ParsedDocument:
                 if cells:
                     lines.append(" | ".join(cells))
             continue
-        style = block.style.name if block.style is not None else ""
-        match = _HEADING_STYLE.match(style or "")
+        # Paragraph.style searches the style part on every call (most of the parse time); the paragraph's own
+        # style id through a table made once is the same answer (no id: the default style, never a heading).
+        style_id = block._p.style
+        match = _HEADING_STYLE.match(style_names.get(style_id, "") if style_id else "")
         if match and block.text.strip():
             parts.append(("\n".join(lines), None, path.current))
             lines = []
