@@ -41,6 +41,8 @@ from outcrop.knowledge.vectors.base import (
 )
 from outcrop.knowledge.vectors.filters import Compiler, kind
 
+EF_SEARCH = 100  # HNSW candidate list (pgvector's default 40): recall@5 0.54 -> 0.82 on random 384-d unit
+# vectors at 5k chunks for +0.7 ms p50 (benchmarks/knowledge_store.py); a search asking for more raises it
 HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an HNSW index on `vector`; above it searches scan exactly
 _REGISTRY = "outcrop_vector_indexes"
 
@@ -218,7 +220,7 @@ class PgVectorStore:
             if query.search_type in (SearchType.SEMANTIC, SearchType.HYBRID):
                 if query.vector is None:
                     raise InvalidRequest(f"A {query.search_type.value} search needs a query vector.")
-                db.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {max(40, pool)}")
+                db.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, pool)}")
                 if where:
                     db.exec_driver_sql("SET LOCAL hnsw.iterative_scan = relaxed_order")
                 sql = f"SELECT rowid, embedding <=> CAST(:q AS vector) AS d FROM {table}"
