@@ -157,6 +157,9 @@ class Settings:
     max_messages: int = 2000  # messages in one conversation
     max_tools: int = 512  # tools offered in one request
     max_content_blocks: int = 10000  # content blocks of all messages of one request together
+    knowledge_dir: str | None = None  # knowledge bases' vectors and local folders; default $OUTCROP_HOME/knowledge
+    # Bedrock's RDS storage type for knowledge bases: rdsConfiguration.resourceArn -> PostgreSQL URL ("*": any ARN)
+    knowledge_rds_urls: dict[str, str] = field(default_factory=dict)
     models: tuple[ModelSpec, ...] = field(default=())
     quotas: tuple[QuotaRule, ...] = field(default=())
 
@@ -207,6 +210,12 @@ def load(path: Path | None = None) -> Settings:
         t = server.get(key, 1)
         if not isinstance(t, int | float) or isinstance(t, bool) or t <= 0:
             raise InvalidRequest(f"{path}: {key} must be a number of seconds above 0, not {t!r}")
+    rds = server.get("knowledge_rds_urls", {})
+    if not isinstance(rds, dict) or not all(
+        isinstance(u, str) and u.startswith(("postgresql://", "postgresql+", "postgres://")) for u in rds.values()
+    ):
+        raise InvalidRequest(f'{path}: [server.knowledge_rds_urls] maps RDS resource ARNs (or "*") to PostgreSQL '
+                             'URLs like "postgresql://user:password@host/db"')  # fmt: skip
     server = {**server, "allowed_origins": tuple(o.rstrip("/") for o in origins)}
     return Settings(config_path=path, models=models, quotas=quotas, **server)
 
@@ -220,6 +229,10 @@ def save_models(path: Path, models: list[ModelSpec]) -> None:
 
 def database_url(settings: Settings) -> str:
     return os.environ.get("OUTCROP_DATABASE_URL") or settings.database or f"sqlite:///{home() / 'outcrop.db'}"
+
+
+def knowledge_dir(settings: Settings) -> Path:
+    return Path(settings.knowledge_dir) if settings.knowledge_dir else home() / "knowledge"
 
 
 def key_file() -> Path:

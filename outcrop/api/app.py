@@ -255,6 +255,8 @@ class App:
                     await self.context.inference.usage.stop()
                 if self.context.invocation_log is not None:
                     await self.context.invocation_log.stop()
+                if self.context.knowledge is not None:
+                    self.context.knowledge.close()
                 await self.context.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -296,7 +298,13 @@ def build_app(
             return await inference.complete(request, LOCAL, guard=False)
 
         inference.guardrails = Guardrails(guardrails, Checker(registry_embed(registry), judge))
-    context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails, knowledge)
+    service = None
+    if knowledge is not None:
+        from outcrop import config
+        from outcrop.knowledge.service import Knowledge
+
+        service = Knowledge(knowledge, inference, settings, config.knowledge_dir(settings))
+    context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails, service)
     routes = [
         *status.ROUTES,
         *admin.ROUTES,

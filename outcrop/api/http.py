@@ -20,7 +20,7 @@ from outcrop.config import Settings
 from outcrop.conversation import ChatRequest, ChatResult
 from outcrop.guardrails.store import GuardrailStore
 from outcrop.inference import Inference
-from outcrop.knowledge.catalog import KnowledgeCatalog
+from outcrop.knowledge.service import Knowledge
 from outcrop.metering.invocation_log import InvocationLogger
 from outcrop.registry import Registry
 
@@ -47,7 +47,7 @@ class Context:
     access: AccessControl
     invocation_log: InvocationLogger | None = None
     guardrails: GuardrailStore | None = None
-    knowledge: KnowledgeCatalog | None = None
+    knowledge: Knowledge | None = None
 
 
 GUARDRAIL_TRACES = ("disabled", "enabled", "enabled_full")

@@ -27,11 +27,12 @@ from typing import Any
 from outcrop import errors
 from outcrop.guardrails.ids import ACCOUNT
 
-# A data source whose bucketArn is `arn:aws:s3:::NAME` reads the folder `$OUTCROP_HOME/knowledge/folders/NAME`
+# A data source whose bucketArn is `arn:aws:s3:::NAME` reads the folder `<knowledge_dir>/folders/NAME`
+# (knowledge_dir: a [server] setting, default `$OUTCROP_HOME/knowledge`)
 # when that folder exists (a symbolic link there may point anywhere the server's owner chooses), and the S3
 # bucket NAME otherwise. Only the server's owner decides which local folders are readable: an API caller can
 # name a bucket, never a path.
-LOCAL_FOLDERS = "knowledge/folders"
+LOCAL_FOLDERS = "folders"  # under config.knowledge_dir
 
 STORAGE_TYPES = ("RDS",)  # plus the embedded default (no storageConfiguration)
 SOURCE_TYPES = ("S3", "CUSTOM")

@@ -25,6 +25,7 @@ from outcrop.knowledge.resources import (
     embedding_model_arn,
     tagged_resource,
 )
+from outcrop.knowledge.service import rds_url
 
 DIALECT = "bedrock-agent"
 SERVICE = "bedrock-agent"
@@ -35,7 +36,7 @@ def _catalog(ctx: Context, request: Request, write: bool = False) -> KnowledgeCa
         raise errors.AccessDenied("Only an administrator may create, change or delete knowledge bases.")
     if ctx.knowledge is None:
         raise errors.InvalidRequest("This server has no store to keep knowledge bases in.")
-    return ctx.knowledge
+    return ctx.knowledge.catalog
 
 
 async def _body(
@@ -87,6 +88,8 @@ async def create_knowledge_base(ctx: Context, request: Request) -> Response:
     body = await _body(request, "CreateKnowledgeBase")
     model = await _embedding_model(ctx, request, embedding_model_arn(body))
     dimensions = check_knowledge_base(body, model)
+    if body.get("storageConfiguration"):
+        rds_url(ctx.settings, body["storageConfiguration"])  # a resourceArn this server maps to a database
     made = await asyncio.to_thread(catalog.create, body, model.model_id, dimensions)
     return json_body({"knowledgeBase": convert.knowledge_base(made, ctx.settings.region)}, status=202)
 

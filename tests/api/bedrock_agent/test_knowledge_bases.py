@@ -28,6 +28,7 @@ EMBED = "test.embed-v1:0"
 CHAT = "test.echo-v1:0"
 EMBED_ARN = f"arn:aws:bedrock:us-east-1::foundation-model/{EMBED}"
 ROLE = "arn:aws:iam::123456789012:role/kb-role"
+RDS_ARN = "arn:aws:rds:us-east-1:123456789012:cluster:kb-cluster"
 
 
 class FakeEmbedder:
@@ -51,7 +52,9 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = Path(tmp_path_factory.mktemp("kb"))
     models = (ModelSpec(id=EMBED, kind="embedding", engine="sentence-transformers"),
               ModelSpec(id=CHAT, engine="echo", n_ctx=64))  # fmt: skip
-    settings = Settings(config_path=tmp / "c.toml", models=models, builtin_model=False, builtin_embedding_model=False)
+    settings = Settings(config_path=tmp / "c.toml", models=models, builtin_model=False, builtin_embedding_model=False,
+                        knowledge_dir=str(tmp / "knowledge"),
+                        knowledge_rds_urls={RDS_ARN: "postgresql://kb:secret@127.0.0.1:9/kb"})  # fmt: skip
     registry = Registry(settings, {EMBED: FakeEmbedder(), CHAT: EchoEngine(context_length=64)})  # type: ignore[dict-item]
     catalog = KnowledgeCatalog(store.connect(f"sqlite:///{tmp / 'o.db'}"))
     with serve_app(build_app(settings, registry, knowledge=catalog)) as url:
@@ -161,6 +164,11 @@ def test_client_token_makes_create_idempotent(agent: Any) -> None:
             "connectionString": "https://x.pinecone.io", "credentialsSecretArn":
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:pc", "fieldMapping": {
                 "textField": "t", "metadataField": "m"}}}), "Supported: RDS"),
+        (_kb("unmapped-rds", storageConfiguration={"type": "RDS", "rdsConfiguration": {
+            "resourceArn": "arn:aws:rds:us-east-1:123456789012:cluster:elsewhere", "credentialsSecretArn":
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:kb", "databaseName": "kb", "tableName": "t",
+            "fieldMapping": {"primaryKeyField": "id", "vectorField": "v", "textField": "t", "metadataField": "m"}}}),
+         "knowledge_rds_urls"),
     ],
 )  # fmt: skip
 def test_bad_knowledge_bases_are_validation_errors(agent: Any, body: dict[str, Any], needle: str) -> None:
@@ -171,8 +179,10 @@ def test_bad_knowledge_bases_are_validation_errors(agent: Any, body: dict[str, A
 
 
 def test_rds_storage_is_kept(agent: Any) -> None:
+    """The ARN maps to a PostgreSQL URL nothing listens on: the knowledge base is kept, FAILED with the reason (the
+    PostgreSQL store itself is tested in tests/knowledge/test_vectors.py and test_service.py)."""
     rds = {"type": "RDS", "rdsConfiguration": {
-        "resourceArn": "arn:aws:rds:us-east-1:123456789012:cluster:kb-cluster",
+        "resourceArn": RDS_ARN,
         "credentialsSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:kb",
         "databaseName": "kb", "tableName": "bedrock_kb.chunks",
         "fieldMapping": {"primaryKeyField": "id", "vectorField": "embedding", "textField": "chunks",
@@ -180,6 +190,7 @@ def test_rds_storage_is_kept(agent: Any) -> None:
     made = agent.create_knowledge_base(**_kb("on-postgres", storageConfiguration=rds))["knowledgeBase"]
     got = agent.get_knowledge_base(knowledgeBaseId=made["knowledgeBaseId"])["knowledgeBase"]
     assert got["storageConfiguration"] == rds
+    assert got["status"] == "FAILED" and "could not be made" in got["failureReasons"][0], got
     agent.delete_knowledge_base(knowledgeBaseId=made["knowledgeBaseId"])
 
 
