@@ -8,7 +8,7 @@ Run it in an environment where `pip install -e '.[guardrails,test]'` has been do
 it walks pyproject.toml's requirements transitively through the installed packages' own metadata (markers
 evaluated for this Python and platform, extras followed) and pins each package to the version installed.
 
-- requirements.lock: the server install, [project] dependencies plus the embeddings and guardrails extras.
+- requirements.lock: the server install, [project] dependencies plus the embeddings, guardrails and knowledge extras.
 - requirements-test.lock: what the test extra adds on top of it (pytest, boto3, pip-audit, ...).
 
 Both are used as constraints (`pip install -c requirements.lock -c requirements-test.lock -e '.[test]'`), so a
@@ -31,7 +31,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_EXTRAS = ("embeddings", "guardrails")
+SERVER_EXTRAS = ("embeddings", "guardrails", "knowledge")
 TEST_EXTRAS = ("test",)
 # torch's CPU wheel is installed as "2.13.0+cpu"; pin the public version so the same line also matches the
 # PyPI release (pyproject pins torch==2.13.0 the same way).
