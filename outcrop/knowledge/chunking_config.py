@@ -88,6 +88,12 @@ def _at_most(value: int, limit: int | None, where: str, what: str) -> None:
         raise InvalidRequest(f"{where} is {value}, more than {what} ({limit} tokens).", param=where)
 
 
+def _fits_model(value: int, limit: int | None, where: str) -> None:
+    if limit is not None and value > limit:
+        message = f"{where} is {value}, but the knowledge base's embedding model reads at most {limit} tokens: "
+        raise InvalidRequest(message + f"chunks that long would be cut short. Use at most {limit}.", param=where)
+
+
 def decode(value: Mapping[str, Any] | None, *, max_tokens_limit: int | None = None, path: str = PATH) -> ChunkingConfig:
     """A ChunkingConfiguration from its wire shape; None is Bedrock's default. `max_tokens_limit` is the embedding
     model's input limit, when the caller knows it: chunks that get embedded may not exceed it."""
@@ -112,7 +118,7 @@ def decode(value: Mapping[str, Any] | None, *, max_tokens_limit: int | None = No
     inner = _object(obj[wanted], where)
     if strategy == "FIXED_SIZE":
         fixed = FixedSize(_int(inner, "maxTokens", where, 1), _int(inner, "overlapPercentage", where, 1, 99))
-        _at_most(fixed.max_tokens, max_tokens_limit, f"{where}.maxTokens", "the embedding model takes")
+        _fits_model(fixed.max_tokens, max_tokens_limit, f"{where}.maxTokens")
         return fixed
     if strategy == "SEMANTIC":
         semantic = Semantic(
@@ -120,7 +126,7 @@ def decode(value: Mapping[str, Any] | None, *, max_tokens_limit: int | None = No
             _int(inner, "bufferSize", where, 0, 1),
             _int(inner, "breakpointPercentileThreshold", where, 50, 99),
         )
-        _at_most(semantic.max_tokens, max_tokens_limit, f"{where}.maxTokens", "the embedding model takes")
+        _fits_model(semantic.max_tokens, max_tokens_limit, f"{where}.maxTokens")
         return semantic
     levels = inner.get("levelConfigurations")
     if not isinstance(levels, list) or len(levels) != 2:
@@ -132,7 +138,7 @@ def decode(value: Mapping[str, Any] | None, *, max_tokens_limit: int | None = No
     overlap = _int(inner, "overlapTokens", where, 1)
     _at_most(child, parent, f"{where}.levelConfigurations.2.maxTokens", "the parent level's maxTokens")
     _at_most(overlap, child - 1, f"{where}.overlapTokens", "one less than the child level's maxTokens")
-    _at_most(child, max_tokens_limit, f"{where}.levelConfigurations.2.maxTokens", "the embedding model takes")
+    _fits_model(child, max_tokens_limit, f"{where}.levelConfigurations.2.maxTokens")  # parents are not embedded
     return Hierarchical(parent, child, overlap)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from outcrop import errors
 from outcrop.guardrails.ids import ACCOUNT
+from outcrop.knowledge.chunking_config import decode
 
 # A data source whose bucketArn is `arn:aws:s3:::NAME` reads the folder `<knowledge_dir>/folders/NAME`
 # (knowledge_dir: a [server] setting, default `$OUTCROP_HOME/knowledge`)
@@ -36,12 +37,6 @@ LOCAL_FOLDERS = "folders"  # under config.knowledge_dir
 
 STORAGE_TYPES = ("RDS",)  # plus the embedded default (no storageConfiguration)
 SOURCE_TYPES = ("S3", "CUSTOM")
-STRATEGIES = ("FIXED_SIZE", "HIERARCHICAL", "SEMANTIC", "NONE")
-_STRATEGY_MEMBER = {
-    "FIXED_SIZE": "fixedSizeChunkingConfiguration",
-    "HIERARCHICAL": "hierarchicalChunkingConfiguration",
-    "SEMANTIC": "semanticChunkingConfiguration",
-}
 _ARN = re.compile(
     r"^arn:aws[a-z-]*:bedrock:[^:]*:(?P<account>\d{12}):(?P<kind>[a-z-]+)/(?P<id>[0-9A-Za-z]+)$"
 )  # fmt: skip
@@ -207,35 +202,6 @@ def check_data_source(body: dict[str, Any], model: EmbeddingModel) -> None:
 
 
 def check_chunking(chunking: dict[str, Any], model: EmbeddingModel) -> None:
-    """The strategy's own configuration is there (and no other), and every chunk that is embedded fits the model."""
-    where = "vectorIngestionConfiguration.chunkingConfiguration"
-    strategy = chunking["chunkingStrategy"]
-    wanted = _STRATEGY_MEMBER.get(strategy)
-    given = [k for k in chunking if k != "chunkingStrategy"]
-    if wanted is not None and wanted not in chunking:
-        raise errors.InvalidRequest(f"{where}.{wanted} is required for chunkingStrategy {strategy}.")
-    stray = [k for k in given if k != wanted]
-    if stray:
-        raise errors.InvalidRequest(f"{where}: {', '.join(stray)} does not go with chunkingStrategy {strategy}.")
-    limit = model.max_tokens
-    if wanted == "hierarchicalChunkingConfiguration":
-        levels = chunking[wanted]["levelConfigurations"]
-        if len(levels) != 2:
-            raise errors.InvalidRequest(
-                f"{where}.{wanted}.levelConfigurations must have exactly two levels: the parent's maxTokens, then the "
-                "child's."
-            )
-        parent, child = (level["maxTokens"] for level in levels)
-        if child > parent:
-            raise errors.InvalidRequest(f"{where}.{wanted}.levelConfigurations: the child's maxTokens ({child}) "
-                                        f"cannot exceed the parent's ({parent}).")  # fmt: skip
-        embedded, field = child, f"{wanted}.levelConfigurations.1.maxTokens"  # children are embedded, parents returned
-    elif wanted is not None:
-        embedded, field = chunking[wanted]["maxTokens"], f"{wanted}.maxTokens"
-    else:
-        return
-    if embedded > limit:
-        raise errors.InvalidRequest(
-            f"{where}.{field} is {embedded}, but the knowledge base's embedding model '{model.model_id}' reads at "
-            f"most {limit} tokens: chunks that long would be cut short. Use at most {limit}."
-        )
+    """The strategy's own configuration is there (and no other), in Bedrock's ranges, and every chunk that is
+    embedded fits the model (chunking_config.decode)."""
+    decode(chunking, max_tokens_limit=model.max_tokens)

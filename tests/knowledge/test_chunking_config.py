@@ -137,11 +137,11 @@ def test_invalid_configurations_say_where_and_why(wire, param, message) -> None:
 
 def test_the_embedding_models_limit() -> None:
     assert decode(_fixed(maxTokens=256, overlapPercentage=20), max_tokens_limit=256) == FixedSize(256, 20)
-    with pytest.raises(InvalidRequest, match="embedding model takes"):
+    with pytest.raises(InvalidRequest, match="embedding model reads at most"):
         decode(_fixed(maxTokens=257, overlapPercentage=20), max_tokens_limit=256)
-    with pytest.raises(InvalidRequest, match="embedding model takes"):
+    with pytest.raises(InvalidRequest, match="embedding model reads at most"):
         decode(_semantic(maxTokens=1000), max_tokens_limit=512)
     # only the children are embedded: a parent may be larger than the model takes
     assert decode(_hier(parent=2000, child=256), max_tokens_limit=256) == Hierarchical(2000, 256, 60)
-    with pytest.raises(InvalidRequest, match="embedding model takes"):
+    with pytest.raises(InvalidRequest, match="embedding model reads at most"):
         decode(_hier(child=300), max_tokens_limit=256)

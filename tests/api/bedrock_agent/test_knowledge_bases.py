@@ -250,9 +250,9 @@ def test_data_source_lifecycle(agent: Any) -> None:
             "levelConfigurations": [{"maxTokens": 1500}, {"maxTokens": 300}], "overlapTokens": 60}}}, None),
         (S3, {"chunkingConfiguration": {"chunkingStrategy": "HIERARCHICAL", "hierarchicalChunkingConfiguration": {
             "levelConfigurations": [{"maxTokens": 300}, {"maxTokens": 400}], "overlapTokens": 60}}},
-         "cannot exceed the parent's"),
+         "more than the parent level's maxTokens"),
         (S3, {"chunkingConfiguration": {"chunkingStrategy": "NONE", "fixedSizeChunkingConfiguration": {
-            "maxTokens": 300, "overlapPercentage": 20}}}, "does not go with chunkingStrategy NONE"),
+            "maxTokens": 300, "overlapPercentage": 20}}}, "only allowed with its own chunkingStrategy, not NONE"),
         (S3, {"parsingConfiguration": {"parsingStrategy": "BEDROCK_FOUNDATION_MODEL"}}, "not supported"),
         ({"type": "CUSTOM", "s3Configuration": S3["s3Configuration"]}, None, "no other member"),
     ],
