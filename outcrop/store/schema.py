@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -236,3 +250,66 @@ resource_tags = Table(
     Column("key", String(128), primary_key=True),
     Column("value", String(256), nullable=False),
 )
+
+# Ingestion jobs (outcrop/knowledge/ingest.py), one row a StartIngestionJob. Their statistics are bumped in the
+# transaction that commits each document's row in `knowledge_documents`, so they stay true across a crash.
+# `active`: the data source's id while the job runs (STARTING, IN_PROGRESS, STOPPING), NULL after: its unique
+# index lets one job run per data source. `owner`: the processes.id of the process running it (a job whose owner
+# is dead is resumed by the next server that starts). `principal`: whom its embeddings are metered to (JSON).
+ingestion_jobs = Table(
+    "ingestion_jobs",
+    metadata,
+    Column("id", String(10), primary_key=True),
+    Column("knowledge_base_id", String(10), nullable=False),
+    Column("data_source_id", String(10), ForeignKey("data_sources.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),  # STARTING | IN_PROGRESS | COMPLETE | FAILED | STOPPING | STOPPED
+    Column("description", Text),
+    Column("documents_scanned", BigInteger, nullable=False, default=0),
+    Column("metadata_scanned", BigInteger, nullable=False, default=0),
+    Column("new_indexed", BigInteger, nullable=False, default=0),
+    Column("modified_indexed", BigInteger, nullable=False, default=0),
+    Column("metadata_modified", BigInteger, nullable=False, default=0),
+    Column("deleted", BigInteger, nullable=False, default=0),
+    Column("failed", BigInteger, nullable=False, default=0),
+    Column("failure_reasons", Text),  # JSON list
+    Column("principal", Text, nullable=False),
+    Column("owner", String(40)),
+    Column("active", String(10), unique=True),
+    Column("client_token", String(256)),
+    Column("request_hash", String(64)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_ingestion_jobs_source", ingestion_jobs.c.data_source_id, ingestion_jobs.c.started_at)
+Index("ix_ingestion_jobs_token", ingestion_jobs.c.data_source_id, ingestion_jobs.c.client_token, unique=True)
+
+# The documents of each data source as last ingested: what incremental ingestion diffs the source against.
+# `document_id`: the vector store's id of its chunks; `uri`: s3://bucket/key, or a CUSTOM document's id.
+# `source_tag` / `sidecar_tag`: the listing's fingerprint of the file and of its <name>.metadata.json (ETag,
+# size, modification time), `content_hash` / `metadata_hash`: SHA-256 of their bytes. `status`: INDEXED |
+# FAILED (with `reason`) after a job; STARTING | IN_PROGRESS | DELETING while IngestKnowledgeBaseDocuments /
+# DeleteKnowledgeBaseDocuments work on it, with the request's content in `pending` / `pending_data` until done.
+# `generation` moves with every such request, so a worker commits only what is still wanted.
+knowledge_documents = Table(
+    "knowledge_documents",
+    metadata,
+    Column("data_source_id", String(10), ForeignKey("data_sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("document_id", String(64), primary_key=True),
+    Column("knowledge_base_id", String(10), nullable=False),
+    Column("kind", String(8), nullable=False),  # S3 | CUSTOM
+    Column("uri", Text, nullable=False),
+    Column("source_tag", String(300)),
+    Column("sidecar_tag", String(300)),
+    Column("content_hash", String(64)),
+    Column("metadata_hash", String(64)),
+    Column("status", String(32), nullable=False),
+    Column("reason", Text),
+    Column("chunks", Integer, nullable=False, default=0),
+    Column("job_id", String(10)),  # the ingestion job that last wrote the row
+    Column("generation", Integer, nullable=False, default=0),
+    Column("owner", String(40)),  # processes.id of the process working on a STARTING / IN_PROGRESS / DELETING row
+    Column("pending", Text),  # JSON: the content and metadata a direct ingestion request gave
+    Column("pending_data", LargeBinary),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_knowledge_documents_status", knowledge_documents.c.status)
