@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from outcrop.inference import Inference
 from outcrop.knowledge.catalog import KnowledgeCatalog
 from outcrop.knowledge.resources import KnowledgeBase
 from outcrop.knowledge.vectors import Filter, Hit, Query, SearchType, VectorStore, open_store
+
+if TYPE_CHECKING:
+    from outcrop.knowledge.ingest import Ingestion
 
 VECTORS = "vectors"  # under the knowledge folder ([server] knowledge_dir): the embedded store's files
 
@@ -66,6 +69,7 @@ class Knowledge:
         self.folder = folder  # config.knowledge_dir
         self._stores: dict[str, VectorStore] = {}
         self._lock = threading.Lock()
+        self.ingestion: Ingestion | None = None  # ingestion jobs and pushed documents (api/app.py sets it)
         catalog.provision = self.provision
         catalog.release = self.release
 
