@@ -249,6 +249,8 @@ class App:
                     self.context.invocation_log.start()
                 if self.context.inference.guardrails is not None:
                     self.context.inference.guardrails.warm_up()
+                if self.context.knowledge is not None and self.context.knowledge.ingestion is not None:
+                    await self.context.knowledge.ingestion.start()  # resumes jobs a dead process left
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.context.inference.usage is not None:
@@ -256,6 +258,8 @@ class App:
                 if self.context.invocation_log is not None:
                     await self.context.invocation_log.stop()
                 if self.context.knowledge is not None:
+                    if self.context.knowledge.ingestion is not None:
+                        await self.context.knowledge.ingestion.close()
                     self.context.knowledge.close()
                 await self.context.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -280,6 +284,7 @@ def build_app(
     from outcrop.api.bedrock import guardrails as bedrock_guardrails
     from outcrop.api.bedrock import routes as bedrock_routes
     from outcrop.api.bedrock_agent import errors as bedrock_agent_errors
+    from outcrop.api.bedrock_agent import ingestion_routes as bedrock_agent_ingestion
     from outcrop.api.bedrock_agent import routes as bedrock_agent_routes
     from outcrop.api.openai import errors as openai_errors
     from outcrop.api.openai import routes as openai_routes
@@ -301,9 +306,11 @@ def build_app(
     service = None
     if knowledge is not None:
         from outcrop import config
+        from outcrop.knowledge.ingest import Ingestion
         from outcrop.knowledge.service import Knowledge
 
         service = Knowledge(knowledge, inference, settings, config.knowledge_dir(settings))
+        service.ingestion = Ingestion(service)
     context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails, service)
     routes = [
         *status.ROUTES,
@@ -313,6 +320,7 @@ def build_app(
         *bedrock_routes.ROUTES,
         *bedrock_guardrails.ROUTES,
         *bedrock_agent_routes.ROUTES,
+        *bedrock_agent_ingestion.ROUTES,
         *openai_routes.ROUTES,
         *anthropic_routes.ROUTES,
     ]

@@ -176,6 +176,9 @@ async def update_data_source(ctx: Context, request: Request, knowledgeBaseId: st
 async def delete_data_source(ctx: Context, request: Request, knowledgeBaseId: str, dataSourceId: str) -> Response:
     catalog = _catalog(ctx, request, write=True)
     await _body(request, "DeleteDataSource", {"knowledgeBaseId": knowledgeBaseId, "dataSourceId": dataSourceId})
+    ds = await asyncio.to_thread(catalog.data_source, knowledgeBaseId, dataSourceId)
+    if ctx.knowledge is not None and ctx.knowledge.ingestion is not None:  # its job stops; DELETE: its chunks go
+        await ctx.knowledge.ingestion.forget_source(await asyncio.to_thread(catalog.get, knowledgeBaseId), ds)
     gone = await asyncio.to_thread(catalog.delete_data_source, knowledgeBaseId, dataSourceId)
     return json_body({"knowledgeBaseId": gone.knowledge_base_id, "dataSourceId": gone.id, "status": "DELETING"},
                      status=202)  # fmt: skip
