@@ -9,6 +9,14 @@ at once, up to `max_queue` more wait their turn in arrival order, and past that 
 with Overloaded at once rather than piling up. A call Outcrop makes on behalf of another request on the
 same server (a constitution's judge, marked by `on_behalf`) goes ahead of the queue, is never refused
 for a full queue, and may use `reserve` extra slots, so it never waits on the very request it serves.
+
+Batch records (marked by `background`, set by the job runner around each record's model call) are a third,
+lower class: one takes a free slot only while no interactive or nested call waits, never the reserve, and is
+never refused for a full queue (the runner bounds how many it sends). An interactive or nested call that finds
+every slot taken while batch records hold some does not wait for them to finish: the youngest batch record is
+told to give its slot up (its `Background.preempted` is set; the runner closes its stream, which frees the slot
+at the engine's next step, and runs the record again later). So an interactive request is never queued behind
+a batch record.
 """
 
 from __future__ import annotations
@@ -19,13 +27,27 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from outcrop import errors
 from outcrop.conversation import ChatRequest, EmbedRequest, EmbedResult, Event
 
 on_behalf: ContextVar[bool] = ContextVar("outcrop_on_behalf", default=False)
 """True while Outcrop runs a model call for another request (set by `Inference.complete(guard=False)`)."""
+
+
+class Background:
+    """A batch record's claim on a model slot (see Admission): `preempted` is set when an interactive or nested
+    call needs the slot; the holder should then close its stream and try the record again later."""
+
+    __slots__ = ("preempted",)
+
+    def __init__(self) -> None:
+        self.preempted = asyncio.Event()
+
+
+background: ContextVar[Background | None] = ContextVar("outcrop_background", default=None)
+"""Set by the job runner while a batch record's model call runs: engines admit it below interactive traffic."""
 
 
 @dataclass(frozen=True)
@@ -52,17 +74,18 @@ class EngineStats:
 class Ticket:
     """One admitted request's hold on a slot; `release()` (idempotent) hands it to the next in line."""
 
-    __slots__ = ("_admission", "nested", "released")
+    __slots__ = ("_admission", "batch", "nested", "released")
 
-    def __init__(self, admission: Admission, nested: bool) -> None:
+    def __init__(self, admission: Admission, nested: bool, batch: Background | None = None) -> None:
         self._admission = admission
         self.nested = nested
+        self.batch = batch  # a batch record's claim (None: an interactive or nested call)
         self.released = False
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self._admission._release()
+            self._admission._release(self)
 
 
 class Admission:
@@ -74,32 +97,52 @@ class Admission:
         self.running = 0
         self._waiting: deque[asyncio.Future[Ticket]] = deque()
         self._nested: deque[asyncio.Future[Ticket]] = deque()
+        self._batch: deque[tuple[asyncio.Future[Ticket], Background]] = deque()
+        self._batch_running: list[Ticket] = []  # in the order they were granted
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
     def waiting(self) -> int:
+        """Interactive and nested calls waiting (batch records waiting are `batch_waiting`)."""
         return len(self._waiting) + len(self._nested)
+
+    @property
+    def batch_waiting(self) -> int:
+        return len(self._batch)
+
+    @property
+    def batch_running(self) -> int:
+        return len(self._batch_running)
 
     @property
     def pending(self) -> int:
         """Running and waiting."""
         return self.running + self.waiting
 
-    def _grant(self, nested: bool) -> Ticket:
+    def _grant(self, nested: bool, batch: Background | None = None) -> Ticket:
         self.running += 1
         self._idle.clear()
-        return Ticket(self, nested)
+        ticket = Ticket(self, nested, batch)
+        if batch is not None:
+            self._batch_running.append(ticket)
+        return ticket
 
     async def acquire(self, *, nested: bool | None = None) -> Ticket:
         nested = on_behalf.get() if nested is None else nested
+        batch = None if nested else background.get()  # a call on behalf of a batch record follows the nested rules
         if self._closed:
             raise errors.Overloaded(f"Model '{self.name}' is shutting down. Retry later.")
+        queue: deque[Any]
         if nested:
             if self.running < self.slots + self.reserve and not self._nested:
                 return self._grant(True)
             queue = self._nested
+        elif batch is not None:
+            if self.running < self.slots and not self._waiting and not self._nested and not self._batch:
+                return self._grant(False, batch)
+            queue = self._batch
         else:
             if self.running < self.slots and not self._waiting and not self._nested:
                 return self._grant(False)
@@ -110,7 +153,10 @@ class Admission:
                 )
             queue = self._waiting
         future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
-        queue.append(future)
+        item: Any = (future, batch) if batch is not None else future
+        queue.append(item)
+        if batch is None:
+            self._preempt()
         try:
             return await future
         except asyncio.CancelledError:
@@ -118,11 +164,25 @@ class Admission:
                 future.result().release()  # granted just as the caller went away
             else:
                 with contextlib.suppress(ValueError):
-                    queue.remove(future)
+                    queue.remove(item)
             raise
 
-    def _release(self) -> None:
+    def _preempt(self) -> None:
+        """Ask as many batch records to give their slots up as interactive and nested calls wait beyond those
+        already asked, youngest first (it has done the least work)."""
+        asked = sum(1 for t in self._batch_running if t.batch is not None and t.batch.preempted.is_set())
+        for ticket in reversed(self._batch_running):
+            if self.waiting <= asked:
+                return
+            if ticket.batch is not None and not ticket.batch.preempted.is_set():
+                ticket.batch.preempted.set()
+                asked += 1
+
+    def _release(self, ticket: Ticket) -> None:
         self.running -= 1
+        if ticket.batch is not None:
+            with contextlib.suppress(ValueError):
+                self._batch_running.remove(ticket)
         self._wake()
         if self.running == 0:
             self._idle.set()
@@ -136,6 +196,10 @@ class Admission:
             future = self._waiting.popleft()
             if not future.done():
                 future.set_result(self._grant(False))
+        while self._batch and self.running < self.slots and not self._waiting and not self._nested:
+            future, batch = self._batch.popleft()
+            if not future.done():
+                future.set_result(self._grant(False, batch))
 
     def resize(self, *, slots: int | None = None, max_queue: int | None = None) -> None:
         if slots is not None:
@@ -155,11 +219,12 @@ class Admission:
     async def drain(self) -> None:
         """Refuse new requests and wait for the admitted ones to finish (shutdown)."""
         self._closed = True
-        for future in (*self._waiting, *self._nested):
+        for future in (*self._waiting, *self._nested, *(f for f, _ in self._batch)):
             if not future.done():
                 future.set_exception(errors.Overloaded(f"Model '{self.name}' is shutting down. Retry later."))
         self._waiting.clear()
         self._nested.clear()
+        self._batch.clear()
         await self._idle.wait()
 
 

@@ -25,7 +25,7 @@ from typing import TypeVar
 from outcrop import errors
 from outcrop.conversation import ChatRequest, Event, Message, MessageStart, MessageStop, Usage
 from outcrop.engines import chat_template
-from outcrop.engines.base import Admission, Capabilities, EngineStats, Queued, on_behalf
+from outcrop.engines.base import Admission, Capabilities, EngineStats, Queued, background, on_behalf
 from outcrop.engines.llamacpp.grammar import _json_gbnf, _tool_call_gbnf, grammar_for
 from outcrop.engines.llamacpp.native import Model, SamplerSettings
 from outcrop.engines.llamacpp.prompt_cache import common_prefix
@@ -245,6 +245,7 @@ class LlamaCppEngine(Queued):
             ignore_eos=request.sampling.ignore_eos,
             emit=emit,
             nested=nested,
+            background=not nested and background.get() is not None,
             cache_mark=prepared.cache_mark,
             cache_ttl_s=prepared.cache_ttl_s,
         )

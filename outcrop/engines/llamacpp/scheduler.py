@@ -8,7 +8,9 @@ prompt takes the whole batch. Then every sequence that got logits samples its ne
 sampler (its own temperature, top-k/p, seed, penalties and grammar), and its text goes to its caller.
 
 Requests wait in arrival order for a free slot (calls made on behalf of another request first), though
-admission (`engines.base.Admission`) lets in no more than there are slots. A request whose caller went
+admission (`engines.base.Admission`) lets in no more than there are slots. Within a step, interactive prompts
+are read before batch records' (`Job.background`), so a batch never delays an interactive request's first token
+by more than the tokens it is generating. A request whose caller went
 away is dropped at the next step, and its slot is free at once. The slot keeps the KV state of what it
 processed, for the prompt cache (see prompt_cache.py).
 
@@ -46,6 +48,7 @@ class Job:
     ignore_eos: bool
     emit: Callable[[object], None]
     nested: bool = False
+    background: bool = False  # a batch record: its prompt is read after interactive ones
     cache_mark: int = 0  # prompt tokens up to the caller's last cache point (0: none)
     cache_ttl_s: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -273,7 +276,7 @@ class Scheduler:
         room = model.n_batch - len(entries)
         if generating:
             room = min(room, self._chunk())
-        for a in self._active:
+        for a in sorted(self._active, key=lambda a: a.job.background):  # interactive prompts first
             if a.next is not None or room <= 0:
                 continue
             prompt = a.job.prompt
