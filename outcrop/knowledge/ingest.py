@@ -10,13 +10,13 @@ works through the difference as a background task of the server:
     unchanged                      nothing (the listing's ETag/size/time, else the bytes' hash, tell)
     cannot be read                 its old chunks deleted, its reason in failureReasons   numberOfDocumentsFailed
 
-Parsing and chunking run in a thread; embeddings go through Knowledge.embed for the principal who started the job
-(access, quotas and usage as for their own calls), several documents' chunks to a call. Each document's chunks
-replace its old ones in one store transaction, then its ledger row and the job's counters are committed together.
-A job whose process died (kill -9, a power cut) is found by the next server to start (or by a running one's sweep,
-every SWEEP_S) and resumed: it scans again and the diff skips what was done, so nothing is indexed twice or left
-half-indexed, and the counters stay true. StopIngestionJob marks a job STOPPING; it stops before its next
-document and is STOPPED.
+Each document goes through writer.py's steps: parsed and chunked in a thread, embedded through Knowledge.embed for
+the principal who started the job (access, quotas and usage as for their own calls; several documents' chunks to a
+call), its chunks replacing its old ones in one store transaction, then its ledger row and the job's counters
+committed together. A job whose process died (kill -9, a power cut) is found by the next server to start (or by a
+running one's sweep, every SWEEP_S) and resumed: it scans again and the diff skips what was done, so nothing is
+indexed twice or left half-indexed, and the counters stay true. StopIngestionJob marks a job STOPPING; it stops
+before its next document and is STOPPED.
 
 Documents pushed by IngestKnowledgeBaseDocuments / DeleteKnowledgeBaseDocuments wait in the ledger (STARTING or
 DELETING, with their content) for a worker of the data source; each request moves the document's generation on,
@@ -29,31 +29,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
 from outcrop.knowledge import direct, indexing, sources
 from outcrop.knowledge.chunking_config import ChunkingConfig
-from outcrop.knowledge.chunking_config import decode as decode_chunking
 from outcrop.knowledge.errors import DocumentError
-from outcrop.knowledge.indexing import Content, Prepared
+from outcrop.knowledge.indexing import Content
 from outcrop.knowledge.ledger import WORKING, Document, Job, Ledger, principal_json, principal_of
 from outcrop.knowledge.resources import DataSource, KnowledgeBase, request_hash
 from outcrop.knowledge.service import Knowledge, index_name
+from outcrop.knowledge.writer import BATCH_CHUNKS, DocumentWriter, Ready, chunking, ledger_row
 from outcrop.store.processes import ProcessRegistry
 from outcrop.store.schema import processes
 
 log = logging.getLogger("outcrop.knowledge")
 
-BATCH_CHUNKS = 64  # chunks embedded per call (from as many documents as it takes)
 SWEEP_S = 30.0  # how often a server looks for jobs and documents whose process died
-RETRIES = 8  # an embedding model that is busy (or a quota spent for now) is retried this often, backing off
 CLOSE_WAIT_S = 10.0  # at shutdown, work in progress may finish its document for this long
 
 
@@ -61,25 +57,14 @@ class _Closing(Exception):
     """The server is shutting down: leave the job as it is, for the next server to resume."""
 
 
-@dataclass
-class _Ready:
-    """A document prepared for the store: its chunks, and the ledger row to commit once they are stored."""
-
-    prepared: Prepared
-    row: dict[str, Any]
-    counters: list[str]
-    generation: int
-
-
 class Ingestion:
     def __init__(self, knowledge: Knowledge, *, sweep_s: float = SWEEP_S, batch_chunks: int = BATCH_CHUNKS) -> None:
         self.knowledge = knowledge
         self.ledger = Ledger(knowledge.catalog.engine)
         self.sweep_s = sweep_s
-        self.batch_chunks = batch_chunks
+        self.writer = DocumentWriter(knowledge, self.ledger, batch_chunks)
         self._registry: ProcessRegistry | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}  # job id, or "docs/<data source id>": its task
-        self._locks: dict[str, asyncio.Lock] = {}
         self._closing = False
         self._watcher: asyncio.Task[None] | None = None
 
@@ -101,9 +86,6 @@ class Ingestion:
             rows = {r.id: r for r in db.execute(select(processes))}
         at = time.time()
         return lambda pid: pid == owner or (pid is not None and registry.alive(rows.get(pid), at))
-
-    def _lock(self, ds_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(ds_id, asyncio.Lock())
 
     def _spawn(self, key: str, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work, name=f"ingestion {key}")
@@ -228,13 +210,13 @@ class Ingestion:
                 continue
             if not await self._continue(job.id):
                 return False
-            async with self._lock(ds.id):
+            async with self.writer.lock(ds.id):
                 await asyncio.to_thread(store.delete_document, index, doc_id)
                 counted = ["deleted"] if row.status == "INDEXED" else []
                 await asyncio.to_thread(self.ledger.commit_deleted, job.id, ds.id, doc_id, counted,
                                         generation=row.generation)  # fmt: skip
-        config = _chunking(ds)
-        batch: list[_Ready] = []
+        config = chunking(ds)
+        batch: list[Ready] = []
         for doc_id, found in listed.items():
             prior = known.get(doc_id)
             sidecar_tag = found.sidecar.tag if found.sidecar else None
@@ -247,27 +229,27 @@ class Ingestion:
             ready = await self._read_and_prepare(job, kb, ds, source, found, prior, config)
             if ready is not None:
                 batch.append(ready)
-            if sum(len(r.prepared.chunks) for r in batch) >= self.batch_chunks:
-                await self._store(kb, ds, batch, job.principal, job.id)
+            if sum(len(r.prepared.chunks) for r in batch) >= self.writer.batch_chunks:
+                await self.writer.store(kb, ds, batch, job.principal, job.id)
                 batch = []
         if batch:
-            await self._store(kb, ds, batch, job.principal, job.id)
+            await self.writer.store(kb, ds, batch, job.principal, job.id)
         return True
 
     async def _read_and_prepare(self, job: Job, kb: KnowledgeBase, ds: DataSource, source: sources.Source,
                                 found: sources.SourceDocument, row: Document | None,
-                                config: ChunkingConfig) -> _Ready | None:  # fmt: skip
+                                config: ChunkingConfig) -> Ready | None:  # fmt: skip
         """A changed or new document read and prepared, or None when it needs no embedding (its bytes did not
         change after all, or it failed: both committed here)."""
         generation = row.generation if row is not None else 0
-        values = _row(kb, ds, indexing.document_id(ds.id, "S3", found.uri), "S3", found.uri, found.file.tag,
+        values = ledger_row(kb, ds, indexing.document_id(ds.id, "S3", found.uri), "S3", found.uri, found.file.tag,
                       found.sidecar.tag if found.sidecar else None)  # fmt: skip
         sidecar_uri = sources.s3_uri(source.bucket, found.sidecar.key) if found.sidecar else ""
         try:
             data = await asyncio.to_thread(source.read, found.key)
             metadata = await asyncio.to_thread(source.read, found.sidecar.key) if found.sidecar else None
         except errors.NotFound as exc:  # deleted since the scan: the next job removes it
-            await self._failed(job.id, kb, values, generation, exc.message)
+            await self.writer.failed(job.id, kb, values, generation, exc.message)
             return None
         values.update(content_hash=indexing.digest(data), metadata_hash=indexing.digest(metadata))
         indexed = row is not None and row.status == "INDEXED"
@@ -280,67 +262,14 @@ class Ingestion:
             return None
         content = Content("S3", found.uri, found.uri, data, None, metadata, sidecar_uri)
         try:
-            prepared = await self._prepare(kb, ds, content, config, job.principal)
+            prepared = await self.writer.prepare(kb, ds, content, config, job.principal)
         except DocumentError as exc:
-            await self._failed(job.id, kb, values, generation, exc.message)
+            await self.writer.failed(job.id, kb, values, generation, exc.message)
             return None
         counters = ["new_indexed"] if not indexed else ["modified_indexed"] if content_changed else []
         if metadata_changed:
             counters.append("metadata_modified")
-        return _Ready(prepared, values, counters, generation)
-
-    async def _failed(self, job_id: str | None, kb: KnowledgeBase, values: dict[str, Any], generation: int,
-                      reason: str) -> None:  # fmt: skip
-        """A document that cannot be ingested: its old chunks go, its row says why, the job counts it."""
-        async with self._lock(values["data_source_id"]):  # (a document never committed may have chunks too)
-            await asyncio.to_thread(self.knowledge.store(kb).delete_document, index_name(kb), values["document_id"])
-            values.update(status="FAILED", chunks=0, reason=reason)
-            await asyncio.to_thread(self.ledger.commit_document, job_id, values, ["failed"], reason,
-                                    generation=generation)  # fmt: skip
-
-    async def _prepare(self, kb: KnowledgeBase, ds: DataSource, content: Content, config: ChunkingConfig,
-                       principal: Principal) -> Prepared:  # fmt: skip
-        loop = asyncio.get_running_loop()
-
-        def embed(texts: Sequence[str]) -> np.ndarray:  # SEMANTIC chunking, from the parsing thread
-            return asyncio.run_coroutine_threadsafe(self._embed(kb, list(texts), principal), loop).result()
-
-        return await asyncio.to_thread(indexing.prepare, content, ds.id, config, embed)
-
-    async def _embed(self, kb: KnowledgeBase, texts: list[str], principal: Principal) -> np.ndarray:
-        """Vectors of `texts`, BATCH_CHUNKS a call; a busy model or a spent quota is waited out (RETRIES times)."""
-        parts = []
-        for start in range(0, len(texts), self.batch_chunks):
-            part = texts[start : start + self.batch_chunks]
-            for attempt in range(RETRIES + 1):
-                try:
-                    parts.append(await self.knowledge.embed(kb, part, principal))
-                    break
-                except (errors.Overloaded, errors.QuotaExceeded):
-                    if attempt == RETRIES:
-                        raise
-                    await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
-        return np.concatenate(parts) if parts else np.zeros((0, kb.dimensions), np.float32)
-
-    async def _store(self, kb: KnowledgeBase, ds: DataSource, batch: list[_Ready], principal: Principal,
-                     job_id: str | None) -> None:  # fmt: skip
-        """Embed a batch of prepared documents together, then store and commit each."""
-        texts = [t for r in batch for t in r.prepared.texts()]
-        vectors = await self._embed(kb, texts, principal)
-        store, index = self.knowledge.store(kb), index_name(kb)
-        at = 0
-        for ready in batch:
-            n = len(ready.prepared.chunks)
-            chunks = indexing.stored(ready.prepared, ds.id, vectors[at : at + n].tolist())
-            at += n
-            async with self._lock(ds.id):
-                current = await asyncio.to_thread(self.ledger.document, ds.id, ready.prepared.document_id)
-                if (current.generation if current else 0) != ready.generation:
-                    continue  # a direct request came for it meanwhile: that one wins
-                await asyncio.to_thread(store.upsert_document, index, ready.prepared.document_id, chunks)
-                ready.row.update(status="INDEXED", chunks=n, reason=None)
-                await asyncio.to_thread(self.ledger.commit_document, job_id, ready.row, ready.counters,
-                                        generation=ready.generation)  # fmt: skip
+        return Ready(prepared, values, counters, generation)
 
     # --- documents pushed directly -----------------------------------------------------------------
 
@@ -406,25 +335,25 @@ class Ingestion:
         except errors.NotFound:
             return
         if doc.status == "DELETING":
-            async with self._lock(ds.id):
+            async with self.writer.lock(ds.id):
                 await asyncio.to_thread(self.knowledge.store(kb).delete_document, index_name(kb), doc.document_id)
                 await asyncio.to_thread(self.ledger.commit_deleted, None, ds.id, doc.document_id,
                                         generation=doc.generation)  # fmt: skip
             return
         pending = doc.pending or {}
-        values = _row(kb, ds, doc.document_id, doc.kind, doc.uri, None, None)
+        values = ledger_row(kb, ds, doc.document_id, doc.kind, doc.uri, None, None)
         principal = principal_of(pending["principal"])
         try:
             content = await asyncio.to_thread(direct.content, doc.kind, doc.uri, pending,
                                               data if isinstance(data, bytes) else None, self._open)  # fmt: skip
             values.update(content_hash=indexing.digest(content.data), metadata_hash=indexing.digest(content.metadata))
-            prepared = await self._prepare(kb, ds, content, _chunking(ds), principal)
-            await self._store(kb, ds, [_Ready(prepared, values, [], doc.generation)], principal, None)
+            prepared = await self.writer.prepare(kb, ds, content, chunking(ds), principal)
+            await self.writer.store(kb, ds, [Ready(prepared, values, [], doc.generation)], principal, None)
         except errors.OutcropError as exc:  # the document, its S3 object, or the embedding model: it says why
-            await self._failed(None, kb, values, doc.generation, exc.message)
+            await self.writer.failed(None, kb, values, doc.generation, exc.message)
         except Exception as exc:
             log.exception("document %s of data source %s could not be ingested", doc.uri, ds.id)
-            await self._failed(None, kb, values, doc.generation, f"Internal error: {type(exc).__name__}")
+            await self.writer.failed(None, kb, values, doc.generation, f"Internal error: {type(exc).__name__}")
 
     # --- deleting a data source --------------------------------------------------------------------
 
@@ -449,14 +378,3 @@ class Ingestion:
         stored = {d for d in await asyncio.to_thread(store.document_ids, index) if d.startswith(f"{ds.id}-")}
         for doc_id in sorted(known | stored):
             await asyncio.to_thread(store.delete_document, index, doc_id)
-
-
-def _chunking(ds: DataSource) -> ChunkingConfig:
-    return decode_chunking((ds.ingestion or {}).get("chunkingConfiguration"))
-
-
-def _row(kb: KnowledgeBase, ds: DataSource, doc_id: str, kind: str, uri: str, source_tag: str | None,
-         sidecar_tag: str | None) -> dict[str, Any]:  # fmt: skip
-    """A ledger row's identity and listing fingerprints (the rest is filled in as the document is ingested)."""
-    return {"data_source_id": ds.id, "document_id": doc_id, "knowledge_base_id": kb.id, "kind": kind, "uri": uri,
-            "source_tag": source_tag, "sidecar_tag": sidecar_tag}  # fmt: skip

@@ -136,7 +136,7 @@ def test_a_job_a_dead_process_left_is_resumed(env: Env) -> None:
             uri = f"s3://half/{name}"
             content = indexing.Content("S3", uri, uri, (folder / name).read_bytes())
             prepared = indexing.prepare(content, ds.id, FixedSize())
-            vecs = await ingestion._embed(kb, prepared.texts(), LOCAL)
+            vecs = await ingestion.writer.embed(kb, prepared.texts(), LOCAL)
             vectors.upsert_document(index, prepared.document_id, indexing.stored(prepared, ds.id, vecs.tolist()))
             if name != "d2.txt":  # ...and a third stored, its kill -9 coming before its ledger row was committed
                 stat = (folder / name).stat()
