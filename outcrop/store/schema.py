@@ -313,3 +313,26 @@ knowledge_documents = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_knowledge_documents_status", knowledge_documents.c.status)
+
+# RetrieveAndGenerate sessions (sessionId): who opened one, and its turns, replayed to the model on a follow-up.
+rag_sessions = Table(
+    "rag_sessions",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("principal", String(200), nullable=False),  # only the principal that opened it may use it
+    Column("kms_key_arn", Text),  # sessionConfiguration.kmsKeyArn (kept, not applied)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_rag_sessions_updated", rag_sessions.c.updated_at)
+
+rag_session_turns = Table(
+    "rag_session_turns",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(100), ForeignKey("rag_sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_rag_session_turns_session", rag_session_turns.c.session_id, rag_session_turns.c.id)
