@@ -23,6 +23,7 @@ defaults to ~/.outcrop). Every key is optional:
     max_tools = 512
     max_content_blocks = 10000
     allowed_origins = ["http://localhost:3000"]   # web pages that may call the API from a browser (CORS)
+    batch_dir = "/srv/outcrop/batch"   # local folders standing for buckets of batch jobs (default $OUTCROP_HOME/batch)
 
     [[models]]
     id = "anthropic.claude-3-haiku-20240307-v1:0"   # any Bedrock-style id
@@ -160,6 +161,9 @@ class Settings:
     knowledge_dir: str | None = None  # knowledge bases' vectors and local folders; default $OUTCROP_HOME/knowledge
     # Bedrock's RDS storage type for knowledge bases: rdsConfiguration.resourceArn -> PostgreSQL URL ("*": any ARN)
     knowledge_rds_urls: dict[str, str] = field(default_factory=dict)
+    # Batch jobs' files: s3://NAME/KEY is <batch_dir>/NAME/KEY when that folder exists (outcrop.objects); the only
+    # local files an API caller can name. Default $OUTCROP_HOME/batch
+    batch_dir: str | None = None
     models: tuple[ModelSpec, ...] = field(default=())
     quotas: tuple[QuotaRule, ...] = field(default=())
 
@@ -233,6 +237,10 @@ def database_url(settings: Settings) -> str:
 
 def knowledge_dir(settings: Settings) -> Path:
     return Path(settings.knowledge_dir) if settings.knowledge_dir else home() / "knowledge"
+
+
+def batch_dir(settings: Settings) -> Path:
+    return Path(settings.batch_dir) if settings.batch_dir else home() / "batch"
 
 
 def key_file() -> Path:
