@@ -286,6 +286,8 @@ def build_app(
     from outcrop.api.bedrock_agent import errors as bedrock_agent_errors
     from outcrop.api.bedrock_agent import ingestion_routes as bedrock_agent_ingestion
     from outcrop.api.bedrock_agent import routes as bedrock_agent_routes
+    from outcrop.api.bedrock_agent_runtime import errors as bedrock_agent_runtime_errors
+    from outcrop.api.bedrock_agent_runtime import routes as bedrock_agent_runtime_routes
     from outcrop.api.openai import errors as openai_errors
     from outcrop.api.openai import routes as openai_routes
 
@@ -321,6 +323,7 @@ def build_app(
         *bedrock_guardrails.ROUTES,
         *bedrock_agent_routes.ROUTES,
         *bedrock_agent_ingestion.ROUTES,
+        *bedrock_agent_runtime_routes.ROUTES,
         *openai_routes.ROUTES,
         *anthropic_routes.ROUTES,
     ]
@@ -328,6 +331,7 @@ def build_app(
     encoders: dict[str, ErrorEncoder] = {
         "bedrock": bedrock_errors.encode_error,
         "bedrock-agent": bedrock_agent_errors.encode_error,
+        "bedrock-agent-runtime": bedrock_agent_runtime_errors.encode_error,
         "openai": openai_errors.encode_error,
         "anthropic": anthropic_errors.encode_error,
     }

@@ -33,7 +33,14 @@ _ANTHROPIC_ERROR = {"type": "object", "required": ["type", "error"], "properties
               "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}  # fmt: skip
 _OUTCROP_ERROR = {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}}
 _OBJECT = {"type": "object"}
-BEDROCK_DIALECTS = ("bedrock", "bedrock-agent")  # the routes bedrock_document covers, from botocore's models
+BEDROCK_DIALECTS = ("bedrock", "bedrock-agent", "bedrock-agent-runtime")  # what bedrock_document covers
+# Which routes serve each botocore service (bedrock-agent and bedrock-agent-runtime both have /tags/{arn}: the
+# route belongs to the first).
+_SERVICE_DIALECT = {"bedrock-runtime": "bedrock", "bedrock": "bedrock", "bedrock-agent": "bedrock-agent",
+                    "bedrock-agent-runtime": "bedrock-agent-runtime"}  # fmt: skip
+# bedrock-agent-runtime reuses many shape names of the other services with other members (GenerationConfiguration,
+# GuardrailConfiguration, ...): its components are named AgentRuntime.<shape>.
+_SPACES = {"bedrock-agent-runtime": "AgentRuntime."}
 
 
 def _bodies() -> dict[str, type[BaseModel]]:
@@ -150,10 +157,11 @@ def _shape(model: dict[str, Any], name: str, schemas: dict[str, Any]) -> dict[st
     shape = model["shapes"][name]
     kind = shape["type"]
     if kind == "structure":
-        if name not in schemas:
-            schemas[name] = {}  # a placeholder first: a member may refer back to this shape
-            schemas[name] = _structure(model, shape, schemas)
-        return {"$ref": REF.format(model=name)}
+        key = model.get("_space", "") + name  # a service whose shape names clash with the others' has a prefix
+        if key not in schemas:
+            schemas[key] = {}  # a placeholder first: a member may refer back to this shape
+            schemas[key] = _structure(model, shape, schemas)
+        return {"$ref": REF.format(model=key)}
     if kind == "list":
         out: dict[str, Any] = {"type": "array", "items": _shape(model, shape["member"]["shape"], schemas)}
         out.update({k: shape[b] for k, b in (("minItems", "min"), ("maxItems", "max")) if b in shape})
@@ -203,14 +211,18 @@ def _served(routes: list[Route], method: str, uri: str) -> bool:
 
 
 def bedrock_document(
-    routes: Iterable[Route], services: tuple[str, ...] = ("bedrock-runtime", "bedrock", "bedrock-agent")
+    routes: Iterable[Route],
+    services: tuple[str, ...] = ("bedrock-runtime", "bedrock", "bedrock-agent", "bedrock-agent-runtime"),
 ) -> dict[str, Any]:
     """Every operation of botocore's Bedrock models that this server serves, as OpenAPI."""
-    served = [r for r in routes if r.dialect in BEDROCK_DIALECTS]
+    routes = list(routes)
     schemas: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
     for service in services:
+        served = [r for r in routes if r.dialect == _SERVICE_DIALECT.get(service, service)]
         model = _service(service)
+        if service in _SPACES:
+            model = {**model, "_space": _SPACES[service]}
         for name, op in model["operations"].items():
             method, uri = op["http"]["method"], op["http"]["requestUri"]
             if not _served(served, method, uri):

@@ -45,6 +45,8 @@ def input_shape(service: str, operation: str) -> Shape:
 def problems(value: Any, shape: Shape, where: str) -> list[str]:
     """Everything wrong with `value` as `shape`, each naming the member."""
     kind = shape.type_name
+    if shape.metadata.get("document"):  # a structure marked `document` holds any JSON value (filter values, ...)
+        return []
     if kind == "structure":
         if not isinstance(value, dict):
             return [f"{where} must be an object"]

@@ -1,0 +1,1 @@
+"""bedrock-agent-runtime (Agents for Amazon Bedrock Runtime): Retrieve, RetrieveAndGenerate and its stream."""
