@@ -56,10 +56,12 @@ log = logging.getLogger("outcrop.inference")
 
 @dataclass(frozen=True)
 class Call:
-    """What a dialect is answering, for usage records (set per request by the app)."""
+    """What a dialect is answering, for usage records (set per request by the app; by the job runner for a batch
+    record, whose `request_id` is the record's own, so a record run again after a crash is metered once)."""
 
     dialect: str = "bedrock"
     operation: str = "-"
+    request_id: str | None = None  # a completed invocation's usage record takes this id (unique in the store)
 
 
 current_call: ContextVar[Call | None] = ContextVar("current_call", default=None)
@@ -228,9 +230,12 @@ class Inference:
                              u.output_tokens)  # fmt: skip
         if self.usage is None:
             return None
-        return UsageRecord(datetime.now(UTC), principal.name, model_id, call.dialect, call.operation, u.input_tokens,
-                           u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, latency_ms, ttft_ms,
-                           status)  # fmt: skip
+        rec = UsageRecord(datetime.now(UTC), principal.name, model_id, call.dialect, call.operation, u.input_tokens,
+                          u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, latency_ms, ttft_ms,
+                          status)  # fmt: skip
+        if call.request_id is not None and status == "ok":  # (a failed or cut-off try is a record of its own)
+            rec = replace(rec, request_id=call.request_id)
+        return rec
 
     def _record(self, principal: Principal, model_id: str, status: str, usage: Usage | None, latency_ms: int,
                 ttft_ms: int | None) -> None:  # fmt: skip

@@ -336,3 +336,50 @@ rag_session_turns = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_rag_session_turns_session", rag_session_turns.c.session_id, rag_session_turns.c.id)
+
+# Batch jobs (outcrop.jobs): one row per job, whatever its API (Bedrock CreateModelInvocationJob, OpenAI batches).
+batch_jobs = Table(
+    "batch_jobs",
+    metadata,
+    Column("id", String(12), primary_key=True),
+    Column("codec", String(20), nullable=False),  # whose format: bedrock | openai
+    Column("name", String(100), nullable=False),
+    Column("principal", Text, nullable=False),  # the owner as JSON: the job runs with its access and quotas
+    Column("principal_name", String(200), nullable=False),
+    Column("model_id", String(2048), nullable=False),  # as the caller named it
+    Column("status", String(16), nullable=False),  # outcrop.jobs.store.STATES
+    Column("message", Text),
+    Column("spec", Text, nullable=False),  # the codec's configuration of the job (JSON)
+    Column("inputs", Text),  # the input files found when it was validated (JSON list of URIs)
+    Column("client_token", String(256)),
+    Column("request_hash", String(64)),
+    Column("total", BigInteger, nullable=False, server_default="0"),
+    Column("processed", BigInteger, nullable=False, server_default="0"),
+    Column("succeeded", BigInteger, nullable=False, server_default="0"),
+    Column("errored", BigInteger, nullable=False, server_default="0"),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("owner", String(40)),  # the process running it (store.processes); a dead owner's job is resumed
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+)
+Index("ix_batch_jobs_submitted", batch_jobs.c.submitted_at)
+Index("ix_batch_jobs_token", batch_jobs.c.codec, batch_jobs.c.principal_name, batch_jobs.c.client_token, unique=True)
+
+# Each record of a job: its input line, and once run, its output line (the checkpoint a resumed job starts from).
+batch_records = Table(
+    "batch_records",
+    metadata,
+    Column("job_id", String(12), ForeignKey("batch_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),  # its place in the job's inputs, files in order
+    Column("part", Integer, nullable=False),  # which input file
+    Column("record_key", Text),  # the record's own id (recordId, custom_id) when it has one
+    Column("state", String(8), nullable=False),  # pending | done | error
+    Column("input", Text, nullable=False),
+    Column("output", Text),  # the output line, written when the record is done (or found wrong when validated)
+    Column("input_tokens", Integer, nullable=False, server_default="0"),
+    Column("output_tokens", Integer, nullable=False, server_default="0"),
+)
+Index("ix_batch_records_state", batch_records.c.job_id, batch_records.c.state, batch_records.c.seq)
