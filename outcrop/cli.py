@@ -65,11 +65,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def assemble(settings: Settings, mode: str, engines: dict[str, Any] | None = None) -> tuple[App, Keyring]:
     """The whole server as `outcrop serve` runs it: the store (keys, access, quotas, usage, invocation logs,
-    guardrails, knowledge bases) behind the app. `engines` replaces the engines of some models (tests)."""
+    guardrails, knowledge bases, batch jobs) behind the app. `engines` replaces the engines of some models (tests)."""
     from outcrop.api.app import build_app
     from outcrop.auth.access import AccessControl
     from outcrop.auth.authenticate import Authenticator
     from outcrop.guardrails.store import GuardrailStore
+    from outcrop.jobs.store import JobStore
     from outcrop.knowledge.catalog import KnowledgeCatalog
     from outcrop.metering.invocation_log import InvocationLogger
     from outcrop.metering.quotas import Quotas
@@ -85,7 +86,8 @@ def assemble(settings: Settings, mode: str, engines: dict[str, Any] | None = Non
     invocation_log = InvocationLogger(keyring.engine, config.home(), settings.region, settings.s3_endpoint_url)
     guardrails = GuardrailStore(keyring.engine)
     knowledge = KnowledgeCatalog(keyring.engine)
-    app = build_app(settings, registry, authenticator, access, quotas, usage, invocation_log, guardrails, knowledge)
+    app = build_app(settings, registry, authenticator, access, quotas, usage, invocation_log, guardrails, knowledge,
+                    JobStore(keyring.engine))  # fmt: skip
     return app, keyring
 
 

@@ -27,6 +27,7 @@ from outcrop.config import Settings
 from outcrop.conversation import ChatRequest, ChatResult
 from outcrop.guardrails.store import GuardrailStore
 from outcrop.inference import Call, Inference, RequestLimits, current_call
+from outcrop.jobs.store import JobStore
 from outcrop.knowledge.catalog import KnowledgeCatalog
 from outcrop.metering.invocation_log import InvocationLogger
 from outcrop.metering.quotas import Quotas
@@ -251,8 +252,12 @@ class App:
                     self.context.inference.guardrails.warm_up()
                 if self.context.knowledge is not None and self.context.knowledge.ingestion is not None:
                     await self.context.knowledge.ingestion.start()  # resumes jobs a dead process left
+                if self.context.jobs is not None:
+                    await self.context.jobs.start()  # resumes batch jobs a dead process left
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.context.jobs is not None:
+                    await self.context.jobs.close()  # records in flight stay pending, for the next server
                 if self.context.inference.usage is not None:
                     await self.context.inference.usage.stop()
                 if self.context.invocation_log is not None:
@@ -276,10 +281,12 @@ def build_app(
     invocation_log: InvocationLogger | None = None,
     guardrails: GuardrailStore | None = None,
     knowledge: KnowledgeCatalog | None = None,
+    jobs: JobStore | None = None,
 ) -> App:
     from outcrop.api import admin, keys_api, openapi, status, usage_api
     from outcrop.api.anthropic import errors as anthropic_errors
     from outcrop.api.anthropic import routes as anthropic_routes
+    from outcrop.api.bedrock import batch as bedrock_batch
     from outcrop.api.bedrock import errors as bedrock_errors
     from outcrop.api.bedrock import guardrails as bedrock_guardrails
     from outcrop.api.bedrock import routes as bedrock_routes
@@ -313,7 +320,17 @@ def build_app(
 
         service = Knowledge(knowledge, inference, settings, config.knowledge_dir(settings))
         service.ingestion = Ingestion(service)
-    context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails, service)
+    runner = None
+    if jobs is not None:
+        from outcrop import config
+        from outcrop.api.bedrock.batch_codec import BedrockBatch
+        from outcrop.jobs.runner import JobRunner
+        from outcrop.objects import Objects
+
+        objects = Objects([config.batch_dir(settings)], settings.s3_endpoint_url, settings.region)
+        runner = JobRunner(jobs, inference, objects, {"bedrock": BedrockBatch(registry)})
+    context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails, service,
+                      runner)  # fmt: skip
     routes = [
         *status.ROUTES,
         *admin.ROUTES,
@@ -321,6 +338,7 @@ def build_app(
         *keys_api.ROUTES,
         *bedrock_routes.ROUTES,
         *bedrock_guardrails.ROUTES,
+        *bedrock_batch.ROUTES,
         *bedrock_agent_routes.ROUTES,
         *bedrock_agent_ingestion.ROUTES,
         *bedrock_agent_runtime_routes.ROUTES,

@@ -20,6 +20,7 @@ from outcrop.config import Settings
 from outcrop.conversation import ChatRequest, ChatResult
 from outcrop.guardrails.store import GuardrailStore
 from outcrop.inference import Inference
+from outcrop.jobs.runner import JobRunner
 from outcrop.knowledge.service import Knowledge
 from outcrop.metering.invocation_log import InvocationLogger
 from outcrop.registry import Registry
@@ -48,6 +49,7 @@ class Context:
     invocation_log: InvocationLogger | None = None
     guardrails: GuardrailStore | None = None
     knowledge: Knowledge | None = None
+    jobs: JobRunner | None = None  # batch jobs (outcrop.jobs)
 
 
 GUARDRAIL_TRACES = ("disabled", "enabled", "enabled_full")
