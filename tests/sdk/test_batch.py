@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,15 @@ from outcrop import store
 from outcrop.api.app import build_app
 from outcrop.auth.authenticate import Authenticator
 from outcrop.auth.keys import Keyring
+from outcrop.config import ModelSpec
 from outcrop.jobs.store import JobStore
+from outcrop.models import BUILTIN_EMBEDDING_ID, builtin_embedding_available
 from outcrop.registry import Registry
 from tests import conftest
 from tests.conftest import CLAUDE, LLAMA, MISTRAL, TITAN, free_port, serve_app
 
 ROLE = "arn:aws:iam::123456789012:role/batch"
+TITAN_V2 = "amazon.titan-embed-text-v2:0"
 FINISHED = {"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"}
 
 
@@ -50,8 +54,9 @@ def s3_endpoint() -> Iterator[str]:
 def served(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[dict[str, Any]]:
     home = Path(tmp_path_factory.mktemp("batch"))
     (home / "batch" / "local-jobs").mkdir(parents=True)  # a folder standing for the bucket "local-jobs"
-    settings = conftest.test_settings(home, s3_endpoint_url=s3_endpoint, batch_dir=str(home / "batch"), auth="keys",
-                             builtin_embedding_model=False)  # fmt: skip
+    settings = conftest.test_settings(home, s3_endpoint_url=s3_endpoint, batch_dir=str(home / "batch"), auth="keys")
+    embedder = ModelSpec(id=BUILTIN_EMBEDDING_ID, engine="sentence-transformers", kind="embedding", aliases=(TITAN_V2,))
+    settings = replace(settings, models=(*settings.models, embedder))
     engine = store.connect(f"sqlite:///{home / 'o.db'}")
     keyring = Keyring(engine, home / "secret.key")
     keys = {}
@@ -171,6 +176,21 @@ def test_a_converse_job(served: dict[str, Any]) -> None:
     assert line["modelOutput"]["stopReason"] in ("end_turn", "max_tokens")
 
 
+def test_an_embedding_job(served: dict[str, Any]) -> None:
+    if not builtin_embedding_available():
+        pytest.skip("the built-in embedding model is not installed")
+    bedrock = _bedrock(served)
+    served["s3"].put_object(Bucket="batch-in", Key="embed.jsonl", Body=_jsonl([
+        {"recordId": "E1", "modelInput": {"inputText": "A rock.", "dimensions": 256}},
+        {"recordId": "E2", "modelInput": {"texts": ["wrong family"], "input_type": "search_query"}}]))  # fmt: skip
+    arn = _create(bedrock, "embed-job", TITAN_V2, "s3://batch-in/embed.jsonl", "s3://batch-out/emb")
+    job = _wait(bedrock, arn)
+    assert job["status"] == "PartiallyCompleted" and job["successRecordCount"] == 1, job
+    first, second = _s3_lines(served, f"emb/{arn.rsplit('/', 1)[1]}/embed.jsonl.out")
+    assert len(first["modelOutput"]["embedding"]) == 256 and first["modelOutput"]["inputTextTokenCount"] > 0
+    assert second["error"]["errorCode"] == 400  # a Titan model takes no Cohere body
+
+
 def test_a_job_on_local_files(served: dict[str, Any]) -> None:
     folder = served["home"] / "batch" / "local-jobs"
     (folder / "in").mkdir(exist_ok=True)
@@ -213,24 +233,24 @@ def test_create_refuses_what_the_server_cannot_do(served: dict[str, Any]) -> Non
 def test_stop_mid_way_keeps_the_records_done(served: dict[str, Any]) -> None:
     bedrock = _bedrock(served)
     body = {**_anthropic("Tell me a long story about rocks"), "max_tokens": 48}
-    records = [{"recordId": f"S{i:03d}", "modelInput": body} for i in range(60)]
+    records = [{"recordId": f"S{i:04d}", "modelInput": body} for i in range(2000)]
     served["s3"].put_object(Bucket="batch-in", Key="long.jsonl", Body=_jsonl(records))
     arn = _create(bedrock, "to-stop", CLAUDE, "s3://batch-in/long.jsonl", "s3://batch-out/stopped")
     running = _wait(bedrock, arn, {"InProgress", *FINISHED})
     while running["status"] == "InProgress" and running.get("processedRecordCount", 0) < 2:
-        time.sleep(0.2)
+        time.sleep(0.05)
         running = bedrock.get_model_invocation_job(jobIdentifier=arn)
     assert running["status"] == "InProgress", running
     bedrock.stop_model_invocation_job(jobIdentifier=arn)
     assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] in ("Stopping", "Stopped")
     job = _wait(bedrock, arn)
     assert job["status"] == "Stopped", job
-    assert 2 <= job["processedRecordCount"] < 60
+    assert 2 <= job["processedRecordCount"] < 2000
     job_id = arn.rsplit("/", 1)[1]
     out = _s3_lines(served, f"stopped/{job_id}/long.jsonl.out")
     assert len(out) == job["processedRecordCount"] == len({r["recordId"] for r in out})
     manifest = _s3_lines(served, f"stopped/{job_id}/manifest.json.out")[0]
-    assert (manifest["totalRecordCount"], manifest["processedRecordCount"]) == (60, job["processedRecordCount"])
+    assert (manifest["totalRecordCount"], manifest["processedRecordCount"]) == (2000, job["processedRecordCount"])
     with pytest.raises(ClientError) as info:
         bedrock.stop_model_invocation_job(jobIdentifier=arn)
     assert info.value.response["Error"]["Code"] == "ConflictException"
