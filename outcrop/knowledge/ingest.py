@@ -64,28 +64,32 @@ class Ingestion:
         self.sweep_s = sweep_s
         self.writer = DocumentWriter(knowledge, self.ledger, batch_chunks)
         self._registry: ProcessRegistry | None = None
+        self._owner: str | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}  # job id, or "docs/<data source id>": its task
         self._closing = False
         self._watcher: asyncio.Task[None] | None = None
 
     # --- this process, and the others --------------------------------------------------------------
 
-    @property
-    def owner(self) -> str:
-        """This process's id in the store (it registers, and starts its heartbeat, on first use)."""
+    def _processes(self) -> ProcessRegistry:
         if self._registry is None:
             self._registry = ProcessRegistry(self.ledger.engine)
-        return self._registry.id
+        return self._registry
+
+    @property
+    def owner(self) -> str:
+        """This process's id in the store: it registers (and starts its heartbeat) when it first owns work, so an
+        idle server writes nothing."""
+        self._owner = self._processes().id
+        return self._owner
 
     def _alive(self) -> Callable[[str | None], bool]:
         """Whether a process (by its id) runs, judged on one reading of the `processes` table."""
-        owner = self.owner
-        assert self._registry is not None
-        registry = self._registry
+        registry, mine = self._processes(), self._owner
         with self.ledger.engine.connect() as db:
             rows = {r.id: r for r in db.execute(select(processes))}
         at = time.time()
-        return lambda pid: pid == owner or (pid is not None and registry.alive(rows.get(pid), at))
+        return lambda pid: pid is not None and (pid == mine or registry.alive(rows.get(pid), at))
 
     def _spawn(self, key: str, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work, name=f"ingestion {key}")
@@ -126,7 +130,8 @@ class Ingestion:
         """Resume the jobs and documents whose process is dead."""
         alive = await asyncio.to_thread(self._alive)
         for job in await asyncio.to_thread(self.ledger.orphans, alive):
-            if job.id not in self._tasks and await asyncio.to_thread(self.ledger.take_over, job, self.owner):
+            owner = await asyncio.to_thread(lambda: self.owner)
+            if job.id not in self._tasks and await asyncio.to_thread(self.ledger.take_over, job, owner):
                 log.info("resuming ingestion job %s of data source %s (its process died)", job.id, job.data_source_id)
                 self._spawn(job.id, self._run(job.id))
         for ds_id in {d.data_source_id for d in await asyncio.to_thread(self.ledger.claimable, alive)}:
@@ -325,7 +330,7 @@ class Ingestion:
             log.exception("documents of data source %s: the worker failed; the next sweep retries", ds_id)
 
     async def _direct(self, doc: Document) -> None:
-        data = await asyncio.to_thread(self.ledger.claim, doc, self.owner)
+        data = await asyncio.to_thread(lambda: self.ledger.claim(doc, self.owner))
         if data is False:
             return
         catalog = self.knowledge.catalog
