@@ -324,11 +324,13 @@ def build_app(
     if jobs is not None:
         from outcrop import config
         from outcrop.api.bedrock.batch_codec import BedrockBatch
+        from outcrop.jobs.metrics import BatchProgress
         from outcrop.jobs.runner import JobRunner
         from outcrop.objects import Objects
 
         objects = Objects([config.batch_dir(settings)], settings.s3_endpoint_url, settings.region)
         runner = JobRunner(jobs, inference, objects, {"bedrock": BedrockBatch(registry)})
+        inference.metrics.registry.register(BatchProgress(runner.progress))
     context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails, service,
                       runner)  # fmt: skip
     routes = [

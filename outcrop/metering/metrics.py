@@ -61,7 +61,7 @@ class Metrics:
                 input_tokens: int, output_tokens: int) -> None:  # fmt: skip
         self.requests.labels(dialect, operation, model, status).inc()
         self.latency.labels(dialect, model).observe(latency_ms / 1000)
-        if ttft_ms is not None:
+        if ttft_ms is not None and dialect != "batch":  # (interactive latency: a batch record's wait is no wait)
             self.ttft.labels(model).observe(ttft_ms / 1000)
         if input_tokens:
             self.tokens.labels(model, "input").inc(input_tokens)

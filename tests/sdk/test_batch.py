@@ -63,6 +63,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterat
     for name, admin in (("alice", False), ("bob", False), ("root", True)):
         keyring.ensure_principal(name, admin=admin)
         keys[name] = keyring.create_aws_key(name)
+    keys["root-bearer"] = keyring.create_api_key("root")[1]
     app = build_app(settings, Registry(settings), Authenticator("keys", keyring), jobs=JobStore(engine))
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     for bucket in ("batch-in", "batch-out"):
@@ -306,3 +307,13 @@ def test_the_bedrock_openapi_document_has_the_job_operations(served: dict[str, A
     ops = {op["operationId"] for path in doc["paths"].values() for op in path.values()}
     assert {"CreateModelInvocationJob", "GetModelInvocationJob", "ListModelInvocationJobs",
             "StopModelInvocationJob"} <= ops  # fmt: skip
+
+
+def test_metrics_count_batch_records_and_show_the_runner(served: dict[str, Any]) -> None:
+    text = httpx.get(
+        f"{served['url']}/metrics", headers={"Authorization": f"Bearer {served['keys']['root-bearer']}"}
+    ).text
+    assert (
+        'outcrop_requests_total{dialect="batch",model="outcrop.tiny-chat-v1:0",operation="ModelInvocationJob"' in text
+    )
+    assert 'outcrop_batch_records_queued{model="outcrop.tiny-chat-v1:0"}' in text
