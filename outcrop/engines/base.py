@@ -13,10 +13,11 @@ for a full queue, and may use `reserve` extra slots, so it never waits on the ve
 Batch records (marked by `background`, set by the job runner around each record's model call) are a third,
 lower class: one takes a free slot only while no interactive or nested call waits, never the reserve, and is
 never refused for a full queue (the runner bounds how many it sends). An interactive or nested call that finds
-every slot taken while batch records hold some does not wait for them to finish: the youngest batch record is
-told to give its slot up (its `Background.preempted` is set; the runner closes its stream, which frees the slot
-at the engine's next step, and runs the record again later). So an interactive request is never queued behind
-a batch record.
+every slot taken while batch records hold some does not wait for them to finish: it runs at once on the reserve
+when that is free (else it waits at the head of the queue), and the youngest batch record is told to give its
+slot up (its `Background.preempted` is set; the runner closes its stream, which frees the slot at the engine's
+next step, and runs the record again later), which gives the reserve back. So an interactive request is never
+queued behind a batch record.
 """
 
 from __future__ import annotations
@@ -146,6 +147,11 @@ class Admission:
         else:
             if self.running < self.slots and not self._waiting and not self._nested:
                 return self._grant(False)
+            if (self.running < self.slots + self.reserve and not self._waiting and not self._nested
+                    and self._unasked_batch() > 0):  # fmt: skip
+                ticket = self._grant(False)  # at once, on the reserve; a batch record gives its slot back for it
+                self._preempt()
+                return ticket
             if len(self._waiting) >= self.max_queue:
                 raise errors.Overloaded(
                     f"Model '{self.name}' is busy: {self.running} requests are running and {self.waiting} "
@@ -167,12 +173,17 @@ class Admission:
                     queue.remove(item)
             raise
 
+    def _unasked_batch(self) -> int:
+        return sum(1 for t in self._batch_running if t.batch is not None and not t.batch.preempted.is_set())
+
     def _preempt(self) -> None:
-        """Ask as many batch records to give their slots up as interactive and nested calls wait beyond those
-        already asked, youngest first (it has done the least work)."""
+        """Ask batch records to give their slots up, youngest first (it has done the least work): as many as
+        interactive and nested calls wait, plus those running beyond `slots` (on the reserve), beyond those already
+        asked."""
         asked = sum(1 for t in self._batch_running if t.batch is not None and t.batch.preempted.is_set())
+        needed = self.waiting + max(0, self.running - self.slots)
         for ticket in reversed(self._batch_running):
-            if self.waiting <= asked:
+            if needed <= asked:
                 return
             if ticket.batch is not None and not ticket.batch.preempted.is_set():
                 ticket.batch.preempted.set()

@@ -236,3 +236,24 @@ def test_drain_refuses_waiting_batch_records_and_a_cancelled_one_leaves_the_queu
         await asyncio.wait_for(drained, 1)
 
     run(main())
+
+
+def test_an_interactive_request_runs_at_once_on_the_reserve_while_a_batch_record_gives_its_slot_back() -> None:
+    async def main() -> None:
+        adm = Admission("m", max_queue=4, slots=2, reserve=1)
+        old, young = Background(), Background()
+        t_old, t_young = await _batch_acquire(adm, old), await _batch_acquire(adm, young)
+        first = await asyncio.wait_for(adm.acquire(), 1)  # no wait for the record to stop
+        assert adm.running == 3 and young.preempted.is_set() and not old.preempted.is_set()
+        second = asyncio.create_task(adm.acquire())  # the reserve is taken: this one waits, and the old record goes
+        await asyncio.sleep(0.01)
+        assert not second.done() and old.preempted.is_set()
+        t_young.release()
+        await asyncio.sleep(0.01)
+        assert not second.done()  # the reserve is given back first
+        t_old.release()
+        (await asyncio.wait_for(second, 1)).release()
+        first.release()
+        assert adm.running == 0
+
+    run(main())
