@@ -14,9 +14,9 @@
   is refused with a ValidationException naming the usable ones; nothing is silently skipped. (Rerank.model ""
   stands for the knowledge base's own embedding model: managed search's rerankingModelType MANAGED.)
 
-Each passage carries Bedrock's own metadata keys beside the document's attributes: x-amz-bedrock-kb-source-uri
-(from the location when ingestion did not set it), x-amz-bedrock-kb-chunk-id and, where ingestion recorded it,
-x-amz-bedrock-kb-data-source-id.
+Each passage carries Bedrock's own metadata keys beside the document's attributes: x-amz-bedrock-kb-chunk-id,
+x-amz-bedrock-kb-source-uri for a document with a URI (from its location when ingestion did not set it) and what
+ingestion recorded (x-amz-bedrock-kb-data-source-id, x-amz-bedrock-kb-document-page-number).
 """
 
 from __future__ import annotations
@@ -40,9 +40,14 @@ MAX_RESULTS = 100  # how deep pages may go (the stores return at most 100 result
 SOURCE_URI = "x-amz-bedrock-kb-source-uri"
 CHUNK_ID = "x-amz-bedrock-kb-chunk-id"
 DATA_SOURCE_ID = "x-amz-bedrock-kb-data-source-id"
-_URL_KEYS = (("s3Location", "uri"), ("webLocation", "url"), ("confluenceLocation", "url"),
-             ("salesforceLocation", "url"), ("sharePointLocation", "url"), ("kendraDocumentLocation", "uri"),
-             ("customDocumentLocation", "id"))  # fmt: skip
+_URL_KEYS = (
+    ("s3Location", "uri"),
+    ("webLocation", "url"),
+    ("confluenceLocation", "url"),
+    ("salesforceLocation", "url"),
+    ("sharePointLocation", "url"),
+    ("kendraDocumentLocation", "uri"),
+)
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,9 @@ def passage(hit: Hit) -> Passage:
     location = dict(hit.location) if hit.location else {"type": "CUSTOM",
                                                          "customDocumentLocation": {"id": hit.document_id}}  # fmt: skip
     metadata: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in hit.metadata.items()}
-    metadata.setdefault(SOURCE_URI, source_uri(location) or hit.document_id)
+    uri = source_uri(location)
+    if uri:  # documents with a URI (S3, web, ...); a CUSTOM document has none, as on Bedrock
+        metadata.setdefault(SOURCE_URI, uri)
     metadata.setdefault(CHUNK_ID, hit.chunk_id)
     return Passage(hit.text, location, metadata, hit.score)
 
