@@ -226,7 +226,7 @@ def test_every_error_has_a_row_in_every_dialects_table(cls: type[Any]) -> None:
         assert r.status_code < 500 or cls.__name__ in ("InternalFailure", "ModelFailure", "Overloaded",  # 529
                                                        "ServiceUnavailable")  # fmt: skip
         message = body.get("message") or body["error"]["message"]
-        assert message == "what went wrong"
+        assert message == exc.message
         if dialect is bedrock:
             assert r.headers["x-amzn-errortype"]
         elif dialect is anthropic:
