@@ -27,7 +27,7 @@ from outcrop.conversation import (
     ToolChoice,
     ToolUseDelta,
 )
-from outcrop.engines.base import on_behalf
+from outcrop.engines.base import Background, background, on_behalf
 from outcrop.engines.llamacpp import LlamaCppEngine
 from outcrop.engines.llamacpp.prompt_cache import common_prefix
 from outcrop.models import BUILTIN_GGUF
@@ -298,3 +298,33 @@ def test_an_empty_prompt_is_refused_and_the_model_keeps_serving() -> None:
 def test_n_batch_must_hold_a_token_for_every_slot() -> None:
     with pytest.raises(errors.InvalidRequest, match="n_batch"):
         LlamaCppEngine(BUILTIN_GGUF, name="tiny", n_ctx=512, parallel=8, n_batch=4)
+
+
+def test_batch_records_beside_interactive_requests_answer_as_alone_and_give_their_slot_up() -> None:
+    cases = (TEXT_CASES * 2)[:6]
+    long = user("Count from one to twenty.", temperature=0, max_tokens=3000, ignore_eos=True)
+
+    async def as_batch(req: ChatRequest, holder: Background | None = None) -> tuple[str, MessageStop]:
+        background.set(holder or Background())
+        return await answer(engine_ref[0], req)
+
+    engine_ref: list[LlamaCppEngine] = []
+
+    async def main(engine: LlamaCppEngine) -> None:
+        engine_ref.append(engine)
+        alone = [await answer(engine, request(c)) for c in cases]
+        mixed = await asyncio.gather(*[as_batch(request(c)) if i % 2 else answer(engine, request(c))
+                                       for i, c in enumerate(cases)])  # fmt: skip
+        for case, (a_text, a_stop), (m_text, m_stop) in zip(cases, alone, mixed, strict=True):
+            assert a_text == m_text == case.answer  # a batch record sitting steps out decodes the same
+            assert a_stop.usage.output_tokens == m_stop.usage.output_tokens
+        holder = Background()
+        record = asyncio.create_task(as_batch(long, holder))
+        while engine.stats().in_flight == 0:
+            await asyncio.sleep(0.01)
+        text, _ = await answer(engine, request(TEXT_CASES[0]))  # the only slot is the record's: the reserve, at once
+        assert text == TEXT_CASES[0].answer and holder.preempted.is_set() and not record.done()
+        record.cancel()
+        await asyncio.gather(record, return_exceptions=True)
+
+    with_engine(main, parallel=1)

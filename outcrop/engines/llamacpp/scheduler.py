@@ -8,11 +8,11 @@ prompt takes the whole batch. Then every sequence that got logits samples its ne
 sampler (its own temperature, top-k/p, seed, penalties and grammar), and its text goes to its caller.
 
 Requests wait in arrival order for a free slot (calls made on behalf of another request first), though
-admission (`engines.base.Admission`) lets in no more than there are slots. Within a step, interactive prompts
-are read before batch records' (`Job.background`), so a batch never delays an interactive request's first token
-by more than the tokens it is generating. A request whose caller went
-away is dropped at the next step, and its slot is free at once. The slot keeps the KV state of what it
-processed, for the prompt cache (see prompt_cache.py).
+admission (`engines.base.Admission`) lets in no more than there are slots. Interactive prompts are read first
+and alone (batch records, `Job.background`, sit those steps out), and batch records' prompts are read in chunks
+of about BACKGROUND_STEP_S, so an interactive request's first token waits for at most one short batch step. A
+request whose caller went away is dropped at the next step, and its slot is free at once. The slot keeps the KV
+state of what it processed, for the prompt cache (see prompt_cache.py).
 
 Messages to the caller go through its `emit`, in order: `Started`, text pieces (str), then `Done` or
 `Failed`; `Done` is sent once the slot is free again.
@@ -35,6 +35,7 @@ from outcrop.engines.llamacpp.prompt_cache import HostCache, Plan, SlotState, pl
 log = logging.getLogger("outcrop.engines.llamacpp")
 
 STEP_TARGET_S = 1.0  # how long a step may take when it reads prompt tokens beside running generations
+BACKGROUND_STEP_S = 0.25  # the same for batch records' prompts: an interactive request arriving waits for less
 MIN_CHUNK = 16
 
 
@@ -256,12 +257,12 @@ class Scheduler:
         slot.tokens, slot.pinned, slot.pinned_until = [], 0, 0.0
         self.model.seq_clear(slot.seq)
 
-    def _chunk(self) -> int:
+    def _chunk(self, target_s: float = STEP_TARGET_S) -> int:
         if self.prefill_chunk > 0:
             return self.prefill_chunk
         if self._rate <= 0:
             return 128
-        return max(MIN_CHUNK, int(self._rate * STEP_TARGET_S))
+        return max(MIN_CHUNK, int(self._rate * target_s))
 
     def _step(self) -> None:
         model = self.model
@@ -269,18 +270,24 @@ class Scheduler:
         # of several KV streams in one graph only over runs of consecutive sequence ids, taken in batch order
         entries: list[tuple[int, int, int, bool, _Active | None]] = []
         reads: list[tuple[_Active, int]] = []
-        generating = [a for a in self._active if a.next is not None]
+        # While an interactive prompt is read, batch records sit the step out: its first token comes as on an idle
+        # model. Their own prompts are read in smaller chunks, so the step an arriving request waits for is short.
+        reading = any(a.next is None and not a.job.background for a in self._active)
+        generating = [a for a in self._active if a.next is not None and not (reading and a.job.background)]
         for a in generating:
             assert a.next is not None
             entries.append((a.slot.seq, len(a.slot.tokens), a.next, True, a))
         room = model.n_batch - len(entries)
         if generating:
             room = min(room, self._chunk())
+        background_room = 0 if reading else min(room, self._chunk(BACKGROUND_STEP_S))
         for a in sorted(self._active, key=lambda a: a.job.background):  # interactive prompts first
-            if a.next is not None or room <= 0:
+            if a.next is not None or room <= 0 or (a.job.background and background_room <= 0):
                 continue
             prompt = a.job.prompt
-            take = min(len(prompt) - a.done, room)
+            take = min(len(prompt) - a.done, room, background_room if a.job.background else room)
+            if a.job.background:
+                background_room -= take
             end = a.done + take
             for k in range(a.done, end):
                 last = k == len(prompt) - 1
