@@ -50,7 +50,7 @@ INLINE_AGENT_ID = "INLINE"
 DRAFT_VERSION = "DRAFT"
 TEST_ALIAS_ID = "TSTALIASID"
 DEFAULT_IDLE_TTL = 600  # Bedrock's default idleSessionTTLInSeconds
-RETURN_CONTROL = "RETURN_CONTROL"
+RETURN_CONTROL: Literal["RETURN_CONTROL"] = "RETURN_CONTROL"
 
 ParameterType = Literal["string", "number", "integer", "boolean", "array"]
 PromptType = Literal[
@@ -338,7 +338,8 @@ def openapi_operations(payload: str, group: str = "") -> tuple[Operation, ...]:
     try:
         doc = json.loads(payload) if payload.lstrip().startswith("{") else yaml.safe_load(payload)
     except (ValueError, yaml.YAMLError) as exc:
-        raise errors.InvalidRequest(f"action group {group}: apiSchema payload is not valid JSON or YAML: {exc}") from None
+        message = f"action group {group}: apiSchema payload is not valid JSON or YAML: {exc}"
+        raise errors.InvalidRequest(message) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("paths"), dict):
         raise errors.InvalidRequest(f"action group {group}: apiSchema payload needs an OpenAPI 'paths' object")
     ops = []
