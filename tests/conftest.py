@@ -23,7 +23,7 @@ from botocore.config import Config
 from outcrop.api.app import App, build_app
 from outcrop.api.server import config as server_config
 from outcrop.config import ModelSpec, Settings
-from outcrop.engines.base import Engine
+from outcrop.engines.base import Embedder, Engine
 from outcrop.engines.echo import EchoEngine
 from outcrop.models import BUILTIN_GGUF, BUILTIN_MODEL_ID
 from outcrop.registry import Registry
@@ -65,7 +65,7 @@ def serve_app(app: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serve(settings: Settings, engines: dict[str, Engine] | None = None) -> Iterator[tuple[str, Registry]]:
+def serve(settings: Settings, engines: dict[str, Engine | Embedder] | None = None) -> Iterator[tuple[str, Registry]]:
     registry = Registry(settings, engines)
     with serve_app(build_app(settings, registry)) as url:
         yield url, registry
