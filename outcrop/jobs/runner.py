@@ -269,8 +269,10 @@ class JobRunner:
             codec = self.codecs[job.codec]
             if job.status in ("submitted", "validating"):
                 job = await self._validate(job, codec)
-            if job.status in RUNNABLE and not _expired(job):
-                await self._run_records(job, codec)
+            while job.status in RUNNABLE and not _expired(job):
+                if not await self._run_records(job, codec):
+                    break  # nothing was left to run
+                job = await self._reload(job_id)  # (a record put back after a failure runs in the next round)
             await self._finish(job_id, codec)
         except asyncio.CancelledError:
             raise
@@ -304,7 +306,8 @@ class JobRunner:
             raise errors.NotFound(f"The job '{job_id}' was deleted.")
         return job
 
-    async def _run_records(self, job: Job, codec: Codec) -> None:
+    async def _run_records(self, job: Job, codec: Codec) -> int:
+        """Run the job's pending records until none is left or it stops; how many were pending."""
         try:
             model_id = await self.inference.authorize(job.model_id, job.principal)
         except (errors.NotFound, errors.AccessDenied) as exc:
@@ -313,7 +316,7 @@ class JobRunner:
         running = _Running(job, codec, deque(seqs), started=job.status == "in_progress")
         running.check_drained()
         if running.drained.is_set():
-            return
+            return 0
         lane = await self._lane(model_id)
         running.lane = lane
         self._running[job.id] = running
@@ -327,6 +330,7 @@ class JobRunner:
             self._running.pop(job.id, None)
             if not running.drained.is_set():  # this driver was cancelled (shutdown): cut its records off too
                 running.stop()
+        return len(seqs)
 
     async def _finish(self, job_id: str, codec: Codec) -> None:
         """Write the outputs and the final status: stopped, expired or completed."""
