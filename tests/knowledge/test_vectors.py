@@ -1,9 +1,10 @@
-"""The vector store seam: the same tests on the embedded store (sqlite-vec + FTS5) and on PostgreSQL + pgvector."""
+"""The vector store seam: the same tests on the embedded store (searching its in-memory mirror, and searching the
+file with sqlite-vec + FTS5) and on PostgreSQL + pgvector."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from outcrop.knowledge.vectors import (
     open_store,
     parse_filter,
 )
+from outcrop.knowledge.vectors.sqlite_store import SqliteVectorStore
 from tests.conftest import free_port
 
 DIMS = 8
@@ -35,18 +37,35 @@ def pgvector_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "pgvector"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
-    if request.param == "sqlite":
-        s = open_store(tmp_path / "knowledge")
-    else:
+@pytest.fixture(params=["sqlite", "sqlite-file", "pgvector"])
+def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], VectorStore]]:
+    """Opens a store on one location (a second call: another store object on the same data, as another process)."""
+    if request.param == "pgvector":
         from tests.postgres import fresh_database
 
         admin = request.getfixturevalue("pgvector_url")
-        s = open_store(fresh_database(admin, f"v_{abs(hash(request.node.nodeid)) % 10**12}"))
+        location: str | Path = fresh_database(admin, f"v_{abs(hash(request.node.nodeid)) % 10**12}")
+    else:
+        location = tmp_path / "knowledge"
+    opened: list[VectorStore] = []
+
+    def open_one() -> VectorStore:
+        if request.param == "sqlite-file":
+            opened.append(SqliteVectorStore(Path(location), memory=False))
+        else:
+            opened.append(open_store(location))
+        return opened[-1]
+
+    yield open_one
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(reopen: Callable[[], VectorStore]) -> VectorStore:
+    s = reopen()
     s.create_index("KB1", DIMS)
-    yield s
-    s.close()
+    return s
 
 
 def axis(i: int, j: int | None = None, w: float = 0.0) -> list[float]:
@@ -296,6 +315,23 @@ def test_concurrent_upserts_of_different_documents(store: VectorStore) -> None:
     assert store.count("KB1", "left") == 20 and store.count("KB1", "right") == 20
     assert docs(store, search_type=SearchType.KEYWORD, text="round", n=100) == {"left", "right"}
     assert all("round 4" in h.text for h in store.search("KB1", Query(vector=axis(0), number_of_results=50)))
+
+
+def test_another_store_on_the_same_data_sees_every_write(store: VectorStore, reopen: Callable[[], VectorStore]) -> None:
+    other = reopen()  # as another process would: its own connections (and, embedded, its own mirror)
+    store.upsert_document("KB1", "a", [chunk("a", 0, "volcano lava", axis(0))])
+    store.upsert_document("KB1", "b", [chunk("b", 0, "glacier ice", axis(1))])
+    for search_type in SearchType:
+        assert docs(other, search_type=search_type, text="lava ice") == {"a", "b"}
+    store.upsert_document("KB1", "a", [chunk("a", 0, "volcano ash", axis(2)), chunk("a", 1, "magma", axis(3))])
+    store.delete_document("KB1", "b")
+    store.upsert_document("KB1", "c", [chunk("c", 0, "lava flows", axis(0))])
+    for search_type in SearchType:
+        assert docs(other, search_type=search_type, text="lava ice ash") == {"a", "c"}  # b's "ice" is gone
+    got = other.search("KB1", Query(vector=axis(3), number_of_results=1))
+    assert [(h.chunk_id, h.text) for h in got] == [("a#1", "magma")]
+    other.upsert_document("KB1", "d", [chunk("d", 0, "glacier", axis(1))])  # and the other way round
+    assert docs(store, search_type=SearchType.KEYWORD, text="glacier") == {"d"}
 
 
 def test_vectors_are_normalized_so_scale_does_not_matter(store: VectorStore) -> None:

@@ -5,6 +5,7 @@
         chunks                   one row per chunk: ids, text, metadata (JSON), location, parent
         vectors  (vec0)          rowid = chunks.rowid, float[dimensions], cosine distance
         keywords (fts5)          rowid = chunks.rowid, porter-stemmed unicode61 tokens, BM25
+        changes                  one row per write transaction: what it removed and inserted (mirror.py)
 
 One file per knowledge base rather than tables in outcrop.db: SQLite has one writer per file, so one knowledge
 base's ingestion never holds up another's (or the server's keys and usage); deleting a knowledge base is deleting
@@ -13,8 +14,13 @@ column's dimensions are part of its declaration, which a per-file table states o
 
 Python's own sqlite3 is often built without extension loading (pyenv's and macOS's are), so the connection comes
 from `sqlean.py`, a drop-in sqlite3 that bundles a current SQLite (FTS5 included) with loading enabled.
-sqlite-vec 0.1.x searches by exact scan (no approximate index): a filter narrows the scan to the rows it admits
-(`rowid IN (...)`), so filtered results are exact too.
+Searches read an in-memory mirror of the file (mirror.py: the vectors as a numpy matrix, the keywords as BM25
+postings made from FTS5's own tokens), read lazily and kept in step through the `changes` log, so a search sees every
+committed write, this process's or another's. The results are those of the file's own indexes: the exact cosine
+(sqlite-vec 0.1.x has no approximate index either) and FTS5's bm25() (counting only the rows there are, where FTS5's
+contentless table keeps counting removed ones). A filter is SQL over the chunk table giving the rowids it admits,
+then a mask. `memory=False` searches the file itself instead, as before: sqlite-vec's scan
+narrowed by `rowid IN (...)` and FTS5 ordered by bm25() (benchmarks/knowledge_store.py compares the two).
 """
 
 from __future__ import annotations
@@ -48,8 +54,10 @@ from outcrop.knowledge.vectors.base import (
     unit,
 )
 from outcrop.knowledge.vectors.filters import Compiler, kind
+from outcrop.knowledge.vectors.mirror import LOG_TABLE, TOKENIZE, Mirror, View, log_change, next_rowid, query_terms
 
 MAX_K = 4096  # sqlite-vec's limit on k
+_RETRIES = 3  # read transactions a search starts before it searches the file instead of the mirror
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -126,7 +134,7 @@ def _connect(path: Path) -> Engine:
         dbapi.enable_load_extension(True)
         sqlite_vec.load(dbapi)
         dbapi.enable_load_extension(False)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "temp_store=MEMORY"):
             dbapi.execute(f"PRAGMA {pragma}")
 
     @event.listens_for(engine, "begin")
@@ -142,13 +150,19 @@ def _blob(vector: Sequence[float], index: str, dimensions: int) -> bytes:
 
 
 class SqliteVectorStore:
-    """Indexes as files under `root` (the data directory's knowledge/ folder)."""
+    """Indexes as files under `root` (the data directory's knowledge/ folder).
 
-    def __init__(self, root: Path) -> None:
+    memory: search each index's in-memory mirror (mirror.py); False searches the file itself (sqlite-vec's scan and
+    FTS5's bm25(): slower, no memory held; the benchmark's baseline).
+    """
+
+    def __init__(self, root: Path, memory: bool = True) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.memory = memory
         self._engines: dict[str, Engine] = {}
         self._dims: dict[str, int] = {}
+        self._mirrors: dict[str, Mirror] = {}
         self._lock = threading.Lock()
 
     def _file(self, index: str) -> Path:
@@ -161,7 +175,10 @@ class SqliteVectorStore:
                 path = self._file(index)
                 if not create and not path.exists():
                     raise IndexNotFound(index)
-                engine = self._engines[index] = _connect(path)
+                engine = _connect(path)
+                if not create:
+                    _add_log(engine)
+                self._engines[index] = engine
             return engine
 
     def _writer(self, index: str) -> Any:
@@ -188,14 +205,16 @@ class SqliteVectorStore:
             )
             db.exec_driver_sql(
                 "CREATE VIRTUAL TABLE keywords USING fts5(text, content='', contentless_delete=1, "
-                "tokenize='porter unicode61 remove_diacritics 2')"
+                f"tokenize='{TOKENIZE}')"
             )
+            db.exec_driver_sql(LOG_TABLE)
 
     def drop_index(self, index: str) -> None:
         path = self._file(index)
         with self._lock:
             engine = self._engines.pop(index, None)
             self._dims.pop(index, None)
+            self._mirrors.pop(index, None)
         if engine is not None:
             engine.dispose()
         for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -229,36 +248,41 @@ class SqliteVectorStore:
         dims = self._dimensions(index)
         blobs = [_blob(c.vector, index, dims) for c in chunks]  # checked before the transaction starts
         with self._writer(index) as db, db.begin():
-            self._delete(db, document_id)
-            start = db.exec_driver_sql("SELECT IFNULL(MAX(rowid), 0) FROM chunks").scalar_one() + 1
+            start = next_rowid(db)  # before the old chunks go: rowids are never used twice
+            removed = self._delete(db, document_id)
             rows = [
                 {"r": start + i, "c": c.id, "d": document_id, "t": c.text, "m": json.dumps(dict(c.metadata)),
                  "l": None if c.location is None else json.dumps(c.location), "p": c.parent_id, "pt": c.parent_text}
                 for i, c in enumerate(chunks)
             ]  # fmt: skip
-            if not rows:
-                return
-            try:
-                db.execute(text("INSERT INTO chunks VALUES (:r, :c, :d, :t, :m, :l, :p, :pt)"), rows)
-            except IntegrityError:
-                raise InvalidRequest(f"A chunk id of document '{document_id}' is already another document's.") from None
-            db.execute(text("INSERT INTO vectors (rowid, embedding) VALUES (:r, :v)"),
-                       [{"r": r["r"], "v": b} for r, b in zip(rows, blobs, strict=True)])  # fmt: skip
-            db.execute(text("INSERT INTO keywords (rowid, text) VALUES (:r, :t)"), rows)
+            if rows:
+                try:
+                    db.execute(text("INSERT INTO chunks VALUES (:r, :c, :d, :t, :m, :l, :p, :pt)"), rows)
+                except IntegrityError:
+                    raise InvalidRequest(
+                        f"A chunk id of document '{document_id}' is already another document's."
+                    ) from None
+                db.execute(text("INSERT INTO vectors (rowid, embedding) VALUES (:r, :v)"),
+                           [{"r": r["r"], "v": b} for r, b in zip(rows, blobs, strict=True)])  # fmt: skip
+                db.execute(text("INSERT INTO keywords (rowid, text) VALUES (:r, :t)"), rows)
+            log_change(db, removed, start, start + len(rows))
 
     @staticmethod
-    def _delete(db: Connection, document_id: str) -> int:
+    def _delete(db: Connection, document_id: str) -> list[int]:
         rowids = [r[0] for r in db.execute(text("SELECT rowid FROM chunks WHERE document_id = :d"), {"d": document_id})]
         if rowids:
             params = [{"r": r} for r in rowids]
             for table in ("vectors", "keywords", "chunks"):
                 db.execute(text(f"DELETE FROM {table} WHERE rowid = :r"), params)
-        return len(rowids)
+        return rowids
 
     def delete_document(self, index: str, document_id: str) -> int:
         self._dimensions(index)
         with self._writer(index) as db, db.begin():
-            return self._delete(db, document_id)
+            start = next_rowid(db)
+            removed = self._delete(db, document_id)
+            log_change(db, removed, start, start)
+            return len(removed)
 
     def count(self, index: str, document_id: str | None = None) -> int:
         self._dimensions(index)
@@ -278,37 +302,41 @@ class SqliteVectorStore:
         n = query.number_of_results
         if not 1 <= n <= 100:
             raise InvalidRequest("numberOfResults must be between 1 and 100.")
-        pool = min(MAX_K, n * CANDIDATES)
-        where, params = "", {}
-        if query.filter is not None:
-            compiler = _SqliteFilter("c.metadata")
-            where = f"rowid IN (SELECT c.rowid FROM chunks c WHERE {compiler.compile(query.filter)})"
-            params = compiler.params
-        rankings: list[list[tuple[int, float]]] = []
+        semantic = query.search_type in (SearchType.SEMANTIC, SearchType.HYBRID)
+        if semantic and query.vector is None:
+            raise InvalidRequest(f"A {query.search_type.value} search needs a query vector.")
+        search = _Search(query, None if query.vector is None or not semantic else _blob(query.vector, index, dims),
+                         min(MAX_K, n * CANDIDATES))  # fmt: skip
         with self._engine(index).connect() as db:
-            if query.search_type in (SearchType.SEMANTIC, SearchType.HYBRID):
-                if query.vector is None:
-                    raise InvalidRequest(f"A {query.search_type.value} search needs a query vector.")
-                sql = "SELECT rowid, distance FROM vectors WHERE embedding MATCH :q AND k = :k"
-                sql += f" AND {where}" if where else ""
-                got = db.execute(text(sql), {"q": _blob(query.vector, index, dims), "k": pool, **params})
-                rankings.append([(r[0], (2.0 - r[1]) / 2.0) for r in got])  # cosine distance -> (1 + cos) / 2
-            if query.search_type in (SearchType.KEYWORD, SearchType.HYBRID):
-                match = fts_query(query.text)
-                if match:
-                    sql = "SELECT rowid FROM keywords WHERE keywords MATCH :m"
-                    sql += f" AND {where}" if where else ""
-                    got = db.execute(text(sql + " ORDER BY bm25(keywords) LIMIT :k"), {"m": match, "k": pool, **params})
-                    rankings.append([(r[0], 1.0 / rank) for rank, r in enumerate(got, start=1)])
-                elif query.search_type is SearchType.HYBRID:
-                    rankings.append([])
-            if query.search_type is SearchType.HYBRID:
-                ranked = fuse([[str(rowid) for rowid, _ in ranking] for ranking in rankings])
-            else:
-                ranked = [(str(rowid), score) for rowid, score in (rankings[0] if rankings else [])]
-            rows = self._rows(db, [int(key) for key, _ in ranked])
+            for attempt in range(_RETRIES + 1):
+                with db.begin():
+                    view = None
+                    if self.memory and attempt < _RETRIES:
+                        view = self._mirror(index, dims).view(db, semantic, search.keyword)
+                        if view is None:  # the mirror is past this transaction's version: start a newer one
+                            continue
+                    rankings = search.in_memory(db, view) if view is not None else search.in_file(db)
+                    if query.search_type is SearchType.HYBRID:
+                        ranked = fuse([[str(rowid) for rowid, _ in ranking] for ranking in rankings])
+                    else:
+                        ranked = [(str(rowid), score) for rowid, score in (rankings[0] if rankings else [])]
+                    rows = self._rows(db, [int(key) for key, _ in ranked])
+                    break
         by_chunk = [(rows[int(key)].chunk_id, score) for key, score in ranked]
         return hits({r.chunk_id: r for r in rows.values()}, by_chunk, n)
+
+    def _mirror(self, index: str, dims: int) -> Mirror:
+        with self._lock:
+            mirror = self._mirrors.get(index)
+            if mirror is None:
+                mirror = self._mirrors[index] = Mirror(dims)
+            return mirror
+
+    def memory_bytes(self, index: str) -> int:
+        """What the index's mirror holds in memory (0 before its first search)."""
+        with self._lock:
+            mirror = self._mirrors.get(index)
+        return 0 if mirror is None else mirror.nbytes
 
     @staticmethod
     def _rows(db: Connection, rowids: list[int]) -> dict[int, Row]:
@@ -325,8 +353,65 @@ class SqliteVectorStore:
     def close(self) -> None:
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
+            self._mirrors.clear()
         for engine in engines:
             engine.dispose()
+
+
+class _Search:
+    """One search's rankings ((rowid, score) best first; one list per side searched), from the mirror or the file."""
+
+    def __init__(self, query: Query, vector: bytes | None, pool: int) -> None:
+        self.query, self.vector, self.pool = query, vector, pool
+        self.keyword = query.search_type in (SearchType.KEYWORD, SearchType.HYBRID)
+        self.where, self.params = "", {}
+        if query.filter is not None:
+            compiler = _SqliteFilter("c.metadata")
+            self.where = f"SELECT c.rowid FROM chunks c WHERE {compiler.compile(query.filter)}"
+            self.params = compiler.params
+
+    def in_memory(self, db: Connection, view: View) -> list[list[tuple[int, float]]]:
+        allowed = None
+        if self.where:
+            got = db.execute(text(f"SELECT group_concat(rowid, ' ') FROM ({self.where})"), self.params).scalar()
+            allowed = view.admit(np.fromstring(got or "", dtype=np.int64, sep=" "))
+        rankings = []
+        if self.vector is not None:
+            q = np.frombuffer(self.vector, dtype=np.float32)
+            rankings.append([(r, (1.0 + cos) / 2.0) for r, cos in view.nearest(q, self.pool, allowed)])
+        if self.keyword:
+            found = view.bm25(query_terms(db, self.query.text), self.pool, allowed)
+            rankings.append([(r, 1.0 / rank) for rank, (r, _) in enumerate(found, start=1)])
+        return rankings
+
+    def in_file(self, db: Connection) -> list[list[tuple[int, float]]]:
+        where = f"rowid IN ({self.where})" if self.where else ""
+        rankings = []
+        if self.vector is not None:
+            sql = "SELECT rowid, distance FROM vectors WHERE embedding MATCH :q AND k = :k"
+            sql += f" AND {where}" if where else ""
+            got = db.execute(text(sql), {"q": self.vector, "k": self.pool, **self.params})
+            rankings.append([(r[0], (2.0 - r[1]) / 2.0) for r in got])  # cosine distance -> (1 + cos) / 2
+        if self.keyword:
+            match = fts_query(self.query.text)
+            if match:
+                sql = "SELECT rowid FROM keywords WHERE keywords MATCH :m"
+                sql += f" AND {where}" if where else ""
+                got = db.execute(text(sql + " ORDER BY bm25(keywords) LIMIT :k"),
+                                 {"m": match, "k": self.pool, **self.params})  # fmt: skip
+                rankings.append([(r[0], 1.0 / rank) for rank, r in enumerate(got, start=1)])
+            elif self.query.search_type is SearchType.HYBRID:
+                rankings.append([])
+        return rankings
+
+
+def _add_log(engine: Engine) -> None:
+    """A file made before the change log gets one (empty: a mirror reads such a file whole once)."""
+    with engine.connect() as db:
+        names = {r[0] for r in db.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "chunks" in names and "changes" not in names:
+        with engine.connect().execution_options(write=True) as db, db.begin():
+            db.exec_driver_sql(LOG_TABLE)
 
 
 def _metadata(raw: str) -> Mapping[str, Any]:
