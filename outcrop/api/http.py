@@ -50,6 +50,7 @@ class Context:
     guardrails: GuardrailStore | None = None
     knowledge: Knowledge | None = None
     jobs: JobRunner | None = None  # batch jobs (outcrop.jobs)
+    agent_runtime: Any = None  # the agents' run time (outcrop.agents.loop.AgentRuntime), made on first use
 
 
 GUARDRAIL_TRACES = ("disabled", "enabled", "enabled_full")

@@ -383,3 +383,18 @@ batch_records = Table(
     Column("output_tokens", Integer, nullable=False, server_default="0"),
 )
 Index("ix_batch_records_state", batch_records.c.job_id, batch_records.c.state, batch_records.c.seq)
+
+# Agent sessions (outcrop.agents.sessions): per (agent, sessionId), the attributes, finished turns and a plan
+# stopped by returnControl, as one JSON document; gone once expires_at (the agent's idle TTL) has passed.
+agent_sessions = Table(
+    "agent_sessions",
+    metadata,
+    Column("agent_id", String(100), primary_key=True),  # "INLINE" for InvokeInlineAgent
+    Column("session_id", String(100), primary_key=True),
+    Column("principal", String(200), nullable=False),  # only the principal that opened it may use it
+    Column("state", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_agent_sessions_expires", agent_sessions.c.expires_at)

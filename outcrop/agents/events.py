@@ -1,0 +1,108 @@
+"""What one agent turn produces, as typed values; the dialect (api/bedrock_agent_runtime/agent_convert.py) turns
+them into InvokeAgent's event-stream frames.
+
+- `Chunk`: (part of) the answer, with the knowledge-base passages it rests on (`citations`);
+- `ReturnControl`: the turn stops here; the caller runs `calls` and answers them in the next call;
+- trace steps, sent only when the caller asked for a trace (enableTrace), in the order they happen; each
+  carries the id of the orchestration step (one per model call) it belongs to:
+  `ModelInput` -> `ModelOutput` -> `Rationale` (text the model wrote before calling tools) -> `ToolInput` /
+  `ToolOutput` for each call -> ... -> `ModelInput` -> `ModelOutput` -> `Finish`; `GuardrailStep` when a guardrail
+  assessed the call, `Failure` before an error ends the turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from outcrop.conversation import GuardrailTrace, Sampling, Usage
+from outcrop.knowledge.rag import Cited
+from outcrop.knowledge.retrieval import Passage
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One tool call of the model, in the agent's terms."""
+
+    kind: Literal["FUNCTION", "API", "KNOWLEDGE_BASE"]
+    tool_use_id: str
+    action_group: str = ""  # FUNCTION / API
+    function: str = ""  # FUNCTION
+    api_path: str = ""  # API
+    method: str = ""  # API (upper case)
+    parameters: tuple[tuple[str, str, str], ...] = ()  # (name, type, value as text), as Bedrock sends them
+    body: tuple[tuple[str, str, str], ...] = ()  # API: properties of the application/json request body
+    knowledge_base_id: str = ""  # KNOWLEDGE_BASE
+    query: str = ""  # KNOWLEDGE_BASE
+    execution: Literal["RETURN_CONTROL", "LAMBDA", "KNOWLEDGE_BASE"] = "RETURN_CONTROL"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    citations: tuple[Cited, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReturnControl:
+    invocation_id: str
+    calls: tuple[Invocation, ...]
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    step: str
+    model: str
+    text: str  # the prompt, as JSON: system, messages, tools
+    sampling: Sampling = field(default_factory=Sampling)
+    prompt_type: str = "ORCHESTRATION"
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    step: str
+    raw: str  # the model's answer: text, and tool calls as JSON
+    usage: Usage = field(default_factory=Usage)
+    ms: int = 0
+
+
+@dataclass(frozen=True)
+class Rationale:
+    step: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolInput:
+    step: str
+    call: Invocation
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    step: str
+    call: Invocation
+    text: str = ""
+    passages: tuple[Passage, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finish:
+    step: str
+    text: str
+
+
+@dataclass(frozen=True)
+class GuardrailStep:
+    step: str
+    trace: GuardrailTrace
+
+
+@dataclass(frozen=True)
+class Failure:
+    step: str
+    reason: str
+
+
+TraceStep = ModelInput | ModelOutput | Rationale | ToolInput | ToolOutput | Finish | GuardrailStep | Failure
+AgentEvent = Chunk | ReturnControl | TraceStep

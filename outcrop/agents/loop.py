@@ -1,0 +1,478 @@
+"""The orchestration loop of one agent turn, on `Inference` (never an engine directly):
+
+    open the session -> [continue a returnControl plan with the caller's results]
+    -> model call (ChatRequest: instruction as system, earlier turns, the question, the plan so far; the agent's
+       action groups and knowledge bases as tools, so the engine's tool calling / grammar applies)
+       -> tool calls? knowledge base: search it (knowledge.retrieval, as Retrieve does), numbered passages as the
+          observation; Lambda: POST Bedrock's event to its URL (lambdas.py); RETURN_CONTROL: stop the turn with a
+          returnControl (the plan is kept in the session) -> observations -> model call -> ...
+       -> no tool call: the answer (one chunk, with citations of the passages it rests on, read as
+          RetrieveAndGenerate reads them: knowledge.citations) -> the turn is kept in the session
+
+Each model call goes through Inference as any chat call of the caller does: access, quotas, usage, and the agent's
+guardrail (checking the caller's question on the turn's first call — it is the only text marked guard_content —
+and every model output). A guardrail that intervenes ends the turn with its message, which is not kept.
+At most `max_iterations` model calls a turn (a plan continued after returnControl counts on); past that the turn
+fails with a DependencyFailedException after a failure trace. Trace steps (events.py) are produced only when the
+caller asked for them.
+
+Not done here: PRE_PROCESSING / POST_PROCESSING prompts (their overrides are accepted and not run), memory across
+sessions (memoryConfiguration), code interpreter and user-input action groups, multi-agent collaboration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from outcrop import errors
+from outcrop.agents import lambdas
+from outcrop.agents.definition import AgentDefinition
+from outcrop.agents.events import (
+    AgentEvent,
+    Chunk,
+    Failure,
+    Finish,
+    GuardrailStep,
+    Invocation,
+    ModelInput,
+    ModelOutput,
+    Rationale,
+    ReturnControl,
+    ToolInput,
+    ToolOutput,
+)
+from outcrop.agents.sessions import AgentSession, Pending, PendingCall, SessionStore
+from outcrop.agents.tools import Target, invocation, tools
+from outcrop.auth.principal import Principal
+from outcrop.conversation import (
+    ChatRequest,
+    ChatResult,
+    GuardrailRef,
+    Message,
+    Sampling,
+    StopReason,
+    Text,
+    ToolResult,
+    ToolUse,
+)
+from outcrop.inference import Inference, collect
+from outcrop.knowledge.citations import CitationParser
+from outcrop.knowledge.rag import Cited
+from outcrop.knowledge.retrieval import Passage, Retrieval, retrieve
+
+MAX_ITERATIONS = 10  # model calls in one turn
+_TOOLS_NOTE = "Use the tools when they help; when you can answer, answer the user directly, without a tool call."
+_CITE_NOTE = ("Knowledge base search results are numbered; end each sentence that uses one with its number in "
+              "square brackets, like [1].")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """A result of returnControlInvocationResults: a functionResult or an apiResult."""
+
+    action_group: str
+    body: str
+    function: str | None = None
+    api_path: str | None = None
+    method: str | None = None
+    status: int | None = None
+    state: str | None = None  # FAILURE | REPROMPT
+
+
+@dataclass(frozen=True)
+class Turn:
+    definition: AgentDefinition
+    session_id: str
+    input_text: str = ""
+    enable_trace: bool = False
+    end_session: bool = False
+    session_attributes: Mapping[str, str] | None = None  # None: keep the session's
+    prompt_session_attributes: Mapping[str, str] | None = None
+    results: tuple[ToolOutcome, ...] = ()
+    invocation_id: str | None = None
+    retrievals: Mapping[str, Retrieval] = field(default_factory=dict)  # per knowledge base id
+    history: tuple[Message, ...] | None = None  # InvokeInlineAgent's conversationHistory (instead of the session's)
+
+
+@dataclass
+class Timings:
+    """Where one turn's time went (benchmarks/agent_overhead.py)."""
+
+    model_ms: float = 0.0  # inside Inference: from handing it the request to the model's last event
+    model_calls: int = 0
+    tool_ms: float = 0.0  # knowledge-base searches and Lambda calls
+    session_ms: float = 0.0  # reading and writing the session
+    total_ms: float = 0.0  # the whole turn, from start() to the last event
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000
+
+
+class AgentRuntime:
+    """The agents' run time: one per server. `knowledge` is ctx.knowledge (None: agents with knowledge bases fail
+    when they search)."""
+
+    def __init__(self, inference: Inference, sessions: SessionStore, knowledge: Any = None, *,
+                 max_iterations: int = MAX_ITERATIONS, http: httpx.AsyncClient | None = None) -> None:  # fmt: skip
+        self.inference = inference
+        self.sessions = sessions
+        self.knowledge = knowledge
+        self.max_iterations = max_iterations
+        self._http = http
+        self._busy: set[tuple[str, str]] = set()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient()
+        return self._http
+
+    async def start(self, turn: Turn, principal: Principal) -> TurnStream:
+        """Everything that can fail before the first event: the model, the session (another caller's, one in use),
+        the results of a returnControl that is not pending."""
+        began = time.perf_counter()
+        d = turn.definition
+        model_id = await self.inference.authorize(d.foundation_model, principal)
+        if self.inference.registry.kind(model_id) == "embedding":
+            raise errors.InvalidRequest(f"foundationModel '{d.foundation_model}' is an embedding model; an agent "
+                                        "needs a chat model.")  # fmt: skip
+        key = (d.agent_id, turn.session_id)
+        if key in self._busy:
+            raise errors.Conflict(f"Session {turn.session_id} is answering another request; wait for it to finish.")
+        opened = time.perf_counter()
+        session = await asyncio.to_thread(self.sessions.open, d.agent_id, turn.session_id, principal.name)
+        session_ms = _ms(opened)
+        if turn.results:
+            _check_results(turn, session)
+        elif not turn.input_text.strip() and not turn.end_session:
+            raise errors.InvalidRequest("inputText must not be empty (or send sessionState."
+                                        "returnControlInvocationResults to continue a returnControl).")  # fmt: skip
+        if turn.session_attributes is not None:
+            session.attributes = dict(turn.session_attributes)
+        if turn.prompt_session_attributes is not None:
+            session.prompt_attributes = dict(turn.prompt_session_attributes)
+        self._busy.add(key)
+        stream = TurnStream(self, turn, session, principal, began)
+        stream.timings.session_ms = session_ms
+        return stream
+
+
+def _check_results(turn: Turn, session: AgentSession) -> None:
+    pending = session.pending
+    if pending is None:
+        raise errors.InvalidRequest(f"Session {turn.session_id} has no returnControl waiting for results.")
+    if turn.invocation_id and turn.invocation_id != pending.invocation_id:
+        raise errors.InvalidRequest(f"invocationId {turn.invocation_id} is not the returnControl this session waits "
+                                    f"for ({pending.invocation_id}).")  # fmt: skip
+
+
+def _matches(call: PendingCall, r: ToolOutcome) -> bool:
+    if call.action_group != r.action_group:
+        return False
+    if call.function is not None:
+        return r.function == call.function
+    return r.api_path == call.api_path and (r.method is None or r.method.upper() == (call.method or ""))
+
+
+def _result_parts(pending: Pending, outcomes: tuple[ToolOutcome, ...]) -> list[ToolResult]:
+    """The caller's results as tool results of the calls they answer, in the calls' order."""
+    left = list(outcomes)
+    parts: list[ToolResult] = []
+    for call in pending.calls:
+        found = next((r for r in left if _matches(call, r)), None)
+        if found is None:
+            name = f"{call.action_group} {call.function or f'{call.method} {call.api_path}'}"
+            raise errors.InvalidRequest(f"returnControlInvocationResults has no result for {name}; answer every "
+                                        f"call of invocation {pending.invocation_id}.")  # fmt: skip
+        left.remove(found)
+        failed = found.state == "FAILURE" or (found.status is not None and found.status >= 400)
+        body = found.body if found.state != "REPROMPT" else f"Please try again: {found.body}"
+        parts.append(ToolResult(call.tool_use_id, (Text(body),), failed))
+    if left:
+        extra = left[0]
+        raise errors.InvalidRequest(f"returnControlInvocationResults answers a call that was not made: "
+                                    f"{extra.action_group} {extra.function or extra.api_path}.")  # fmt: skip
+    return parts
+
+
+def _numbered(passages: list[Passage], start: int) -> str:
+    if not passages:
+        return "No results."
+    return "\n".join(f"[{start + i}] {p.text}" for i, p in enumerate(passages))
+
+
+def _raw(result: ChatResult) -> str:
+    out = [p.text if isinstance(p, Text) else json.dumps({"name": p.name, "arguments": dict(p.input)})
+           for p in result.parts]  # fmt: skip
+    return "".join(out)
+
+
+def _sampling(d: AgentDefinition) -> Sampling:
+    override = d.prompt_override("ORCHESTRATION")
+    config = (override.inference or {}) if override else {}
+    if not config:
+        return Sampling()
+    return Sampling(max_tokens=config.get("maximumLength"), temperature=config.get("temperature"),
+                    top_p=config.get("topP"), top_k=config.get("topK"),
+                    stop=tuple(config.get("stopSequences") or ()))  # fmt: skip
+
+
+class TurnStream:
+    """One turn's events (events.AgentEvent). Always closed by the dialect (`aclose`), which frees the session."""
+
+    def __init__(self, runtime: AgentRuntime, turn: Turn, session: AgentSession, principal: Principal,
+                 began: float) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.turn = turn
+        self.session = session
+        self.principal = principal
+        self.timings = Timings()
+        self._began = began
+        self._trace_id = str(uuid.uuid4())
+        self._tools, self._targets = tools(turn.definition)
+        self._closed = False
+
+    @property
+    def session_id(self) -> str:
+        return self.turn.session_id
+
+    # --- the prompt ---
+
+    def _system(self) -> str:
+        d = self.turn.definition
+        attributes = self.session.prompt_attributes
+        lines = "\n".join(f"{k}: {v}" for k, v in attributes.items())
+        override = d.prompt_override("ORCHESTRATION")
+        if override and override.template and override.creation_mode == "OVERRIDDEN":
+            return override.template.replace("$instruction$", d.instruction).replace("$prompt_session_attributes$",
+                                                                                     lines)  # fmt: skip
+        parts = [d.instruction]
+        if lines:
+            parts.append(f"About this conversation:\n{lines}")
+        if self._tools:
+            parts.append(_TOOLS_NOTE)
+        if any(t.knowledge_base is not None for t in self._targets.values()):
+            parts.append(_CITE_NOTE)
+        return "\n\n".join(parts)
+
+    def _history(self) -> list[Message]:
+        if self.turn.history is not None:
+            return list(self.turn.history)
+        out: list[Message] = []
+        for question, answer in self.session.turns:
+            out += [Message("user", (Text(question),)), Message("assistant", (Text(answer),))]
+        return out
+
+    def _chat(self, messages: list[Message]) -> ChatRequest:
+        d = self.turn.definition
+        refs: tuple[GuardrailRef, ...] = ()
+        if d.guardrail is not None:
+            trace: Literal["enabled", "disabled"] = "enabled" if self.turn.enable_trace else "disabled"
+            refs = (GuardrailRef(d.guardrail.identifier, d.guardrail.version, trace),)
+        return ChatRequest(model=d.foundation_model, messages=tuple(messages), system=self._system(),
+                           tools=self._tools, sampling=_sampling(d), guardrails=refs)  # fmt: skip
+
+    def _prompt_text(self, chat: ChatRequest) -> str:
+        def part(p: Any) -> Any:
+            if isinstance(p, Text):
+                return p.text
+            if isinstance(p, ToolUse):
+                return {"toolUse": {"name": p.name, "input": dict(p.input)}}
+            if isinstance(p, ToolResult):
+                return {"toolResult": [c.text if isinstance(c, Text) else c.value for c in p.content]}
+            return None
+
+        return json.dumps({"system": chat.system,
+                           "messages": [{"role": m.role, "content": [part(p) for p in m.parts]} for m in chat.messages],
+                           "tools": [{"name": t.name, "description": t.description} for t in chat.tools]},
+                          ensure_ascii=False)  # fmt: skip
+
+    # --- the loop ---
+
+    async def __aiter__(self) -> AsyncIterator[AgentEvent]:
+        try:
+            async for event in self._run():
+                yield event
+        finally:
+            self.timings.total_ms = _ms(self._began)
+
+    async def _run(self) -> AsyncIterator[AgentEvent]:
+        turn, session = self.turn, self.session
+        trace = turn.enable_trace
+        pending = session.pending if turn.results else None
+        history = self._history()
+        plan_start = len(history)
+        if pending is not None:
+            question = pending.question
+            messages = [*history, *pending.messages]
+            results: list[ToolResult] = _result_parts(pending, turn.results)
+            if messages and messages[-1].role == "user":  # results already known when control was returned
+                messages[-1] = Message("user", (*messages[-1].parts, *results))
+            else:
+                messages.append(Message("user", tuple(results)))
+            passages = list(pending.passages)
+            iterations = pending.iterations
+            first_call = False
+        else:
+            if not turn.input_text.strip():  # endSession alone
+                await self._end()
+                return
+            question = turn.input_text
+            marked = ("guard_content",) if turn.definition.guardrail else None
+            messages = [*history, Message("user", (Text(question, marked),))]
+            passages = []
+            iterations = 0
+            first_call = True
+        session.pending = None
+        while True:
+            if iterations >= self.runtime.max_iterations:
+                step = f"{self._trace_id}-{iterations}"
+                reason = f"The agent reached its limit of {self.runtime.max_iterations} model calls in one turn."
+                if trace:
+                    yield Failure(step, reason)
+                await self._save()
+                raise errors.ModelFailure(reason)
+            iterations += 1
+            step = f"{self._trace_id}-{iterations - 1}"
+            chat = self._chat(messages)
+            if trace:
+                yield ModelInput(step, turn.definition.foundation_model, self._prompt_text(chat), chat.sampling)
+            result = await self._call(chat)
+            if first_call:  # the question is checked once a turn, on its first model call
+                messages[plan_start] = Message("user", (Text(question),))
+                first_call = False
+            if trace:
+                yield ModelOutput(step, _raw(result), result.usage, result.latency_ms)
+                if result.guardrail is not None:
+                    yield GuardrailStep(step, result.guardrail)
+            if result.stop_reason == StopReason.GUARDRAIL_INTERVENED:
+                if trace:
+                    yield Finish(step, result.text)
+                yield Chunk(result.text)
+                await self._finish(None, None)
+                return
+            calls = [p for p in result.parts if isinstance(p, ToolUse)]
+            if not calls:
+                answer, cited = self._cite(result.text, passages)
+                if trace:
+                    yield Finish(step, answer)
+                yield Chunk(answer, cited)
+                await self._finish(question, answer)
+                return
+            if trace and result.text.strip():
+                yield Rationale(step, result.text.strip())
+            messages.append(Message("assistant", result.parts))
+            known: list[ToolResult] = []
+            returned: list[Invocation] = []
+            for call in calls:
+                target = self._targets.get(call.name)
+                if target is None:
+                    known.append(ToolResult(call.id, (Text(f"There is no tool named {call.name}."),), True))
+                    continue
+                inv = invocation(call, target)
+                if trace:
+                    yield ToolInput(step, inv)
+                if inv.execution == "RETURN_CONTROL":
+                    returned.append(inv)
+                    continue
+                began = time.perf_counter()
+                if inv.kind == "KNOWLEDGE_BASE":
+                    found = await self._search(inv)
+                    text = _numbered(found, len(passages) + 1)
+                    passages += found
+                    output = ToolOutput(step, inv, text, tuple(found))
+                else:
+                    output = await self._lambda(step, inv, target, question)
+                self.timings.tool_ms += _ms(began)
+                if trace:
+                    yield output
+                known.append(ToolResult(call.id, (Text(output.text),)))
+            if known:
+                messages.append(Message("user", tuple(known)))
+            if returned:
+                invocation_id = str(uuid.uuid4())
+                calls_kept = tuple(PendingCall(c.tool_use_id, c.action_group, c.function or None, c.api_path or None,
+                                               c.method or None) for c in returned)  # fmt: skip
+                plan = tuple(messages[plan_start:])
+                session.pending = Pending(invocation_id, question, plan, calls_kept, tuple(passages), iterations)
+                await self._save()
+                yield ReturnControl(invocation_id, tuple(returned))
+                return
+
+    async def _call(self, chat: ChatRequest) -> ChatResult:
+        inference = self.runtime.inference
+        began = time.perf_counter()
+        stream = await inference.stream(chat, self.principal, whole=True)
+        try:
+            return await collect(stream)
+        finally:
+            await stream.aclose()
+            self.timings.model_ms += _ms(began)
+            self.timings.model_calls += 1
+
+    async def _search(self, inv: Invocation) -> list[Passage]:
+        knowledge = self.runtime.knowledge
+        if knowledge is None:
+            raise errors.InvalidRequest("This server has no store to keep knowledge bases in.")
+        config = self.turn.retrievals.get(inv.knowledge_base_id) or Retrieval()
+        page = await retrieve(knowledge, inv.knowledge_base_id, self.principal, inv.query or self.turn.input_text,
+                              config)  # fmt: skip
+        return page.passages
+
+    async def _lambda(self, step: str, inv: Invocation, target: Target, question: str) -> ToolOutput:
+        assert target.group is not None
+        executor = target.group.executor
+        session = self.session
+        payload = lambdas.event(self.turn.definition, inv, self.session_id, question, session.attributes,
+                                session.prompt_attributes)  # fmt: skip
+        out = await lambdas.invoke(self.runtime.http, executor.lambda_url, executor.lambda_arn, payload)
+        if out.attributes is not None:
+            session.attributes = dict(out.attributes)
+        if out.prompt_attributes is not None:
+            session.prompt_attributes = dict(out.prompt_attributes)
+        text = out.text if out.state != "FAILURE" else f"The action failed: {out.text}"
+        return ToolOutput(step, inv, text)
+
+    def _cite(self, text: str, passages: list[Passage]) -> tuple[str, tuple[Cited, ...]]:
+        if not passages:
+            return text.strip(), ()
+        parser = CitationParser(len(passages), [p.text for p in passages])
+        clean, done = parser.feed(text)
+        rest, more = parser.finish()
+        answer = clean + rest
+        cited = tuple(Cited(answer[s.start : s.end], s.start, s.end, tuple(passages[r - 1] for r in s.refs))
+                      for s in [*done, *more])  # fmt: skip
+        return answer, cited
+
+    async def _save(self) -> None:
+        began = time.perf_counter()
+        ttl = self.turn.definition.idle_session_ttl
+        await asyncio.to_thread(self.runtime.sessions.save, self.session, ttl)
+        self.timings.session_ms += _ms(began)
+
+    async def _end(self) -> None:
+        began = time.perf_counter()
+        await asyncio.to_thread(self.runtime.sessions.end, self.session)
+        self.timings.session_ms += _ms(began)
+
+    async def _finish(self, question: str | None, answer: str | None) -> None:
+        if question is not None and answer is not None:
+            self.session.turns.append((question, answer))
+        if self.turn.end_session:
+            await self._end()
+        else:
+            await self._save()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.runtime._busy.discard((self.turn.definition.agent_id, self.turn.session_id))
