@@ -25,6 +25,9 @@ defaults to ~/.outcrop). Every key is optional:
     allowed_origins = ["http://localhost:3000"]   # web pages that may call the API from a browser (CORS)
     batch_dir = "/srv/outcrop/batch"   # local folders standing for buckets of batch jobs (default $OUTCROP_HOME/batch)
 
+    [server.agent_lambda_urls]    # agents' action groups run by a Lambda ARN: POSTed to this local endpoint instead
+    "arn:aws:lambda:us-east-1:123456789012:function:orders" = "http://127.0.0.1:9001/invoke"
+
     [[models]]
     id = "anthropic.claude-3-haiku-20240307-v1:0"   # any Bedrock-style id
     path = "/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"
@@ -164,6 +167,9 @@ class Settings:
     # Batch jobs' files: s3://NAME/KEY is <batch_dir>/NAME/KEY when that folder exists (outcrop.objects); the only
     # local files an API caller can name. Default $OUTCROP_HOME/batch
     batch_dir: str | None = None
+    # Bedrock Agents' action groups whose actionGroupExecutor names a Lambda ARN: ARN -> the local HTTP endpoint that
+    # stands for it (it is POSTed Bedrock's Lambda input event and answers its response event)
+    agent_lambda_urls: dict[str, str] = field(default_factory=dict)
     models: tuple[ModelSpec, ...] = field(default=())
     quotas: tuple[QuotaRule, ...] = field(default=())
 
@@ -220,6 +226,12 @@ def load(path: Path | None = None) -> Settings:
     ):
         raise InvalidRequest(f'{path}: [server.knowledge_rds_urls] maps RDS resource ARNs (or "*") to PostgreSQL '
                              'URLs like "postgresql://user:password@host/db"')  # fmt: skip
+    lambdas = server.get("agent_lambda_urls", {})
+    if not isinstance(lambdas, dict) or not all(
+        isinstance(u, str) and u.startswith(("http://", "https://")) for u in lambdas.values()
+    ):
+        raise InvalidRequest(f'{path}: [server.agent_lambda_urls] maps Lambda function ARNs to HTTP endpoints like '
+                             '"http://127.0.0.1:9001/invoke"')  # fmt: skip
     server = {**server, "allowed_origins": tuple(o.rstrip("/") for o in origins)}
     return Settings(config_path=path, models=models, quotas=quotas, **server)
 

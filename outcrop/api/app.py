@@ -290,6 +290,7 @@ def build_app(
     from outcrop.api.bedrock import errors as bedrock_errors
     from outcrop.api.bedrock import guardrails as bedrock_guardrails
     from outcrop.api.bedrock import routes as bedrock_routes
+    from outcrop.api.bedrock_agent import agents_routes as bedrock_agent_agents
     from outcrop.api.bedrock_agent import errors as bedrock_agent_errors
     from outcrop.api.bedrock_agent import ingestion_routes as bedrock_agent_ingestion
     from outcrop.api.bedrock_agent import routes as bedrock_agent_routes
@@ -333,6 +334,10 @@ def build_app(
         inference.metrics.registry.register(BatchProgress(runner.progress))
     context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails, service,
                       runner)  # fmt: skip
+    if knowledge is not None:  # agents live in the same store as the knowledge bases they use
+        from outcrop.agents.catalog import AgentCatalog
+
+        context.agents = AgentCatalog(knowledge.engine, settings.agent_lambda_urls)
     routes = [
         *status.ROUTES,
         *admin.ROUTES,
@@ -343,6 +348,7 @@ def build_app(
         *bedrock_batch.ROUTES,
         *bedrock_agent_routes.ROUTES,
         *bedrock_agent_ingestion.ROUTES,
+        *bedrock_agent_agents.ROUTES,
         *bedrock_agent_runtime_routes.ROUTES,
         *openai_routes.ROUTES,
         *anthropic_routes.ROUTES,

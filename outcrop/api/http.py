@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
+from outcrop.agents.catalog import AgentCatalog
 from outcrop.auth.access import AccessControl
 from outcrop.auth.authenticate import Authenticator
 from outcrop.auth.principal import Principal
@@ -51,6 +52,7 @@ class Context:
     knowledge: Knowledge | None = None
     jobs: JobRunner | None = None  # batch jobs (outcrop.jobs)
     agent_runtime: Any = None  # the agents' run time (outcrop.agents.loop.AgentRuntime), made on first use
+    agents: AgentCatalog | None = None  # Bedrock Agents' control plane (outcrop.agents), kept with knowledge bases
 
 
 GUARDRAIL_TRACES = ("disabled", "enabled", "enabled_full")

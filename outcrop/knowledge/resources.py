@@ -38,8 +38,9 @@ LOCAL_FOLDERS = "folders"  # under config.knowledge_dir
 STORAGE_TYPES = ("RDS",)  # plus the embedded default (no storageConfiguration)
 SOURCE_TYPES = ("S3", "CUSTOM")
 _ARN = re.compile(
-    r"^arn:aws[a-z-]*:bedrock:[^:]*:(?P<account>\d{12}):(?P<kind>[a-z-]+)/(?P<id>[0-9A-Za-z]+)$"
+    r"^arn:aws[a-z-]*:bedrock:[^:]*:(?P<account>\d{12}):(?P<kind>[a-z-]+)/(?P<id>[0-9A-Za-z]+(/[0-9A-Za-z]+)?)$"
 )  # fmt: skip
+_TAGGED = {"knowledge-base": 1, "agent": 1, "agent-alias": 2}  # the kinds of resources tagged here: parts of their id
 
 
 def knowledge_base_arn(region: str, kb_id: str) -> str:
@@ -47,12 +48,13 @@ def knowledge_base_arn(region: str, kb_id: str) -> str:
 
 
 def tagged_resource(arn: str) -> str | None:
-    """The resource an ARN of TagResource & co. names here (`knowledge-base/ID`), or None: another account's ARN,
-    or a kind of resource this server does not keep, names nothing here."""
+    """The resource an ARN of TagResource & co. names here (`knowledge-base/ID`, `agent/ID`,
+    `agent-alias/AGENT_ID/ALIAS_ID`), or None: another account's ARN, or a kind of resource this server does not
+    keep, names nothing here."""
     m = _ARN.match(arn)
-    if m is None or m.group("account") != ACCOUNT or m.group("kind") != "knowledge-base":
+    if m is None or m.group("account") != ACCOUNT or _TAGGED.get(m.group("kind")) != m.group("id").count("/") + 1:
         return None
-    return f"knowledge-base/{m.group('id')}"
+    return f"{m.group('kind')}/{m.group('id')}"
 
 
 def request_hash(body: dict[str, Any]) -> str:

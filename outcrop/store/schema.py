@@ -398,3 +398,84 @@ agent_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_agent_sessions_expires", agent_sessions.c.expires_at)
+
+# Agents (outcrop/agents/catalog.py): the DRAFT of each agent, its Create/UpdateAgent members as JSON (`spec`);
+# `versions`: the last numbered version given out (numbers are never reused). Numbered versions are snapshots in
+# `agent_versions`, with their action groups and knowledge-base links copied under the version's number.
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(10), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("spec", Text, nullable=False),
+    Column("status", String(24), nullable=False),  # NOT_PREPARED | PREPARING | PREPARED | FAILED
+    Column("failure_reasons", Text),  # JSON list
+    Column("versions", Integer, nullable=False, server_default="0"),
+    Column("client_token", String(256), unique=True),
+    Column("request_hash", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("prepared_at", DateTime(timezone=True)),
+)
+
+agent_versions = Table(
+    "agent_versions",
+    metadata,
+    Column("agent_id", String(10), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", String(5), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Action groups of an agent version (DRAFT or a number). `payload`: an S3 apiSchema's OpenAPI text, read once.
+agent_action_groups = Table(
+    "agent_action_groups",
+    metadata,
+    Column("agent_id", String(10), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", String(5), primary_key=True),
+    Column("id", String(10), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("payload", Text),
+    Column("client_token", String(256)),
+    Column("request_hash", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_agent_action_groups_name", agent_action_groups.c.agent_id, agent_action_groups.c.version,
+      agent_action_groups.c.name, unique=True)  # fmt: skip
+
+agent_knowledge_bases = Table(
+    "agent_knowledge_bases",
+    metadata,
+    Column("agent_id", String(10), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", String(5), primary_key=True),
+    Column("knowledge_base_id", String(10), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Aliases (the test alias TSTALIASID is not stored: it always routes to the DRAFT). `routing`: routingConfiguration,
+# `history`: agentAliasHistoryEvents, both JSON.
+agent_aliases = Table(
+    "agent_aliases",
+    metadata,
+    Column("agent_id", String(10), ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(10), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("description", Text),
+    Column("routing", Text, nullable=False),
+    Column("history", Text, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("client_token", String(256)),
+    Column("request_hash", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_agent_aliases_name", agent_aliases.c.agent_id, agent_aliases.c.name, unique=True)

@@ -196,25 +196,37 @@ def _resource(arn: str) -> str:
     return resource
 
 
+def _tags_of(ctx: Context, request: Request, resource: str, write: bool = False) -> Any:
+    """The catalog keeping `resource`'s tags: the knowledge bases', or the agents' (agents and their aliases)."""
+    catalog = _catalog(ctx, request, write)
+    if resource.startswith("agent"):
+        if ctx.agents is None:
+            raise errors.InvalidRequest("This server has no store to keep agents in.")
+        return ctx.agents
+    return catalog
+
+
 async def tag_resource(ctx: Context, request: Request, resourceArn: str) -> Response:
-    catalog = _catalog(ctx, request, write=True)
+    _catalog(ctx, request, write=True)
     body = await _body(request, "TagResource", {"resourceArn": resourceArn}, unchecked=("resourceArn",))
-    await asyncio.to_thread(catalog.tag, _resource(resourceArn), body["tags"])
+    resource = _resource(resourceArn)
+    await asyncio.to_thread(_tags_of(ctx, request, resource, write=True).tag, resource, body["tags"])
     return json_body({})
 
 
 async def untag_resource(ctx: Context, request: Request, resourceArn: str) -> Response:
-    catalog = _catalog(ctx, request, write=True)
+    _catalog(ctx, request, write=True)
     keys = request.query_params.getlist("tagKeys")
     if not keys:
         raise errors.InvalidRequest("tagKeys (in the query) is required.")
-    await asyncio.to_thread(catalog.untag, _resource(resourceArn), keys)
+    resource = _resource(resourceArn)
+    await asyncio.to_thread(_tags_of(ctx, request, resource, write=True).untag, resource, keys)
     return json_body({})
 
 
 async def list_tags(ctx: Context, request: Request, resourceArn: str) -> Response:
-    catalog = _catalog(ctx, request)
-    tags = await asyncio.to_thread(catalog.tags, _resource(resourceArn))
+    resource = _resource(resourceArn)
+    tags = await asyncio.to_thread(_tags_of(ctx, request, resource).tags, resource)
     return json_body({"tags": tags})
 
 

@@ -1,0 +1,395 @@
+"""Agents, their versions and aliases, kept in the store (SQLite or PostgreSQL alike); action groups and
+knowledge-base links are in parts.py. `definition(agent_id, alias_id)` is what the runtime reads.
+
+Bodies arrive checked (outcrop/agents/resources.py); this module keeps them, hands out ids, pages lists and keeps
+clientToken promises (a create retried with the same token and request returns what the first made; with another
+request it is a ConflictException).
+
+Statuses, as on Bedrock: a new or changed DRAFT is NOT_PREPARED; PrepareAgent marks it PREPARING while the route
+checks it is complete, then PREPARED (or back to NOT_PREPARED with the reasons). An alias created or updated without
+a routingConfiguration snapshots the PREPARED DRAFT as the next numbered version; TSTALIASID routes to the DRAFT.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Row, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from outcrop import errors
+from outcrop.agents import definition as defs
+from outcrop.agents.paging import after, aware, dump, loads, new_id, now, page
+from outcrop.agents.parts import AgentParts
+from outcrop.agents.resources import (
+    DEFAULT_ROLE,
+    DRAFT,
+    TEST_ALIAS,
+    TEST_ALIAS_NAME,
+    Agent,
+    Alias,
+    agent_fields,
+    check_routing,
+)
+from outcrop.knowledge.resources import Page, request_hash
+from outcrop.store.schema import (
+    agent_action_groups,
+    agent_aliases,
+    agent_knowledge_bases,
+    agent_versions,
+    agents,
+    resource_tags,
+)
+
+MAX_TAGS = 50
+
+
+def _alias(row: Row[Any]) -> Alias:
+    return Alias(row.agent_id, row.id, row.name, row.description, tuple(json.loads(row.routing)),
+                 tuple(json.loads(row.history)), row.status, aware(row.created_at), aware(row.updated_at))  # fmt: skip
+
+
+class AgentCatalog(AgentParts):
+    """`lambda_urls`: the server owner's map of Lambda ARNs to local HTTP endpoints ([server.agent_lambda_urls])."""
+
+    def __init__(self, engine: Engine, lambda_urls: Mapping[str, str] | None = None) -> None:
+        self.engine = engine
+        self.lambda_urls = dict(lambda_urls or {})
+
+    # --- agents ------------------------------------------------------------------------------------
+
+    def _agent(self, row: Row[Any]) -> Agent:
+        return Agent(row.id, row.name, DRAFT, json.loads(row.spec), row.status, tuple(loads(row.failure_reasons) or ()),
+                     aware(row.created_at), aware(row.updated_at),
+                     aware(row.prepared_at) if row.prepared_at else None,
+                     str(row.versions) if row.versions else DRAFT)  # fmt: skip
+
+    def get(self, agent_id: str) -> Agent:
+        with self.engine.connect() as db:
+            row = db.execute(select(agents).where(agents.c.id == agent_id)).first()
+        if row is None:
+            raise errors.NotFound(f"The agent '{agent_id}' was not found.")
+        return self._agent(row)
+
+    def create(self, body: dict[str, Any]) -> Agent:
+        token, digest = body.get("clientToken"), request_hash(body)
+        if len(body.get("tags") or {}) > MAX_TAGS:
+            raise errors.InvalidRequest(f"A resource may have at most {MAX_TAGS} tags.")
+        agent_id, at = new_id(), now()
+        with self.engine.begin() as db:
+            if token is not None:
+                done = db.execute(select(agents).where(agents.c.client_token == token)).first()
+                if done is not None:
+                    if done.request_hash != digest:
+                        raise errors.Conflict("clientToken was already used for a different CreateAgent request.")
+                    return self._agent(done)
+            self._name_free(db, body["agentName"])
+            try:
+                db.execute(insert(agents).values(
+                    id=agent_id, name=body["agentName"], spec=json.dumps(agent_fields(body)), status="NOT_PREPARED",
+                    client_token=token, request_hash=digest, created_at=at, updated_at=at,
+                ))  # fmt: skip
+                for key, value in (body.get("tags") or {}).items():
+                    db.execute(insert(resource_tags).values(resource=f"agent/{agent_id}", key=key, value=value))
+            except IntegrityError:
+                raise errors.Conflict(f"An agent named '{body['agentName']}' (or with this clientToken) was just "
+                                      "created by another request.") from None  # fmt: skip
+        return self.get(agent_id)
+
+    @staticmethod
+    def _name_free(db: Any, name: str, agent_id: str | None = None) -> None:
+        taken = db.execute(select(agents.c.id).where(agents.c.name == name)).scalar()
+        if taken is not None and taken != agent_id:
+            raise errors.Conflict(f"An agent named '{name}' already exists ({taken}).")
+
+    def update(self, agent_id: str, body: dict[str, Any]) -> Agent:
+        self.get(agent_id)
+        with self.engine.begin() as db:
+            self._name_free(db, body["agentName"], agent_id)
+            db.execute(update(agents).where(agents.c.id == agent_id).values(
+                name=body["agentName"], spec=json.dumps(agent_fields(body)), status="NOT_PREPARED",
+                failure_reasons=None, updated_at=now(),
+            ))  # fmt: skip
+        return self.get(agent_id)
+
+    def changed(self, db: Any, agent_id: str) -> None:
+        """The DRAFT changed (an action group, a knowledge base): it must be prepared again."""
+        db.execute(update(agents).where(agents.c.id == agent_id).values(status="NOT_PREPARED", updated_at=now()))
+
+    def list_agents(self, size: int, token: str | None) -> Page:
+        query = select(agents)
+        cursor = after(agents.c.created_at, agents.c.id, token)
+        if cursor is not None:
+            query = query.where(cursor)
+        query = query.order_by(agents.c.created_at, agents.c.id).limit(size + 1)
+        with self.engine.connect() as db:
+            return page(list(db.execute(query)), size, self._agent, "id")
+
+    def delete(self, agent_id: str) -> Agent:
+        agent = self.get(agent_id)
+        with self.engine.begin() as db:
+            for table in (agent_aliases, agent_action_groups, agent_knowledge_bases, agent_versions):
+                db.execute(delete(table).where(table.c.agent_id == agent_id))
+            db.execute(delete(resource_tags).where(resource_tags.c.resource.like(f"agent%/{agent_id}%")))
+            db.execute(delete(agents).where(agents.c.id == agent_id))
+        return agent
+
+    def set_status(self, agent_id: str, status: str, reasons: list[str] | None = None) -> Agent:
+        """PREPARING, then PREPARED (stamped) or NOT_PREPARED with the reasons preparing found."""
+        values: dict[str, Any] = {"status": status, "failure_reasons": dump(reasons or None)}
+        if status == "PREPARED":
+            values["prepared_at"] = now()
+        with self.engine.begin() as db:
+            db.execute(update(agents).where(agents.c.id == agent_id).values(**values))
+        return self.get(agent_id)
+
+    # --- versions ----------------------------------------------------------------------------------
+
+    def _version(self, row: Row[Any], latest: str) -> Agent:
+        return Agent(row.agent_id, row.name, row.version, json.loads(row.spec), row.status, (), aware(row.created_at),
+                     aware(row.updated_at), aware(row.created_at), latest)  # fmt: skip
+
+    def version(self, agent_id: str, version: str) -> Agent:
+        """The DRAFT or a numbered version of an agent."""
+        agent = self.get(agent_id)
+        if version == DRAFT:
+            return agent
+        with self.engine.connect() as db:
+            row = db.execute(select(agent_versions).where(agent_versions.c.agent_id == agent_id,
+                                                          agent_versions.c.version == version)).first()  # fmt: skip
+        if row is None:
+            raise errors.NotFound(f"Version {version} of agent '{agent_id}' was not found.")
+        return self._version(row, agent.latest_version)
+
+    def list_versions(self, agent_id: str, size: int, token: str | None) -> Page:
+        """The DRAFT first (on the first page), then the numbered versions oldest first."""
+        agent = self.get(agent_id)
+        c = agent_versions.c
+        first = [agent] if token is None else []
+        query = select(agent_versions).where(c.agent_id == agent_id)
+        cursor = after(c.created_at, c.version, token)
+        if cursor is not None:
+            query = query.where(cursor)
+        query = query.order_by(c.created_at, c.version).limit(size + 1 - len(first))
+        with self.engine.connect() as db:
+            rows = list(db.execute(query))
+        return page(rows, size, lambda r: self._version(r, agent.latest_version), "version", first)
+
+    def _snapshot(self, db: Any, agent: Agent) -> str:
+        """The PREPARED DRAFT copied as the next numbered version (with its action groups and knowledge bases)."""
+        if agent.status != "PREPARED":
+            raise errors.InvalidRequest(f"The agent '{agent.id}' is {agent.status}: prepare it (PrepareAgent) before "
+                                        "making a version of it through an alias.")  # fmt: skip
+        number = db.execute(select(agents.c.versions).where(agents.c.id == agent.id)).scalar_one() + 1
+        version, at = str(number), now()
+        db.execute(update(agents).where(agents.c.id == agent.id).values(versions=number))
+        db.execute(insert(agent_versions).values(agent_id=agent.id, version=version, name=agent.name,
+                                                 spec=json.dumps(agent.spec), status="PREPARED", created_at=at,
+                                                 updated_at=at))  # fmt: skip
+        for table in (agent_action_groups, agent_knowledge_bases):
+            rows = db.execute(select(table).where(table.c.agent_id == agent.id, table.c.version == DRAFT)).mappings()
+            for row in list(rows):
+                db.execute(insert(table).values({**row, "version": version}))  # (keeping their order: created_at)
+        return version
+
+    def delete_version(self, agent_id: str, version: str, force: bool = False) -> Agent:
+        found = self.version(agent_id, version)
+        users = [a.name for a in self._aliases(agent_id) if a.version == version]
+        if users and not force:
+            raise errors.Conflict(f"Version {version} of agent '{agent_id}' is in use by alias(es) {users}; point "
+                                  "them elsewhere first, or pass skipResourceInUseCheck.")  # fmt: skip
+        with self.engine.begin() as db:
+            for table in (agent_versions, agent_action_groups, agent_knowledge_bases):
+                db.execute(delete(table).where(table.c.agent_id == agent_id, table.c.version == version))
+        return found
+
+    # --- aliases -----------------------------------------------------------------------------------
+
+    def _test_alias(self, agent: Agent) -> Alias:
+        routing = ({"agentVersion": DRAFT},)
+        history = ({"routingConfiguration": list(routing), "startDate": agent.created_at.isoformat()},)
+        return Alias(agent.id, TEST_ALIAS, TEST_ALIAS_NAME, "Test Alias for Agent", routing, history, "PREPARED",
+                     agent.created_at, agent.updated_at)  # fmt: skip
+
+    def _aliases(self, agent_id: str) -> list[Alias]:
+        with self.engine.connect() as db:
+            return [_alias(r) for r in db.execute(select(agent_aliases).where(agent_aliases.c.agent_id == agent_id))]
+
+    def alias(self, agent_id: str, alias_id: str) -> Alias:
+        agent = self.get(agent_id)
+        if alias_id == TEST_ALIAS:
+            return self._test_alias(agent)
+        with self.engine.connect() as db:
+            row = db.execute(select(agent_aliases).where(agent_aliases.c.agent_id == agent_id,
+                                                         agent_aliases.c.id == alias_id)).first()  # fmt: skip
+        if row is None:
+            raise errors.NotFound(f"The alias '{alias_id}' of agent '{agent_id}' was not found.")
+        return _alias(row)
+
+    def _routing(self, db: Any, agent: Agent, routing: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        check_routing(routing)
+        if not routing:
+            return [{"agentVersion": self._snapshot(db, agent)}]
+        version = str(routing[0]["agentVersion"])
+        c = agent_versions.c
+        found = db.execute(select(c.version).where(c.agent_id == agent.id, c.version == version)).first()
+        if found is None:
+            raise errors.InvalidRequest(f"routingConfiguration.agentVersion {version}: agent '{agent.id}' has no such "
+                                        "version.")  # fmt: skip
+        return [{"agentVersion": version}]
+
+    def create_alias(self, agent_id: str, body: dict[str, Any]) -> Alias:
+        agent = self.get(agent_id)
+        token, digest = body.get("clientToken"), request_hash(body)
+        alias_id, at = new_id(), now()
+        c = agent_aliases.c
+        with self.engine.begin() as db:
+            if token is not None:
+                done = db.execute(select(agent_aliases).where(c.agent_id == agent_id, c.client_token == token)).first()
+                if done is not None:
+                    if done.request_hash != digest:
+                        raise errors.Conflict("clientToken was already used for a different CreateAgentAlias request.")
+                    return _alias(done)
+            self._alias_name_free(db, agent_id, body["agentAliasName"])
+            routing = self._routing(db, agent, body.get("routingConfiguration"))
+            history = [{"routingConfiguration": routing, "startDate": at.isoformat()}]
+            try:
+                db.execute(insert(agent_aliases).values(
+                    agent_id=agent_id, id=alias_id, name=body["agentAliasName"], description=body.get("description"),
+                    routing=json.dumps(routing), history=json.dumps(history), status="PREPARED", client_token=token,
+                    request_hash=digest, created_at=at, updated_at=at,
+                ))  # fmt: skip
+                for key, value in (body.get("tags") or {}).items():
+                    db.execute(insert(resource_tags).values(resource=f"agent-alias/{agent_id}/{alias_id}", key=key,
+                                                            value=value))  # fmt: skip
+            except IntegrityError:
+                raise errors.Conflict(f"An alias named '{body['agentAliasName']}' was just created by another "
+                                      "request.") from None  # fmt: skip
+        return self.alias(agent_id, alias_id)
+
+    @staticmethod
+    def _alias_name_free(db: Any, agent_id: str, name: str, alias_id: str | None = None) -> None:
+        if name == TEST_ALIAS_NAME:
+            raise errors.Conflict(f"The alias name '{name}' is the test alias's ({TEST_ALIAS}).")
+        c = agent_aliases.c
+        taken = db.execute(select(c.id).where(c.agent_id == agent_id, c.name == name)).scalar()
+        if taken is not None and taken != alias_id:
+            raise errors.Conflict(f"Agent '{agent_id}' already has an alias named '{name}' ({taken}).")
+
+    def update_alias(self, agent_id: str, alias_id: str, body: dict[str, Any]) -> Alias:
+        if alias_id == TEST_ALIAS:
+            raise errors.InvalidRequest(f"The test alias {TEST_ALIAS} always routes to the DRAFT; it cannot change.")
+        agent, alias = self.get(agent_id), self.alias(agent_id, alias_id)
+        at = now()
+        with self.engine.begin() as db:
+            self._alias_name_free(db, agent_id, body["agentAliasName"], alias_id)
+            routing = self._routing(db, agent, body.get("routingConfiguration"))
+            history = [dict(e) for e in alias.history]
+            if history and "endDate" not in history[0]:
+                history[0]["endDate"] = at.isoformat()
+            if routing != list(alias.routing):
+                history.insert(0, {"routingConfiguration": routing, "startDate": at.isoformat()})
+            c = agent_aliases.c
+            db.execute(update(agent_aliases).where(c.agent_id == agent_id, c.id == alias_id).values(
+                name=body["agentAliasName"], description=body.get("description"), routing=json.dumps(routing),
+                history=json.dumps(history[:10]), updated_at=at,
+            ))  # fmt: skip
+        return self.alias(agent_id, alias_id)
+
+    def list_aliases(self, agent_id: str, size: int, token: str | None) -> Page:
+        """The test alias first (on the first page), then the others oldest first."""
+        agent = self.get(agent_id)
+        c = agent_aliases.c
+        first = [self._test_alias(agent)] if token is None else []
+        query = select(agent_aliases).where(c.agent_id == agent_id)
+        cursor = after(c.created_at, c.id, token)
+        if cursor is not None:
+            query = query.where(cursor)
+        query = query.order_by(c.created_at, c.id).limit(size + 1 - len(first))
+        with self.engine.connect() as db:
+            return page(list(db.execute(query)), size, _alias, "id", first)
+
+    def delete_alias(self, agent_id: str, alias_id: str) -> Alias:
+        if alias_id == TEST_ALIAS:
+            raise errors.InvalidRequest(f"The test alias {TEST_ALIAS} cannot be deleted.")
+        alias = self.alias(agent_id, alias_id)
+        with self.engine.begin() as db:
+            db.execute(delete(resource_tags).where(resource_tags.c.resource == f"agent-alias/{agent_id}/{alias_id}"))
+            db.execute(delete(agent_aliases).where(agent_aliases.c.agent_id == agent_id,
+                                                   agent_aliases.c.id == alias_id))  # fmt: skip
+        return alias
+
+    # --- the runtime's view ------------------------------------------------------------------------
+
+    def definition(self, agent_id: str, alias_id: str) -> defs.AgentDefinition:
+        """The agent an alias routes to, as the orchestration loop reads it. An agent never prepared, or with no
+        foundation model, cannot be invoked (ValidationException); unknown ids are ResourceNotFoundException."""
+        alias = self.alias(agent_id, alias_id)
+        agent = self.version(agent_id, alias.version)
+        if agent.version == DRAFT and agent.prepared_at is None:
+            raise errors.InvalidRequest(f"The agent '{agent_id}' has not been prepared: call PrepareAgent first.")
+        spec = agent.spec
+        if not spec.get("foundationModel") or not spec.get("instruction"):
+            raise errors.InvalidRequest(f"The agent '{agent_id}' has no foundationModel or instruction; update it and "
+                                        "prepare it again.")  # fmt: skip
+        groups = [self.group_entry(g) for g in self.all_groups(agent_id, agent.version)]
+        links = self.all_links(agent_id, agent.version)
+        memory = spec.get("memoryConfiguration") or {}
+        return defs.AgentDefinition(
+            agent_id=agent_id, alias_id=alias_id, version=agent.version, name=agent.name,
+            foundation_model=str(spec["foundationModel"]), instruction=str(spec["instruction"]),
+            idle_session_ttl=int(spec.get("idleSessionTTLInSeconds") or defs.DEFAULT_IDLE_TTL),
+            guardrail=defs.guardrail_ref(spec.get("guardrailConfiguration")),
+            prompt_overrides=defs.prompt_overrides(spec.get("promptOverrideConfiguration")),
+            action_groups=defs.action_groups(groups, self.lambda_urls),
+            knowledge_bases=defs.knowledge_bases([{"knowledgeBaseId": k.knowledge_base_id,
+                                                   "description": k.description, "knowledgeBaseState": k.state}
+                                                  for k in links]),
+            memory_enabled="SESSION_SUMMARY" in (memory.get("enabledMemoryTypes") or ()),
+        )  # fmt: skip
+
+    # --- tags --------------------------------------------------------------------------------------
+
+    def _tagged(self, resource: str) -> None:
+        kind, _, rest = resource.partition("/")
+        if kind == "agent":
+            self.get(rest)
+        elif kind == "agent-alias":
+            agent_id, _, alias_id = rest.partition("/")
+            if alias_id == TEST_ALIAS:
+                raise errors.InvalidRequest(f"The test alias {TEST_ALIAS} cannot be tagged.")
+            self.alias(agent_id, alias_id)
+        else:
+            raise errors.NotFound(f"The resource '{resource}' was not found.")
+
+    def tags(self, resource: str) -> dict[str, str]:
+        self._tagged(resource)
+        with self.engine.connect() as db:
+            rows = db.execute(select(resource_tags).where(resource_tags.c.resource == resource))
+            return {r.key: r.value for r in rows}
+
+    def tag(self, resource: str, tags: dict[str, str]) -> None:
+        if len(set(self.tags(resource)) | set(tags)) > MAX_TAGS:
+            raise errors.InvalidRequest(f"A resource may have at most {MAX_TAGS} tags.")
+        with self.engine.begin() as db:
+            db.execute(delete(resource_tags).where(resource_tags.c.resource == resource,
+                                                   resource_tags.c.key.in_(list(tags))))  # fmt: skip
+            for key, value in tags.items():
+                db.execute(insert(resource_tags).values(resource=resource, key=key, value=value))
+
+    def untag(self, resource: str, keys: list[str]) -> None:
+        self._tagged(resource)
+        with self.engine.begin() as db:
+            db.execute(delete(resource_tags).where(resource_tags.c.resource == resource,
+                                                   resource_tags.c.key.in_(keys)))  # fmt: skip
+
+
+def role_arn(agent: Agent) -> str:
+    return str(agent.spec.get("agentResourceRoleArn") or DEFAULT_ROLE)
+
+
+def stamp(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
