@@ -24,6 +24,8 @@ defaults to ~/.outcrop). Every key is optional:
     max_content_blocks = 10000
     allowed_origins = ["http://localhost:3000"]   # web pages that may call the API from a browser (CORS)
     batch_dir = "/srv/outcrop/batch"   # local folders standing for buckets of batch jobs (default $OUTCROP_HOME/batch)
+    batch_files_uri = "s3://my-bucket/openai-files/"   # where /v1/files keeps files (default <batch_dir>/outcrop-files)
+    max_file_mib = 200            # larger uploads to /v1/files are refused (413)
 
     [server.agent_lambda_urls]    # agents' action groups run by a Lambda ARN: POSTed to this local endpoint instead
     "arn:aws:lambda:us-east-1:123456789012:function:orders" = "http://127.0.0.1:9001/invoke"
@@ -167,6 +169,10 @@ class Settings:
     # Batch jobs' files: s3://NAME/KEY is <batch_dir>/NAME/KEY when that folder exists (outcrop.objects); the only
     # local files an API caller can name. Default $OUTCROP_HOME/batch
     batch_dir: str | None = None
+    # OpenAI's /v1/files (batch inputs, batches' outputs): a folder URI for outcrop.objects. Default
+    # s3://outcrop-files/, which is <batch_dir>/outcrop-files (made at start): an S3 bucket's URI puts them there
+    batch_files_uri: str | None = None
+    max_file_mib: int = 200  # uploads to /v1/files larger than this are refused (413); OpenAI's limit for batches
     # Bedrock Agents' action groups whose actionGroupExecutor names a Lambda ARN: ARN -> the local HTTP endpoint that
     # stands for it (it is POSTed Bedrock's Lambda input event and answers its response event)
     agent_lambda_urls: dict[str, str] = field(default_factory=dict)
@@ -212,7 +218,7 @@ def load(path: Path | None = None) -> Settings:
     origins = server.get("allowed_origins", [])
     if not isinstance(origins, list) or not all(isinstance(o, str) and "://" in o for o in origins):
         raise InvalidRequest(f'{path}: allowed_origins must be a list of origins like "https://app.example.com"')
-    for key in ("max_request_mib", "max_header_kib", "max_messages", "max_tools", "max_content_blocks"):
+    for key in ("max_request_mib", "max_file_mib", "max_header_kib", "max_messages", "max_tools", "max_content_blocks"):
         n = server.get(key, 1)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise InvalidRequest(f"{path}: {key} must be a whole number of at least 1, not {n!r}")

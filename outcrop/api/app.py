@@ -67,6 +67,14 @@ def _with_headers(send: Send, extra: dict[str, str]) -> Send:
     return sending
 
 
+def _body_limit(settings: Settings, scope: Scope) -> int:
+    """The largest request body taken: max_request_mib, or for uploads to /v1/files, max_file_mib (+ 1 MiB for the
+    multipart framing; the file itself is held to max_file_mib by its route)."""
+    if scope.get("path") == "/v1/files" and scope.get("method") == "POST":
+        return (max(settings.max_request_mib, settings.max_file_mib) + 1) * 1024 * 1024
+    return settings.max_request_mib * 1024 * 1024
+
+
 def _too_large(limit: int) -> str:
     return (f"The request body is larger than this server takes ({limit // (1024 * 1024)} MiB; "
             "max_request_mib under [server] sets it).")  # fmt: skip
@@ -133,7 +141,7 @@ class App:
                 return
             send = _with_headers(send, _cors(origin))
         body_read = asyncio.Event()
-        limit = self.context.settings.max_request_mib * 1024 * 1024
+        limit = _body_limit(self.context.settings, scope)
         size = 0
 
         body_timeout = self.context.settings.body_timeout_s
@@ -185,7 +193,7 @@ class App:
                 "max_header_kib under [server] sets it)."
             )
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
-        limit = settings.max_request_mib * 1024 * 1024
+        limit = _body_limit(settings, scope)
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             return errors.RequestTooLarge(_too_large(limit))
@@ -271,6 +279,19 @@ class App:
                 return
 
 
+def _openai_batch(settings: Settings, registry: Registry, access: AccessControl, jobs: JobStore) -> Any:
+    """OpenAI's batch codec, its files under `batch_files_uri` (default: the folder <batch_dir>/outcrop-files)."""
+    from outcrop import config
+    from outcrop.api.openai.batch_codec import OpenAIBatch
+    from outcrop.jobs.files import FileStore
+
+    root = settings.batch_files_uri
+    if root is None:
+        root = "s3://outcrop-files/"
+        (config.batch_dir(settings) / "outcrop-files").mkdir(parents=True, exist_ok=True)
+    return OpenAIBatch(registry, access, FileStore(jobs.engine), root)
+
+
 def build_app(
     settings: Settings,
     registry: Registry | None = None,
@@ -296,7 +317,9 @@ def build_app(
     from outcrop.api.bedrock_agent import routes as bedrock_agent_routes
     from outcrop.api.bedrock_agent_runtime import errors as bedrock_agent_runtime_errors
     from outcrop.api.bedrock_agent_runtime import routes as bedrock_agent_runtime_routes
+    from outcrop.api.openai import batches as openai_batches
     from outcrop.api.openai import errors as openai_errors
+    from outcrop.api.openai import files as openai_files
     from outcrop.api.openai import routes as openai_routes
 
     registry = registry or Registry(settings)
@@ -330,7 +353,8 @@ def build_app(
         from outcrop.objects import Objects
 
         objects = Objects([config.batch_dir(settings)], settings.s3_endpoint_url, settings.region)
-        runner = JobRunner(jobs, inference, objects, {"bedrock": BedrockBatch(registry)})
+        runner = JobRunner(jobs, inference, objects, {"bedrock": BedrockBatch(registry),
+                                                      "openai": _openai_batch(settings, registry, access, jobs)})
         inference.metrics.registry.register(BatchProgress(runner.progress))
     context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails, service,
                       runner)  # fmt: skip
@@ -351,6 +375,8 @@ def build_app(
         *bedrock_agent_agents.ROUTES,
         *bedrock_agent_runtime_routes.ROUTES,
         *openai_routes.ROUTES,
+        *openai_files.ROUTES,
+        *openai_batches.ROUTES,
         *anthropic_routes.ROUTES,
     ]
     routes += openapi.routes(routes)  # the documents describe the whole table, their own routes included

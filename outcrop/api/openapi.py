@@ -45,12 +45,14 @@ _SPACES = {"bedrock-agent-runtime": "AgentRuntime."}
 
 def _bodies() -> dict[str, type[BaseModel]]:
     from outcrop.api.anthropic.convert import CountTokensBody, MessagesBody
+    from outcrop.api.openai.batches import BatchBody
     from outcrop.api.openai.schema import ChatBody, CompletionBody, EmbeddingBody
 
     return {
         "POST /v1/chat/completions": ChatBody,
         "POST /v1/completions": CompletionBody,
         "POST /v1/embeddings": EmbeddingBody,
+        "POST /v1/batches": BatchBody,
         "POST /v1/messages": MessagesBody,
         "POST /v1/messages/count_tokens": CountTokensBody,
     }
@@ -68,7 +70,17 @@ _HAND_BODIES: dict[str, dict[str, Any]] = {
     "POST /outcrop/v1/access-requests": {"type": "object", "required": ["modelId"], "properties": {
         "modelId": {"type": "string"}, "reason": {"type": "string"}}},
 }  # fmt: skip
+# Bodies that are not JSON: OpenAI's file upload is multipart/form-data.
+_FORMS: dict[str, dict[str, Any]] = {
+    "POST /v1/files": {"type": "object", "required": ["file", "purpose"], "properties": {
+        "file": {"type": "string", "format": "binary"}, "purpose": {"type": "string", "enum": ["batch"]}}},
+}  # fmt: skip
+_PAGE = [{"name": "after", "in": "query", "schema": {"type": "string"}},
+         {"name": "limit", "in": "query", "schema": {"type": "integer"}}]  # fmt: skip
 _QUERIES: dict[str, list[dict[str, Any]]] = {
+    "GET /v1/files": [*_PAGE, {"name": "purpose", "in": "query", "schema": {"type": "string"}},
+                      {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}}],
+    "GET /v1/batches": _PAGE,
     "GET /outcrop/v1/usage": [
         {"name": "groupBy", "in": "query", "schema": {"type": "string"}, "description": "principal,model,day"},
         {"name": "since", "in": "query", "schema": {"type": "string", "format": "date"}},
@@ -121,6 +133,8 @@ def document(routes: Iterable[Route]) -> dict[str, Any]:
             op["requestBody"] = {"required": True, "content": {JSON: {"schema": ref}}}
         elif key in _HAND_BODIES:
             op["requestBody"] = {"required": True, "content": {JSON: {"schema": _HAND_BODIES[key]}}}
+        elif key in _FORMS:
+            op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": _FORMS[key]}}}
         if r.invocation:  # streams when asked
             op["responses"]["200"]["content"]["text/event-stream"] = {"schema": {"type": "string"}}
         paths.setdefault(template, {})[r.method.lower()] = op

@@ -384,6 +384,22 @@ batch_records = Table(
 )
 Index("ix_batch_records_state", batch_records.c.job_id, batch_records.c.state, batch_records.c.seq)
 
+# Files uploaded through OpenAI's /v1/files (purpose "batch") and the output / error files of OpenAI batches: the
+# bytes live in object storage (outcrop.objects) at `uri`; only their owner (and administrators) see them.
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("principal_name", String(200), nullable=False),
+    Column("purpose", String(32), nullable=False),  # batch | batch_output
+    Column("filename", String(512), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+)
+Index("ix_files_owner", files.c.principal_name, files.c.created_at)
+
 # Agent sessions (outcrop.agents.sessions): per (agent, sessionId), the attributes, finished turns and a plan
 # stopped by returnControl, as one JSON document; gone once expires_at (the agent's idle TTL) has passed.
 agent_sessions = Table(
