@@ -11,7 +11,8 @@ principal that opened it: another caller naming it is refused. It holds
   found — so the next call carrying returnControlInvocationResults continues it.
 
 It lives until the agent's idleSessionTTLInSeconds pass without a call (`expires_at`), or endSession. An expired
-session is gone: its id starts a new one, as on Bedrock. Expired rows are deleted whenever a session is created.
+session is gone: its id starts a new one, as on Bedrock. Expired rows are deleted when a session is created (at
+most once a minute).
 
 Two stores: `SqlSessions` (the server's store, table `agent_sessions`) and `MemorySessions` (a server without a
 store; tests). The state is one JSON document (`encode_state` / `decode_state`).
@@ -20,6 +21,7 @@ store; tests). The state is one JSON document (`encode_state` / `decode_state`).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,7 @@ from outcrop.conversation import Json, Message, Part, Text, ToolResult, ToolUse
 from outcrop.knowledge.retrieval import Passage
 
 MAX_TURNS = 20
+PURGE_EVERY_S = 60.0  # expired sessions are deleted at most this often (when a session is created)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class SqlSessions:
 
         self.engine = engine
         self.table = agent_sessions
+        self._purged = -PURGE_EVERY_S
 
     def open(self, agent_id: str, session_id: str, principal: str) -> AgentSession:
         t, now = self.table, datetime.now(UTC)
@@ -99,8 +103,10 @@ class SqlSessions:
                 raise _not_yours(session_id)
             session = decode_state(json.loads(row.state), agent_id, session_id, principal)
             return session
-        with self.engine.begin() as db:
-            db.execute(delete(t).where(t.c.expires_at < now))
+        if time.monotonic() - self._purged > PURGE_EVERY_S:
+            self._purged = time.monotonic()
+            with self.engine.begin() as db:
+                db.execute(delete(t).where(t.c.expires_at < now))
         return AgentSession(agent_id, session_id, principal, new=True)
 
     def save(self, session: AgentSession, ttl_s: int) -> None:
