@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from outcrop import errors
@@ -63,6 +64,13 @@ def response_line(job: Job, seq: int, custom_id: str | None, status: int, body: 
 
 def refused(job: Job, seq: int, custom_id: str | None, error: errors.OutcropError) -> str:
     return response_line(job, seq, custom_id, errors.lookup(error, _STATUS), error_body(error))
+
+
+def expired_at(job: Job) -> datetime | None:
+    """When the batch's completion window closed on it with requests still to run (None if it did not)."""
+    if job.status in ("stopping", "stopped") or job.expires_at is None or now() < job.expires_at:
+        return None
+    return job.expires_at if job.processed < job.total else None
 
 
 def validation_errors(message: str | None) -> list[dict[str, Any]]:
@@ -192,8 +200,9 @@ class OpenAIBatch:
                 model_id = self.registry.resolve(name)
                 self.access.check(job.principal, model_id)
                 if self.registry.kind(model_id) != kind:
-                    raise errors.InvalidRequest(f"The model '{name}' is not a {kind} model: "
-                                                f"{job.spec['endpoint']} cannot use it.", param="model")  # fmt: skip
+                    wanted = "an embedding model" if kind == "embedding" else "a chat model"
+                    raise errors.InvalidRequest(f"{job.spec['endpoint']} needs {wanted}; '{name}' is not one.",
+                                                param="model")  # fmt: skip
                 seen[name] = None
             except errors.OutcropError as exc:
                 seen[name] = exc
@@ -219,9 +228,14 @@ class OpenAIBatch:
         then fails belongs to a failed batch, which names no files.)"""
         answered: list[str] = []
         failed: list[str] = []
+        expired = expired_at(job) is not None
         for r in records:
             if r.output is not None and r.state != "pending":
                 (answered if r.state == "done" else failed).append(r.output)
+            elif expired:  # (as on OpenAI: a request the window closed on is in the error file, batch_expired)
+                failed.append(_line({"id": f"batch_req_{job.id}_{r.seq}", "custom_id": r.key, "response": None,
+                                     "error": {"code": "batch_expired", "message": "This request could not be "
+                                               "executed before the completion window expired."}}))  # fmt: skip
         out = []
         at = now()
         for kind, lines in (("output", answered), ("error", failed)):

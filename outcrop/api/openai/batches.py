@@ -63,6 +63,7 @@ def wire(job: Job) -> dict[str, Any]:
     status = _WIRE[job.status]
     finished = job.status in ("completed", "stopped", "expired")  # (the runner wrote the files by then)
     problems = validation_errors(job.message) if job.status == "failed" else []
+    expired = job.status == "expired" and job.processed < job.total  # (its unrun requests are in the error file)
 
     def when(*states: str) -> int | None:
         return _ts(job.ended_at if job.status in FINAL else job.updated_at) if job.status in states else None
@@ -72,7 +73,7 @@ def wire(job: Job) -> dict[str, Any]:
         "errors": {"object": "list", "data": problems} if problems else None,
         "input_file_id": spec["input_file_id"], "completion_window": spec["completion_window"], "status": status,
         "output_file_id": output_id(job.id, "output") if finished and job.succeeded else None,
-        "error_file_id": output_id(job.id, "error") if finished and job.errored else None,
+        "error_file_id": output_id(job.id, "error") if finished and (job.errored or expired) else None,
         "created_at": _ts(job.submitted_at), "in_progress_at": None, "expires_at": _ts(job.expires_at),
         "finalizing_at": when("finalizing"), "completed_at": when("completed"), "failed_at": when("failed"),
         "expired_at": when("expired"), "cancelling_at": when("stopping"), "cancelled_at": when("stopped"),

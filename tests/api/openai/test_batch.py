@@ -109,6 +109,8 @@ def test_a_batch_completes_with_its_output_and_error_files(served: dict[str, Any
     output = client.files.retrieve(done.output_file_id)
     assert output.purpose == "batch_output" and output.bytes == len(client.files.content(output.id).content)
     assert {f.id for f in client.files.list()} >= {uploaded.id, done.output_file_id, done.error_file_id}
+    metrics = httpx.get(served["url"] + "/metrics", headers={"Authorization": f"Bearer {served['keys']['root']}"})
+    assert 'dialect="batch"' in metrics.text  # each request metered as batch
 
 
 def test_a_completions_batch_and_an_embeddings_batch(served: dict[str, Any]) -> None:
