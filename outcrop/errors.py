@@ -9,6 +9,7 @@
     ├── AuthenticationFailed    no credentials, unknown or revoked key, bad signature, expired date
     ├── AccessDenied            an authenticated caller that may not do this
     ├── NotFound                a model (or other resource) that does not exist
+    │   └── ObjectNotFound      an OpenAI file or batch (no model_not_found code)
     ├── UnknownOperation        no such route / operation
     ├── Overloaded              the model's queue is full: retry later
     │   └── ServiceUnavailable      the store (database) cannot be reached or is busy: retry later (503)
@@ -80,6 +81,10 @@ class AccessDenied(OutcropError):
 
 class NotFound(OutcropError):
     pass
+
+
+class ObjectNotFound(NotFound):
+    """A resource that is not a model (an OpenAI file or batch): OpenAI gives it no `code`."""
 
 
 class UnknownOperation(OutcropError):

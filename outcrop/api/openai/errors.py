@@ -18,6 +18,7 @@ TABLE: dict[type[errors.OutcropError], tuple[int, str, str | None]] = {
     errors.AuthenticationFailed: (401, "invalid_request_error", "invalid_api_key"),
     errors.AccessDenied: (403, "permission_error", "model_access_denied"),
     errors.NotFound: (404, "invalid_request_error", "model_not_found"),
+    errors.ObjectNotFound: (404, "invalid_request_error", None),
     errors.UnknownOperation: (404, "invalid_request_error", "unknown_url"),
     errors.Overloaded: (429, "rate_limit_error", "rate_limit_exceeded"),
     errors.ServiceUnavailable: (503, "server_error", "service_unavailable"),

@@ -49,7 +49,7 @@ async def visible(ctx: Context, file_id: str, who: Principal) -> StoredFile:
     """The file, if `who` may see it (its owner or an administrator); NotFound otherwise, so others learn nothing."""
     found = await asyncio.to_thread(codec(ctx).files.get, file_id)
     if found is None or (found.owner != who.name and not who.is_admin):
-        raise errors.NotFound(f"No such File object: {file_id}")
+        raise errors.ObjectNotFound(f"No such File object: {file_id}")
     return found
 
 

@@ -211,8 +211,10 @@ def test_uploads_are_checked(served: dict[str, Any]) -> None:
         client.batches.create(input_file_id=f.id, endpoint="/v1/moderations", completion_window="24h")  # type: ignore[arg-type]
     deleted = client.files.delete(f.id)
     assert deleted.deleted and deleted.id == f.id
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as missing:
         client.files.retrieve(f.id)
+    assert missing.value.body == {"message": f"No such File object: {f.id}", "type": "invalid_request_error",  # type: ignore[comparison-overlap]
+                                  "param": None, "code": None}  # fmt: skip
 
 
 def test_paging(served: dict[str, Any]) -> None:
