@@ -93,7 +93,7 @@ async def _visible(runner: JobRunner, batch_id: str, who: Principal) -> Job:
     m = _ID.match(batch_id)
     job = None if m is None else await asyncio.to_thread(runner.store.get, m.group("id"))
     if job is None or job.codec != CODEC or (job.principal.name != who.name and not who.is_admin):
-        raise errors.NotFound(f"No such Batch object: {batch_id}")
+        raise errors.ObjectNotFound(f"No such Batch object: {batch_id}")
     return job
 
 
