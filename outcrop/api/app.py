@@ -315,6 +315,7 @@ def build_app(
     from outcrop.api.bedrock_agent import errors as bedrock_agent_errors
     from outcrop.api.bedrock_agent import ingestion_routes as bedrock_agent_ingestion
     from outcrop.api.bedrock_agent import routes as bedrock_agent_routes
+    from outcrop.api.bedrock_agent_runtime import agent_routes as bedrock_agent_runtime_agents
     from outcrop.api.bedrock_agent_runtime import errors as bedrock_agent_runtime_errors
     from outcrop.api.bedrock_agent_runtime import routes as bedrock_agent_runtime_routes
     from outcrop.api.openai import batches as openai_batches
@@ -374,6 +375,7 @@ def build_app(
         *bedrock_agent_ingestion.ROUTES,
         *bedrock_agent_agents.ROUTES,
         *bedrock_agent_runtime_routes.ROUTES,
+        *bedrock_agent_runtime_agents.ROUTES,
         *openai_routes.ROUTES,
         *openai_files.ROUTES,
         *openai_batches.ROUTES,
