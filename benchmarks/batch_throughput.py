@@ -28,7 +28,7 @@ What it measures
     machine. Nothing is asserted.
 
 How to run
-    python benchmarks/batch_throughput.py                 # ~10 min on 2 cores
+    python benchmarks/batch_throughput.py                 # ~20 min on 2 cores (the sequential loop is most of it)
     python benchmarks/batch_throughput.py --records 50 --tokens 16 --probes 10
 """
 
