@@ -35,7 +35,7 @@ from outcrop.knowledge.vectors.base import (
     check_chunks,
     check_dimensions,
     check_index_name,
-    fuse,
+    fuse_scores,
     hits,
     unit,
 )
@@ -231,13 +231,15 @@ class PgVectorStore:
                 rankings.append([(rowid, (2.0 - d) / 2.0) for rowid, d in ranked])
             if query.search_type in (SearchType.KEYWORD, SearchType.HYBRID):
                 tsq = "CAST(replace(CAST(plainto_tsquery('english', :w) AS text), '&', '|') AS tsquery)"
-                sql = f"SELECT rowid FROM {table}, {tsq} q WHERE tsv @@ q"
+                sql = f"SELECT rowid, ts_rank_cd(tsv, q) FROM {table}, {tsq} q WHERE tsv @@ q"
                 sql += f" AND {where}" if where else ""
                 got = db.execute(text(sql + " ORDER BY ts_rank_cd(tsv, q) DESC, rowid LIMIT :k"),
                                  {"w": query.text, "k": pool, **params})  # fmt: skip
-                rankings.append([(r[0], 1.0 / rank) for rank, r in enumerate(got, start=1)])
+                rankings.append([(r[0], float(r[1])) for r in got])
             if query.search_type is SearchType.HYBRID:
-                ranked_ids = fuse([[str(rowid) for rowid, _ in ranking] for ranking in rankings])
+                ranked_ids = fuse_scores([[(str(rowid), score) for rowid, score in r] for r in rankings])
+            elif query.search_type is SearchType.KEYWORD:  # KEYWORD alone reports 1 / rank
+                ranked_ids = [(str(rowid), 1.0 / rank) for rank, (rowid, _) in enumerate(rankings[0], start=1)]
             else:
                 ranked_ids = [(str(rowid), score) for rowid, score in rankings[0]]
             rows = self._rows(db, table, [int(key) for key, _ in ranked_ids])

@@ -49,7 +49,7 @@ from outcrop.knowledge.vectors.base import (
     check_chunks,
     check_dimensions,
     check_index_name,
-    fuse,
+    fuse_scores,
     hits,
     unit,
 )
@@ -317,9 +317,11 @@ class SqliteVectorStore:
                             continue
                     rankings = search.in_memory(db, view) if view is not None else search.in_file(db)
                     if query.search_type is SearchType.HYBRID:
-                        ranked = fuse([[str(rowid) for rowid, _ in ranking] for ranking in rankings])
+                        ranked = fuse_scores([[(str(rowid), score) for rowid, score in r] for r in rankings])
                     else:
                         ranked = [(str(rowid), score) for rowid, score in (rankings[0] if rankings else [])]
+                        if search.keyword:  # KEYWORD alone reports 1 / rank
+                            ranked = [(key, 1.0 / rank) for rank, (key, _) in enumerate(ranked, start=1)]
                     rows = self._rows(db, [int(key) for key, _ in ranked])
                     break
         by_chunk = [(rows[int(key)].chunk_id, score) for key, score in ranked]
@@ -381,7 +383,7 @@ class _Search:
             rankings.append([(r, (1.0 + cos) / 2.0) for r, cos in view.nearest(q, self.pool, allowed)])
         if self.keyword:
             found = view.bm25(query_terms(db, self.query.text), self.pool, allowed)
-            rankings.append([(r, 1.0 / rank) for rank, (r, _) in enumerate(found, start=1)])
+            rankings.append([(r, float(score)) for r, score in found])  # BM25, higher is better
         return rankings
 
     def in_file(self, db: Connection) -> list[list[tuple[int, float]]]:
@@ -395,11 +397,11 @@ class _Search:
         if self.keyword:
             match = fts_query(self.query.text)
             if match:
-                sql = "SELECT rowid FROM keywords WHERE keywords MATCH :m"
+                sql = "SELECT rowid, -bm25(keywords) FROM keywords WHERE keywords MATCH :m"
                 sql += f" AND {where}" if where else ""
                 got = db.execute(text(sql + " ORDER BY bm25(keywords) LIMIT :k"),
                                  {"m": match, "k": self.pool, **self.params})  # fmt: skip
-                rankings.append([(r[0], 1.0 / rank) for rank, r in enumerate(got, start=1)])
+                rankings.append([(r[0], float(r[1])) for r in got])  # FTS5's bm25() is lower-is-better
             elif self.query.search_type is SearchType.HYBRID:
                 rankings.append([])
         return rankings
