@@ -216,3 +216,51 @@ def test_a_turn_on_the_built_in_model(env: Env) -> None:
                          "promptType": "ORCHESTRATION", "inferenceConfiguration": {"maximumLength": 48}}]})  # fmt: skip
     kinds = {next(iter(e)) for e in events}
     assert kinds & {"chunk", "returnControl"}
+
+
+def _stored_agent(env: Env, kb: str, prepare: bool = True) -> str:
+    agent = env.agent.create_agent(agentName=f"shop-{uuid.uuid4().hex[:8]}", foundationModel=SCRIPTED,
+                                   instruction="You help the customers of a hardware shop with their orders.",
+                                   agentResourceRoleArn="arn:aws:iam::123456789012:role/agent")["agent"]  # fmt: skip
+    agent_id = str(agent["agentId"])
+    env.agent.create_agent_action_group(agentId=agent_id, agentVersion="DRAFT", **ORDERS)
+    env.agent.associate_agent_knowledge_base(agentId=agent_id, agentVersion="DRAFT", knowledgeBaseId=kb,
+                                             description="product facts")  # fmt: skip
+    if prepare:
+        assert env.agent.prepare_agent(agentId=agent_id)["agentStatus"] in ("PREPARING", "PREPARED")
+    return agent_id
+
+
+def test_invoke_agent_on_a_stored_prepared_agent_through_its_alias(env: Env, kb: str) -> None:
+    """The agent defined through bedrock-agent, prepared, given an alias (a numbered version): InvokeAgent by
+    TSTALIASID and by the alias runs its action group to returnControl and continues with the results."""
+    agent_id = _stored_agent(env, kb)
+    alias = env.agent.create_agent_alias(agentId=agent_id, agentAliasName="live")["agentAlias"]["agentAliasId"]
+    env.engine.script = _order_script
+    for alias_id in ("TSTALIASID", alias):
+        session = str(uuid.uuid4())
+        out = env.runtime.invoke_agent(agentId=agent_id, agentAliasId=alias_id, sessionId=session,
+                                       inputText="Where is my order A1?")  # fmt: skip
+        events = list(out["completion"])
+        assert [next(iter(e)) for e in events] == ["returnControl"], events
+        rc = events[0]["returnControl"]
+        assert rc["invocationInputs"][0]["functionInvocationInput"]["function"] == "get_status"
+        tools = [t.name for t in env.engine.requests[-1].tools]
+        assert "orders__get_status" in tools and f"knowledge_base__{kb}" in tools
+        result = {"functionResult": {"actionGroup": "orders", "function": "get_status",
+                                     "responseBody": {"TEXT": {"body": "shipped"}}}}  # fmt: skip
+        out = env.runtime.invoke_agent(agentId=agent_id, agentAliasId=alias_id, sessionId=session, sessionState={
+            "invocationId": rc["invocationId"], "returnControlInvocationResults": [result]})  # fmt: skip
+        assert _text(list(out["completion"])) == "Order A1 is shipped."
+
+
+def test_invoke_agent_refuses_an_unprepared_agent_and_unknown_alias(env: Env, kb: str) -> None:
+    agent_id = _stored_agent(env, kb, prepare=False)
+    with pytest.raises(ClientError) as err:
+        list(env.runtime.invoke_agent(agentId=agent_id, agentAliasId="TSTALIASID", sessionId=str(uuid.uuid4()),
+                                      inputText="hi")["completion"])  # fmt: skip
+    assert err.value.response["Error"]["Code"] in ("ValidationException", "ConflictException"), err.value.response
+    with pytest.raises(ClientError) as err:
+        list(env.runtime.invoke_agent(agentId=agent_id, agentAliasId="NOSUCHALIA", sessionId=str(uuid.uuid4()),
+                                      inputText="hi")["completion"])  # fmt: skip
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
