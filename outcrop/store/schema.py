@@ -400,21 +400,6 @@ files = Table(
 )
 Index("ix_files_owner", files.c.principal_name, files.c.created_at)
 
-# Agent sessions (outcrop.agents.sessions): per (agent, sessionId), the attributes, finished turns and a plan
-# stopped by returnControl, as one JSON document; gone once expires_at (the agent's idle TTL) has passed.
-agent_sessions = Table(
-    "agent_sessions",
-    metadata,
-    Column("agent_id", String(100), primary_key=True),  # "INLINE" for InvokeInlineAgent
-    Column("session_id", String(100), primary_key=True),
-    Column("principal", String(200), nullable=False),  # only the principal that opened it may use it
-    Column("state", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-)
-Index("ix_agent_sessions_expires", agent_sessions.c.expires_at)
-
 # Agents (outcrop/agents/catalog.py): the DRAFT of each agent, its Create/UpdateAgent members as JSON (`spec`);
 # `versions`: the last numbered version given out (numbers are never reused). Numbered versions are snapshots in
 # `agent_versions`, with their action groups and knowledge-base links copied under the version's number.
@@ -495,3 +480,18 @@ agent_aliases = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_agent_aliases_name", agent_aliases.c.agent_id, agent_aliases.c.name, unique=True)
+
+# Agent sessions (outcrop.agents.sessions): per (agent, sessionId), the attributes, finished turns and a plan
+# stopped by returnControl, as one JSON document; gone once expires_at (the agent's idle TTL) has passed.
+agent_sessions = Table(
+    "agent_sessions",
+    metadata,
+    Column("agent_id", String(100), primary_key=True),  # "INLINE" for InvokeInlineAgent
+    Column("session_id", String(100), primary_key=True),
+    Column("principal", String(200), nullable=False),  # only the principal that opened it may use it
+    Column("state", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_agent_sessions_expires", agent_sessions.c.expires_at)
