@@ -2,15 +2,15 @@
 float32 matrix and their words as BM25 postings. The SQLite file stays the truth (sqlite-vec's vec0 and FTS5 hold
 the same data, durably); the mirror is read from it lazily, a part at a time, and follows it.
 
-Why: at 100k 384-dimensional chunks sqlite-vec 0.1's exact scan took ~54 ms a query, and ordering by FTS5's bm25()
-~30 ms (FTS5 calls bm25() on every matching row, which is most rows once a query holds a common word). A float32
-matrix-vector product over the same vectors takes ~9 ms on one core and BM25 over numpy postings ~2 ms
-(benchmarks/knowledge_store.py measures both paths side by side), with the same results: the same exact cosine, and
-FTS5's own bm25 (k1 1.2, b 0.75, idf floored at 1e-6) from the tokens FTS5 itself made. One difference, on purpose:
-the row count and average length are the live rows', while FTS5's contentless table, which cannot know a removed
-row's length, keeps counting every row ever removed (its idf drifts as documents are re-ingested); on a file without
-removals the scores are FTS5's. Memory: 4 bytes a dimension a chunk (~154 MB per 100k 384-d chunks) plus ~8 bytes
-per distinct word of a chunk (~25 MB per 100k 60-word chunks).
+Why: at 100k 384-dimensional chunks sqlite-vec 0.1's exact scan took ~60 ms a search, and ordering by FTS5's bm25()
+~28 ms (FTS5 calls bm25() on every matching row, which is most rows once a query holds a common word). The mirror
+answers the same searches in ~10 ms (a float32 matrix-vector product: ~11 ms on one core, ~6 ms split over two) and
+~2.6 ms (BM25 over numpy postings); benchmarks/knowledge_store.py measures both paths side by side. The results are
+the same: the same exact cosine, and FTS5's own bm25 (k1 1.2, b 0.75, idf floored at 1e-6) from the tokens FTS5
+itself made. One difference, on purpose: the row count and average length are the live rows', while FTS5's
+contentless table, which cannot know a removed row's length, keeps counting every row ever removed (its idf drifts as
+documents are re-ingested); on a file without removals the scores are FTS5's. Memory: 4 bytes a dimension a chunk
+plus ~8 bytes per distinct word of a chunk (181 MB per 100k 384-d, 60-word chunks); reading it takes ~3 s at 100k.
 
 Following the file. Each write transaction appends one row to the file's `changes` table (`log_change`): its version,
 the rowids it removed and the range of rowids it inserted; rowids only grow, so new rows sort after the old ones.
