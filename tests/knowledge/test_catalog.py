@@ -94,10 +94,12 @@ def test_a_store_that_cannot_be_made_fails_the_knowledge_base(database_url: str)
     assert released == [kb.id]
 
 
-def test_tagged_resources_are_this_accounts_knowledge_bases() -> None:
+def test_tagged_resources_are_this_accounts_knowledge_bases_and_agents() -> None:
     assert tagged_resource("arn:aws:bedrock:us-east-1:000000000000:knowledge-base/ABCDEFGHIJ") == (
         "knowledge-base/ABCDEFGHIJ"
     )
     assert tagged_resource("arn:aws:bedrock:us-east-1:123456789012:knowledge-base/ABCDEFGHIJ") is None
-    assert tagged_resource("arn:aws:bedrock:us-east-1:000000000000:agent/ABCDEFGHIJ") is None
+    assert tagged_resource("arn:aws:bedrock:us-east-1:000000000000:agent/ABCDEFGHIJ") == "agent/ABCDEFGHIJ"
+    assert tagged_resource("arn:aws:bedrock:us-east-1:123456789012:agent/ABCDEFGHIJ") is None
+    assert tagged_resource("arn:aws:bedrock:us-east-1:000000000000:guardrail/ABCDEFGHIJ") is None
     assert tagged_resource("ABCDEFGHIJ") is None
