@@ -35,6 +35,7 @@ from outcrop.agents.resources import (
     check_routing,
 )
 from outcrop.knowledge.resources import Page, request_hash
+from outcrop.store import tags
 from outcrop.store.schema import (
     agent_action_groups,
     agent_aliases,
@@ -43,8 +44,6 @@ from outcrop.store.schema import (
     agents,
     resource_tags,
 )
-
-MAX_TAGS = 50
 
 
 def _alias(row: Row[Any]) -> Alias:
@@ -76,8 +75,7 @@ class AgentCatalog(AgentParts):
 
     def create(self, body: dict[str, Any]) -> Agent:
         token, digest = body.get("clientToken"), request_hash(body)
-        if len(body.get("tags") or {}) > MAX_TAGS:
-            raise errors.InvalidRequest(f"A resource may have at most {MAX_TAGS} tags.")
+        tags.check_count(len(body.get("tags") or {}))
         agent_id, at = new_id(), now()
         with self.engine.begin() as db:
             if token is not None:
@@ -92,8 +90,7 @@ class AgentCatalog(AgentParts):
                     id=agent_id, name=body["agentName"], spec=json.dumps(agent_fields(body)), status="NOT_PREPARED",
                     client_token=token, request_hash=digest, created_at=at, updated_at=at,
                 ))  # fmt: skip
-                for key, value in (body.get("tags") or {}).items():
-                    db.execute(insert(resource_tags).values(resource=f"agent/{agent_id}", key=key, value=value))
+                tags.write(db, f"agent/{agent_id}", body.get("tags"))
             except IntegrityError:
                 raise errors.Conflict(f"An agent named '{body['agentName']}' (or with this clientToken) was just "
                                       "created by another request.") from None  # fmt: skip
@@ -262,9 +259,7 @@ class AgentCatalog(AgentParts):
                     routing=json.dumps(routing), history=json.dumps(history), status="PREPARED", client_token=token,
                     request_hash=digest, created_at=at, updated_at=at,
                 ))  # fmt: skip
-                for key, value in (body.get("tags") or {}).items():
-                    db.execute(insert(resource_tags).values(resource=f"agent-alias/{agent_id}/{alias_id}", key=key,
-                                                            value=value))  # fmt: skip
+                tags.write(db, f"agent-alias/{agent_id}/{alias_id}", body.get("tags"))
             except IntegrityError:
                 raise errors.Conflict(f"An alias named '{body['agentAliasName']}' was just created by another "
                                       "request.") from None  # fmt: skip
@@ -367,24 +362,15 @@ class AgentCatalog(AgentParts):
 
     def tags(self, resource: str) -> dict[str, str]:
         self._tagged(resource)
-        with self.engine.connect() as db:
-            rows = db.execute(select(resource_tags).where(resource_tags.c.resource == resource))
-            return {r.key: r.value for r in rows}
+        return tags.read(self.engine, resource)
 
-    def tag(self, resource: str, tags: dict[str, str]) -> None:
-        if len(set(self.tags(resource)) | set(tags)) > MAX_TAGS:
-            raise errors.InvalidRequest(f"A resource may have at most {MAX_TAGS} tags.")
-        with self.engine.begin() as db:
-            db.execute(delete(resource_tags).where(resource_tags.c.resource == resource,
-                                                   resource_tags.c.key.in_(list(tags))))  # fmt: skip
-            for key, value in tags.items():
-                db.execute(insert(resource_tags).values(resource=resource, key=key, value=value))
+    def tag(self, resource: str, new: dict[str, str]) -> None:
+        self._tagged(resource)
+        tags.put(self.engine, resource, new)
 
     def untag(self, resource: str, keys: list[str]) -> None:
         self._tagged(resource)
-        with self.engine.begin() as db:
-            db.execute(delete(resource_tags).where(resource_tags.c.resource == resource,
-                                                   resource_tags.c.key.in_(keys)))  # fmt: skip
+        tags.remove(self.engine, resource, keys)
 
 
 def role_arn(agent: Agent) -> str:

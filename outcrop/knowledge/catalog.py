@@ -24,10 +24,10 @@ from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
 from outcrop.knowledge.resources import DataSource, KnowledgeBase, Page, request_hash
+from outcrop.store import tags
 from outcrop.store.schema import data_sources, knowledge_bases, resource_tags
 
 _ID = string.ascii_uppercase + string.digits  # Bedrock's ids: 10 of these
-MAX_TAGS = 50  # per resource, as on AWS
 
 Hook = Callable[[KnowledgeBase], None]
 
@@ -108,8 +108,7 @@ class KnowledgeCatalog:
 
     def create(self, body: dict[str, Any], embedding_model: str, dimensions: int) -> KnowledgeBase:
         token, digest = body.get("clientToken"), request_hash(body)
-        if len(body.get("tags") or {}) > MAX_TAGS:
-            raise errors.InvalidRequest(f"A resource may have at most {MAX_TAGS} tags.")
+        tags.check_count(len(body.get("tags") or {}))
         now = _now()
         kb_id = _new_id()
         with self.engine.begin() as db:
@@ -129,8 +128,7 @@ class KnowledgeCatalog:
                     dimensions=dimensions, status="CREATING", client_token=token, request_hash=digest,
                     created_at=now, updated_at=now,
                 ))  # fmt: skip
-                for key, value in (body.get("tags") or {}).items():
-                    db.execute(insert(resource_tags).values(resource=f"knowledge-base/{kb_id}", key=key, value=value))
+                tags.write(db, f"knowledge-base/{kb_id}", body.get("tags"))
             except IntegrityError:  # another request took the name or the token between the checks and here
                 raise errors.Conflict(f"A knowledge base named '{body['name']}' (or with this clientToken) was "
                                       "just created by another request.") from None  # fmt: skip
@@ -289,22 +287,12 @@ class KnowledgeCatalog:
 
     def tags(self, resource: str) -> dict[str, str]:
         self._tagged(resource)
-        with self.engine.connect() as db:
-            rows = db.execute(select(resource_tags).where(resource_tags.c.resource == resource))
-            return {r.key: r.value for r in rows}
+        return tags.read(self.engine, resource)
 
-    def tag(self, resource: str, tags: dict[str, str]) -> None:
-        current = self.tags(resource)
-        if len(set(current) | set(tags)) > MAX_TAGS:
-            raise errors.InvalidRequest(f"A resource may have at most {MAX_TAGS} tags.")
-        with self.engine.begin() as db:
-            db.execute(delete(resource_tags).where(resource_tags.c.resource == resource,
-                                                   resource_tags.c.key.in_(list(tags))))  # fmt: skip
-            for key, value in tags.items():
-                db.execute(insert(resource_tags).values(resource=resource, key=key, value=value))
+    def tag(self, resource: str, new: dict[str, str]) -> None:
+        self._tagged(resource)
+        tags.put(self.engine, resource, new)
 
     def untag(self, resource: str, keys: list[str]) -> None:
         self._tagged(resource)
-        with self.engine.begin() as db:
-            db.execute(delete(resource_tags).where(resource_tags.c.resource == resource,
-                                                   resource_tags.c.key.in_(keys)))  # fmt: skip
+        tags.remove(self.engine, resource, keys)
