@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
+from outcrop.knowledge.resources import Page
 from outcrop.store.schema import ingestion_jobs, knowledge_documents
 
 RUNNING = ("STARTING", "IN_PROGRESS", "STOPPING")
@@ -124,12 +125,6 @@ def _document(row: Row[Any]) -> Document:
                     row.sidecar_tag, row.content_hash, row.metadata_hash, row.status, row.reason, int(row.chunks),
                     row.job_id, int(row.generation), row.owner, _aware(row.updated_at),
                     json.loads(row.pending) if row.pending else None)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Page:
-    items: tuple[Any, ...]
-    next_token: str | None
 
 
 def _encode_token(value: Any) -> str:

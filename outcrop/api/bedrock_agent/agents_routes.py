@@ -18,9 +18,8 @@ from outcrop import errors
 from outcrop.agents.catalog import AgentCatalog
 from outcrop.agents.resources import DRAFT, Agent, check_action_group, check_agent
 from outcrop.api.bedrock_agent import agents_convert as convert
-from outcrop.api.bedrock_agent.routes import DIALECT, _body, _page_size
+from outcrop.api.bedrock_agent.routes import DIALECT, _body, _listed, _page_size
 from outcrop.api.http import Context, caller, json_body, route
-from outcrop.knowledge.resources import Page
 
 
 def _agents(ctx: Context, request: Request, write: bool = False) -> AgentCatalog:
@@ -33,13 +32,6 @@ def _agents(ctx: Context, request: Request, write: bool = False) -> AgentCatalog
 
 def _skip_check(request: Request) -> bool:
     return request.query_params.get("skipResourceInUseCheck", "false").lower() == "true"
-
-
-def _listed(page: Page, key: str, encode: Any) -> Response:
-    out: dict[str, Any] = {key: [encode(item) for item in page.items]}
-    if page.next_token:
-        out["nextToken"] = page.next_token
-    return json_body(out)
 
 
 async def _model(ctx: Context, request: Request, model: str) -> str:

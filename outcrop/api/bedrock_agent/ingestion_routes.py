@@ -9,14 +9,13 @@ control plane's other writes); anyone may read jobs and documents.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from outcrop import errors
 from outcrop.api.bedrock_agent import convert
-from outcrop.api.bedrock_agent.routes import DIALECT, _body, _catalog
+from outcrop.api.bedrock_agent.routes import DIALECT, _body, _catalog, _listed
 from outcrop.api.http import Context, caller, json_body, route
 from outcrop.knowledge.direct import identifier
 from outcrop.knowledge.ingest import Ingestion
@@ -79,10 +78,7 @@ async def list_ingestion_jobs(ctx: Context, request: Request, knowledgeBaseId: s
     page = await asyncio.to_thread(ingestion.ledger.list_jobs, knowledgeBaseId, dataSourceId, statuses,
                                    sort["attribute"], sort["order"] == "DESCENDING", int(body.get("maxResults", 1000)),
                                    body.get("nextToken"))  # fmt: skip
-    out: dict[str, Any] = {"ingestionJobSummaries": [convert.ingestion_job_summary(j) for j in page.items]}
-    if page.next_token:
-        out["nextToken"] = page.next_token
-    return json_body(out)
+    return _listed(page, "ingestionJobSummaries", convert.ingestion_job_summary)
 
 
 async def stop_ingestion_job(
@@ -134,11 +130,7 @@ async def list_documents(ctx: Context, request: Request, knowledgeBaseId: str, d
     kb, ds = await _resources(ctx, request, knowledgeBaseId, dataSourceId)
     page = await asyncio.to_thread(ingestion.ledger.list_documents, ds.id, int(body.get("maxResults", 1000)),
                                    body.get("nextToken"))  # fmt: skip
-    out: dict[str, Any] = {"documentDetails": [convert.document_detail(kb.id, ds.id, d.kind, d.uri, d)
-                                               for d in page.items]}  # fmt: skip
-    if page.next_token:
-        out["nextToken"] = page.next_token
-    return json_body(out)
+    return _listed(page, "documentDetails", lambda d: convert.document_detail(kb.id, ds.id, d.kind, d.uri, d))
 
 
 _DS = "/knowledgebases/{knowledgeBaseId}/datasources/{dataSourceId}"

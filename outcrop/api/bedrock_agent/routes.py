@@ -8,6 +8,7 @@ boto3's `bedrock-agent` client signs as service `bedrock` and sends to the same 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from outcrop.api.http import Context, caller, json_body, read_json, route
 from outcrop.knowledge.catalog import KnowledgeCatalog
 from outcrop.knowledge.resources import (
     EmbeddingModel,
+    Page,
     check_data_source,
     check_knowledge_base,
     embedding_model_arn,
@@ -80,6 +82,14 @@ def _page_size(body: dict[str, Any]) -> int:
     return int(body.get("maxResults", 1000))
 
 
+def _listed(page: Page, key: str, encode: Callable[[Any], Any]) -> Response:
+    """A List* answer: the page's items encoded under `key`, and its nextToken when there is a next page."""
+    out: dict[str, Any] = {key: [encode(item) for item in page.items]}
+    if page.next_token:
+        out["nextToken"] = page.next_token
+    return json_body(out)
+
+
 # --- knowledge bases ---------------------------------------------------------------------------------------
 
 
@@ -105,10 +115,7 @@ async def list_knowledge_bases(ctx: Context, request: Request) -> Response:
     catalog = _catalog(ctx, request)
     body = await _body(request, "ListKnowledgeBases")
     page = await asyncio.to_thread(catalog.list_knowledge_bases, _page_size(body), body.get("nextToken"))
-    out: dict[str, Any] = {"knowledgeBaseSummaries": [convert.knowledge_base_summary(kb) for kb in page.items]}
-    if page.next_token:
-        out["nextToken"] = page.next_token
-    return json_body(out)
+    return _listed(page, "knowledgeBaseSummaries", convert.knowledge_base_summary)
 
 
 async def update_knowledge_base(ctx: Context, request: Request, knowledgeBaseId: str) -> Response:
@@ -157,10 +164,7 @@ async def list_data_sources(ctx: Context, request: Request, knowledgeBaseId: str
     body = await _body(request, "ListDataSources", {"knowledgeBaseId": knowledgeBaseId})
     page = await asyncio.to_thread(catalog.list_data_sources, knowledgeBaseId, _page_size(body),
                                    body.get("nextToken"))  # fmt: skip
-    out: dict[str, Any] = {"dataSourceSummaries": [convert.data_source_summary(ds) for ds in page.items]}
-    if page.next_token:
-        out["nextToken"] = page.next_token
-    return json_body(out)
+    return _listed(page, "dataSourceSummaries", convert.data_source_summary)
 
 
 async def update_data_source(ctx: Context, request: Request, knowledgeBaseId: str, dataSourceId: str) -> Response:
