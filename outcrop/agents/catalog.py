@@ -22,7 +22,6 @@ from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
 from outcrop.agents import definition as defs
-from outcrop.agents.paging import after, aware, dump, loads, new_id, now, page
 from outcrop.agents.parts import AgentParts
 from outcrop.agents.resources import (
     DEFAULT_ROLE,
@@ -34,8 +33,9 @@ from outcrop.agents.resources import (
     agent_fields,
     check_routing,
 )
-from outcrop.knowledge.resources import Page, request_hash
+from outcrop.knowledge.resources import request_hash
 from outcrop.store import tags
+from outcrop.store.paging import Page, after, aware, dump, loads, new_id, now, page
 from outcrop.store.schema import (
     agent_action_groups,
     agent_aliases,

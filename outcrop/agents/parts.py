@@ -10,9 +10,9 @@ from sqlalchemy import Engine, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
-from outcrop.agents.paging import after, aware, new_id, now, page
 from outcrop.agents.resources import DRAFT, ActionGroup, Agent, KnowledgeBaseLink
-from outcrop.knowledge.resources import Page, request_hash
+from outcrop.knowledge.resources import request_hash
+from outcrop.store.paging import Page, after, aware, new_id, now, page
 from outcrop.store.schema import agent_action_groups, agent_knowledge_bases
 
 _GROUP_FIELDS = ("description", "parentActionGroupSignature", "parentActionGroupSignatureParams",

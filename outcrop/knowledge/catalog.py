@@ -11,81 +11,34 @@ data sources and tags. Data sources are AVAILABLE; deleting one reports DELETING
 
 from __future__ import annotations
 
-import base64
 import json
-import secrets
-import string
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, delete, insert, or_, select, update
+from sqlalchemy import Engine, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
-from outcrop.knowledge.resources import DataSource, KnowledgeBase, Page, request_hash
+from outcrop.knowledge.resources import DataSource, KnowledgeBase, request_hash
 from outcrop.store import tags
+from outcrop.store.paging import Page, after, aware, dump, loads, new_id, now, page
 from outcrop.store.schema import data_sources, knowledge_bases, resource_tags
-
-_ID = string.ascii_uppercase + string.digits  # Bedrock's ids: 10 of these
 
 Hook = Callable[[KnowledgeBase], None]
 
 
-def _new_id() -> str:
-    return "".join(secrets.choice(_ID) for _ in range(10))
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite hands timestamps back without their zone
-
-
-def _json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
 def _kb(row: Row[Any]) -> KnowledgeBase:
     return KnowledgeBase(row.id, row.name, row.description, row.role_arn, json.loads(row.configuration),
-                         _json(row.storage), row.embedding_model, row.dimensions, row.status,
-                         tuple(_json(row.failure_reasons) or ()), _aware(row.created_at),
-                         _aware(row.updated_at))  # fmt: skip
+                         loads(row.storage), row.embedding_model, row.dimensions, row.status,
+                         tuple(loads(row.failure_reasons) or ()), aware(row.created_at),
+                         aware(row.updated_at))  # fmt: skip
 
 
 def _ds(row: Row[Any]) -> DataSource:
     return DataSource(row.knowledge_base_id, row.id, row.name, row.description, json.loads(row.configuration),
-                      _json(row.ingestion), _json(row.encryption), row.deletion_policy, row.status,
-                      tuple(_json(row.failure_reasons) or ()), _aware(row.created_at),
-                      _aware(row.updated_at))  # fmt: skip
-
-
-def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _token(row: Row[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps([row.created_at.isoformat(), row.id]).encode()).decode()
-
-
-def _after(table: Any, token: str | None) -> Any:
-    """The rows after the one a nextToken names (lists are ordered by creation, then id)."""
-    if token is None:
-        return None
-    try:
-        at, last = json.loads(base64.urlsafe_b64decode(token.encode()))
-        when = datetime.fromisoformat(at)
-    except (ValueError, TypeError):
-        raise errors.InvalidRequest("nextToken is not one this server gave out.") from None
-    return or_(table.c.created_at > when, and_(table.c.created_at == when, table.c.id > str(last)))
-
-
-def _page(rows: list[Row[Any]], size: int, make: Callable[[Row[Any]], Any]) -> Page:
-    more = len(rows) > size
-    rows = rows[:size]
-    return Page(tuple(make(r) for r in rows), _token(rows[-1]) if more else None)
+                      loads(row.ingestion), loads(row.encryption), row.deletion_policy, row.status,
+                      tuple(loads(row.failure_reasons) or ()), aware(row.created_at),
+                      aware(row.updated_at))  # fmt: skip
 
 
 class KnowledgeCatalog:
@@ -109,8 +62,8 @@ class KnowledgeCatalog:
     def create(self, body: dict[str, Any], embedding_model: str, dimensions: int) -> KnowledgeBase:
         token, digest = body.get("clientToken"), request_hash(body)
         tags.check_count(len(body.get("tags") or {}))
-        now = _now()
-        kb_id = _new_id()
+        at = now()
+        kb_id = new_id()
         with self.engine.begin() as db:
             if token is not None:
                 done = db.execute(select(knowledge_bases).where(knowledge_bases.c.client_token == token)).first()
@@ -124,9 +77,9 @@ class KnowledgeCatalog:
                 db.execute(insert(knowledge_bases).values(
                     id=kb_id, name=body["name"], description=body.get("description"), role_arn=body["roleArn"],
                     configuration=json.dumps(body["knowledgeBaseConfiguration"]),
-                    storage=_dump(body.get("storageConfiguration")), embedding_model=embedding_model,
+                    storage=dump(body.get("storageConfiguration")), embedding_model=embedding_model,
                     dimensions=dimensions, status="CREATING", client_token=token, request_hash=digest,
-                    created_at=now, updated_at=now,
+                    created_at=at, updated_at=at,
                 ))  # fmt: skip
                 tags.write(db, f"knowledge-base/{kb_id}", body.get("tags"))
             except IntegrityError:  # another request took the name or the token between the checks and here
@@ -143,7 +96,7 @@ class KnowledgeCatalog:
                 status, reasons = "FAILED", [exc.message]
         with self.engine.begin() as db:
             db.execute(update(knowledge_bases).where(knowledge_bases.c.id == kb.id)
-                       .values(status=status, failure_reasons=_dump(reasons), updated_at=_now()))  # fmt: skip
+                       .values(status=status, failure_reasons=dump(reasons), updated_at=now()))  # fmt: skip
         return self.get(kb.id)
 
     @staticmethod
@@ -166,24 +119,24 @@ class KnowledgeCatalog:
             self._name_free(db, body["name"], kb_id)
             db.execute(update(knowledge_bases).where(knowledge_bases.c.id == kb_id).values(
                 name=body["name"], description=body.get("description"), role_arn=body["roleArn"],
-                configuration=json.dumps(body["knowledgeBaseConfiguration"]), updated_at=_now(),
+                configuration=json.dumps(body["knowledgeBaseConfiguration"]), updated_at=now(),
             ))  # fmt: skip
         return self.get(kb_id)
 
     def list_knowledge_bases(self, size: int, token: str | None) -> Page:
         query = select(knowledge_bases).where(knowledge_bases.c.status != "DELETING")
-        after = _after(knowledge_bases, token)
-        if after is not None:
-            query = query.where(after)
+        cursor = after(knowledge_bases.c.created_at, knowledge_bases.c.id, token, first=False)
+        if cursor is not None:
+            query = query.where(cursor)
         query = query.order_by(knowledge_bases.c.created_at, knowledge_bases.c.id).limit(size + 1)
         with self.engine.connect() as db:
-            return _page(list(db.execute(query)), size, _kb)
+            return page(list(db.execute(query)), size, _kb, "id")
 
     def delete(self, kb_id: str) -> KnowledgeBase:
         kb = self.get(kb_id)
         with self.engine.begin() as db:
             db.execute(update(knowledge_bases).where(knowledge_bases.c.id == kb_id)
-                       .values(status="DELETING", updated_at=_now()))  # fmt: skip
+                       .values(status="DELETING", updated_at=now()))  # fmt: skip
         if self.release is not None:
             self.release(kb)
         with self.engine.begin() as db:
@@ -206,7 +159,7 @@ class KnowledgeCatalog:
     def create_data_source(self, kb_id: str, body: dict[str, Any]) -> DataSource:
         self.get(kb_id)
         token, digest = body.get("clientToken"), request_hash(body)
-        ds_id, now = _new_id(), _now()
+        ds_id, at = new_id(), now()
         c = data_sources.c
         with self.engine.begin() as db:
             if token is not None:
@@ -221,10 +174,10 @@ class KnowledgeCatalog:
                 db.execute(insert(data_sources).values(
                     id=ds_id, knowledge_base_id=kb_id, name=body["name"], description=body.get("description"),
                     configuration=json.dumps(body["dataSourceConfiguration"]),
-                    ingestion=_dump(body.get("vectorIngestionConfiguration")),
-                    encryption=_dump(body.get("serverSideEncryptionConfiguration")),
+                    ingestion=dump(body.get("vectorIngestionConfiguration")),
+                    encryption=dump(body.get("serverSideEncryptionConfiguration")),
                     deletion_policy=body.get("dataDeletionPolicy", "DELETE"), status="AVAILABLE",
-                    client_token=token, request_hash=digest, created_at=now, updated_at=now,
+                    client_token=token, request_hash=digest, created_at=at, updated_at=at,
                 ))  # fmt: skip
             except IntegrityError:
                 raise errors.Conflict(f"A data source named '{body['name']}' (or with this clientToken) was just "
@@ -254,21 +207,21 @@ class KnowledgeCatalog:
             db.execute(update(data_sources).where(data_sources.c.id == ds_id).values(
                 name=body["name"], description=body.get("description"),
                 configuration=json.dumps(body["dataSourceConfiguration"]),
-                ingestion=_dump(body.get("vectorIngestionConfiguration")),
-                encryption=_dump(body.get("serverSideEncryptionConfiguration")),
-                deletion_policy=body.get("dataDeletionPolicy", ds.deletion_policy), updated_at=_now(),
+                ingestion=dump(body.get("vectorIngestionConfiguration")),
+                encryption=dump(body.get("serverSideEncryptionConfiguration")),
+                deletion_policy=body.get("dataDeletionPolicy", ds.deletion_policy), updated_at=now(),
             ))  # fmt: skip
         return self.data_source(kb_id, ds_id)
 
     def list_data_sources(self, kb_id: str, size: int, token: str | None) -> Page:
         self.get(kb_id)
         query = select(data_sources).where(data_sources.c.knowledge_base_id == kb_id)
-        after = _after(data_sources, token)
-        if after is not None:
-            query = query.where(after)
+        cursor = after(data_sources.c.created_at, data_sources.c.id, token, first=False)
+        if cursor is not None:
+            query = query.where(cursor)
         query = query.order_by(data_sources.c.created_at, data_sources.c.id).limit(size + 1)
         with self.engine.connect() as db:
-            return _page(list(db.execute(query)), size, _ds)
+            return page(list(db.execute(query)), size, _ds, "id")
 
     def delete_data_source(self, kb_id: str, ds_id: str) -> DataSource:
         ds = self.data_source(kb_id, ds_id)

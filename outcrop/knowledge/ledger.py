@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
-from outcrop.knowledge.resources import Page
+from outcrop.store.paging import Page
 from outcrop.store.schema import ingestion_jobs, knowledge_documents
 
 RUNNING = ("STARTING", "IN_PROGRESS", "STOPPING")

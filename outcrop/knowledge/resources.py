@@ -107,14 +107,6 @@ class DataSource:
     updated_at: datetime
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of a list, and the token of the next one (None on the last)."""
-
-    items: tuple[Any, ...]
-    next_token: str | None
-
-
 # --- checks -------------------------------------------------------------------------------------
 
 

@@ -21,13 +21,13 @@ from outcrop.api.http import Context, caller, json_body, read_json, route
 from outcrop.knowledge.catalog import KnowledgeCatalog
 from outcrop.knowledge.resources import (
     EmbeddingModel,
-    Page,
     check_data_source,
     check_knowledge_base,
     embedding_model_arn,
     tagged_resource,
 )
 from outcrop.knowledge.service import rds_url
+from outcrop.store.paging import Page
 
 DIALECT = "bedrock-agent"
 SERVICE = "bedrock-agent"

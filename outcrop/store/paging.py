@@ -1,5 +1,5 @@
-"""Small store helpers the agent catalog shares: ids, times, JSON columns and keyset pages (by creation time, then
-id), whose nextToken names the last row given out."""
+"""Small store helpers the catalogs share (knowledge bases, data sources, agents and their parts): Bedrock-style ids,
+times, JSON columns and keyset pages (by creation time, then id), whose nextToken names the last row given out."""
 
 from __future__ import annotations
 
@@ -8,16 +8,24 @@ import json
 import secrets
 import string
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, or_
 
 from outcrop import errors
-from outcrop.knowledge.resources import Page
 
 _ID = string.ascii_uppercase + string.digits  # Bedrock's ids: 10 of these
 _AFTER_FIRST = "first"  # a page token after the entries every first page starts with (DRAFT, the test alias)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list, and the token of the next one (None on the last)."""
+
+    items: tuple[Any, ...]
+    next_token: str | None
 
 
 def new_id() -> str:
@@ -44,13 +52,14 @@ def _encode(value: list[str] | str) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
 
 
-def after(created: Any, key: Any, token: str | None) -> Any:
-    """The condition for the rows after the one a nextToken names (None: from the start)."""
+def after(created: Any, key: Any, token: str | None, *, first: bool = True) -> Any:
+    """The condition for the rows after the one a nextToken names (None: from the start). `first`: the list may have
+    handed out the token after its first entries (see `page`)."""
     if token is None:
         return None
     try:
         value = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if value == _AFTER_FIRST:
+        if first and value == _AFTER_FIRST:
             return None
         at, last = value
         when = datetime.fromisoformat(at)
