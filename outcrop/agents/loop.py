@@ -16,6 +16,9 @@ At most `max_iterations` model calls a turn (a plan continued after returnContro
 fails with a DependencyFailedException after a failure trace. Trace steps (events.py) are produced only when the
 caller asked for them.
 
+Apart from the turn driver here: the model requests (prompts.py), knowledge-base lookups and citations
+(lookups.py), a returnControl's results (results.py), Lambda calls (lambdas.py), tools (tools.py).
+
 Not done here: PRE_PROCESSING / POST_PROCESSING prompts (their overrides are accepted and not run), memory across
 sessions (memoryConfiguration), code interpreter and user-input action groups, multi-agent collaboration.
 """
@@ -23,17 +26,16 @@ sessions (memoryConfiguration), code interpreter and user-input action groups, m
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from outcrop import errors
-from outcrop.agents import lambdas
+from outcrop.agents import lambdas, lookups, prompts
 from outcrop.agents.definition import AgentDefinition
 from outcrop.agents.events import (
     AgentEvent,
@@ -49,42 +51,17 @@ from outcrop.agents.events import (
     ToolInput,
     ToolOutput,
 )
+from outcrop.agents.results import ToolOutcome, check_pending, result_parts
 from outcrop.agents.sessions import AgentSession, Pending, PendingCall, SessionStore
 from outcrop.agents.tools import Target, invocation, tools
 from outcrop.auth.principal import Principal
-from outcrop.conversation import (
-    ChatRequest,
-    ChatResult,
-    GuardrailRef,
-    Message,
-    Sampling,
-    StopReason,
-    Text,
-    ToolResult,
-    ToolUse,
-)
+from outcrop.conversation import ChatRequest, ChatResult, Message, StopReason, Text, ToolResult, ToolUse
 from outcrop.inference import Inference, collect
-from outcrop.knowledge.citations import CitationParser
-from outcrop.knowledge.rag import Cited
-from outcrop.knowledge.retrieval import Passage, Retrieval, retrieve
+from outcrop.knowledge.retrieval import Passage, Retrieval
+
+__all__ = ["MAX_ITERATIONS", "AgentRuntime", "Timings", "ToolOutcome", "Turn", "TurnStream"]
 
 MAX_ITERATIONS = 10  # model calls in one turn
-_TOOLS_NOTE = "Use the tools when they help; when you can answer, answer the user directly, without a tool call."
-_CITE_NOTE = ("Knowledge base search results are numbered; end each sentence that uses one with its number in "
-              "square brackets, like [1].")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ToolOutcome:
-    """A result of returnControlInvocationResults: a functionResult or an apiResult."""
-
-    action_group: str
-    body: str
-    function: str | None = None
-    api_path: str | None = None
-    method: str | None = None
-    status: int | None = None
-    state: str | None = None  # FAILURE | REPROMPT
 
 
 @dataclass(frozen=True)
@@ -152,7 +129,7 @@ class AgentRuntime:
         session = await asyncio.to_thread(self.sessions.open, d.agent_id, turn.session_id, principal.name)
         session_ms = _ms(opened)
         if turn.results:
-            _check_results(turn, session)
+            check_pending(session, turn.invocation_id)
         elif not turn.input_text.strip() and not turn.end_session:
             raise errors.InvalidRequest("inputText must not be empty (or send sessionState."
                                         "returnControlInvocationResults to continue a returnControl).")  # fmt: skip
@@ -164,66 +141,6 @@ class AgentRuntime:
         stream = TurnStream(self, turn, session, principal, began)
         stream.timings.session_ms = session_ms
         return stream
-
-
-def _check_results(turn: Turn, session: AgentSession) -> None:
-    pending = session.pending
-    if pending is None:
-        raise errors.InvalidRequest(f"Session {turn.session_id} has no returnControl waiting for results.")
-    if turn.invocation_id and turn.invocation_id != pending.invocation_id:
-        raise errors.InvalidRequest(f"invocationId {turn.invocation_id} is not the returnControl this session waits "
-                                    f"for ({pending.invocation_id}).")  # fmt: skip
-
-
-def _matches(call: PendingCall, r: ToolOutcome) -> bool:
-    if call.action_group != r.action_group:
-        return False
-    if call.function is not None:
-        return r.function == call.function
-    return r.api_path == call.api_path and (r.method is None or r.method.upper() == (call.method or ""))
-
-
-def _result_parts(pending: Pending, outcomes: tuple[ToolOutcome, ...]) -> list[ToolResult]:
-    """The caller's results as tool results of the calls they answer, in the calls' order."""
-    left = list(outcomes)
-    parts: list[ToolResult] = []
-    for call in pending.calls:
-        found = next((r for r in left if _matches(call, r)), None)
-        if found is None:
-            name = f"{call.action_group} {call.function or f'{call.method} {call.api_path}'}"
-            raise errors.InvalidRequest(f"returnControlInvocationResults has no result for {name}; answer every "
-                                        f"call of invocation {pending.invocation_id}.")  # fmt: skip
-        left.remove(found)
-        failed = found.state == "FAILURE" or (found.status is not None and found.status >= 400)
-        body = found.body if found.state != "REPROMPT" else f"Please try again: {found.body}"
-        parts.append(ToolResult(call.tool_use_id, (Text(body),), failed))
-    if left:
-        extra = left[0]
-        raise errors.InvalidRequest(f"returnControlInvocationResults answers a call that was not made: "
-                                    f"{extra.action_group} {extra.function or extra.api_path}.")  # fmt: skip
-    return parts
-
-
-def _numbered(passages: list[Passage], start: int) -> str:
-    if not passages:
-        return "No results."
-    return "\n".join(f"[{start + i}] {p.text}" for i, p in enumerate(passages))
-
-
-def _raw(result: ChatResult) -> str:
-    out = [p.text if isinstance(p, Text) else json.dumps({"name": p.name, "arguments": dict(p.input)})
-           for p in result.parts]  # fmt: skip
-    return "".join(out)
-
-
-def _sampling(d: AgentDefinition) -> Sampling:
-    override = d.prompt_override("ORCHESTRATION")
-    config = (override.inference or {}) if override else {}
-    if not config:
-        return Sampling()
-    return Sampling(max_tokens=config.get("maximumLength"), temperature=config.get("temperature"),
-                    top_p=config.get("topP"), top_k=config.get("topK"),
-                    stop=tuple(config.get("stopSequences") or ()))  # fmt: skip
 
 
 class TurnStream:
@@ -245,56 +162,20 @@ class TurnStream:
     def session_id(self) -> str:
         return self.turn.session_id
 
-    # --- the prompt ---
+    # --- the prompt (prompts.py) ---
 
     def _system(self) -> str:
-        d = self.turn.definition
-        attributes = self.session.prompt_attributes
-        lines = "\n".join(f"{k}: {v}" for k, v in attributes.items())
-        override = d.prompt_override("ORCHESTRATION")
-        if override and override.template and override.creation_mode == "OVERRIDDEN":
-            return override.template.replace("$instruction$", d.instruction).replace("$prompt_session_attributes$",
-                                                                                     lines)  # fmt: skip
-        parts = [d.instruction]
-        if lines:
-            parts.append(f"About this conversation:\n{lines}")
-        if self._tools:
-            parts.append(_TOOLS_NOTE)
-        if any(t.knowledge_base is not None for t in self._targets.values()):
-            parts.append(_CITE_NOTE)
-        return "\n\n".join(parts)
+        has_kb = any(t.knowledge_base is not None for t in self._targets.values())
+        return prompts.system(self.turn.definition, self.session.prompt_attributes, bool(self._tools), has_kb)
 
     def _history(self) -> list[Message]:
         if self.turn.history is not None:
             return list(self.turn.history)
-        out: list[Message] = []
-        for question, answer in self.session.turns:
-            out += [Message("user", (Text(question),)), Message("assistant", (Text(answer),))]
-        return out
+        return prompts.history(self.session.turns)
 
     def _chat(self, messages: list[Message]) -> ChatRequest:
-        d = self.turn.definition
-        refs: tuple[GuardrailRef, ...] = ()
-        if d.guardrail is not None:
-            trace: Literal["enabled", "disabled"] = "enabled" if self.turn.enable_trace else "disabled"
-            refs = (GuardrailRef(d.guardrail.identifier, d.guardrail.version, trace),)
-        return ChatRequest(model=d.foundation_model, messages=tuple(messages), system=self._system(),
-                           tools=self._tools, sampling=_sampling(d), guardrails=refs)  # fmt: skip
-
-    def _prompt_text(self, chat: ChatRequest) -> str:
-        def part(p: Any) -> Any:
-            if isinstance(p, Text):
-                return p.text
-            if isinstance(p, ToolUse):
-                return {"toolUse": {"name": p.name, "input": dict(p.input)}}
-            if isinstance(p, ToolResult):
-                return {"toolResult": [c.text if isinstance(c, Text) else c.value for c in p.content]}
-            return None
-
-        return json.dumps({"system": chat.system,
-                           "messages": [{"role": m.role, "content": [part(p) for p in m.parts]} for m in chat.messages],
-                           "tools": [{"name": t.name, "description": t.description} for t in chat.tools]},
-                          ensure_ascii=False)  # fmt: skip
+        return prompts.chat_request(self.turn.definition, messages, self._system(), self._tools,
+                                    self.turn.enable_trace)  # fmt: skip
 
     # --- the loop ---
 
@@ -314,7 +195,7 @@ class TurnStream:
         if pending is not None:
             question = pending.question
             messages = [*history, *pending.messages]
-            results: list[ToolResult] = _result_parts(pending, turn.results)
+            results: list[ToolResult] = result_parts(pending, turn.results)
             if messages and messages[-1].role == "user":  # results already known when control was returned
                 messages[-1] = Message("user", (*messages[-1].parts, *results))
             else:
@@ -345,13 +226,13 @@ class TurnStream:
             step = f"{self._trace_id}-{iterations - 1}"
             chat = self._chat(messages)
             if trace:
-                yield ModelInput(step, turn.definition.foundation_model, self._prompt_text(chat), chat.sampling)
+                yield ModelInput(step, turn.definition.foundation_model, prompts.prompt_text(chat), chat.sampling)
             result = await self._call(chat)
             if first_call:  # the question is checked once a turn, on its first model call
                 messages[plan_start] = Message("user", (Text(question),))
                 first_call = False
             if trace:
-                yield ModelOutput(step, _raw(result), result.usage, result.latency_ms)
+                yield ModelOutput(step, prompts.raw(result), result.usage, result.latency_ms)
                 if result.guardrail is not None:
                     yield GuardrailStep(step, result.guardrail)
             if result.stop_reason == StopReason.GUARDRAIL_INTERVENED:
@@ -362,7 +243,7 @@ class TurnStream:
                 return
             calls = [p for p in result.parts if isinstance(p, ToolUse)]
             if not calls:
-                answer, cited = self._cite(result.text, passages)
+                answer, cited = lookups.cite(result.text, passages)
                 if trace:
                     yield Finish(step, answer)
                 yield Chunk(answer, cited)
@@ -387,7 +268,7 @@ class TurnStream:
                 began = time.perf_counter()
                 if inv.kind == "KNOWLEDGE_BASE":
                     found = await self._search(inv)
-                    text = _numbered(found, len(passages) + 1)
+                    text = lookups.numbered(found, len(passages) + 1)
                     passages += found
                     output = ToolOutput(step, inv, text, tuple(found))
                 else:
@@ -420,13 +301,9 @@ class TurnStream:
             self.timings.model_calls += 1
 
     async def _search(self, inv: Invocation) -> list[Passage]:
-        knowledge = self.runtime.knowledge
-        if knowledge is None:
-            raise errors.InvalidRequest("This server has no store to keep knowledge bases in.")
-        config = self.turn.retrievals.get(inv.knowledge_base_id) or Retrieval()
-        page = await retrieve(knowledge, inv.knowledge_base_id, self.principal, inv.query or self.turn.input_text,
-                              config)  # fmt: skip
-        return page.passages
+        config = self.turn.retrievals.get(inv.knowledge_base_id)
+        return await lookups.search(self.runtime.knowledge, inv.knowledge_base_id, self.principal,
+                                    inv.query or self.turn.input_text, config)  # fmt: skip
 
     async def _lambda(self, step: str, inv: Invocation, target: Target, question: str) -> ToolOutput:
         assert target.group is not None
@@ -441,17 +318,6 @@ class TurnStream:
             session.prompt_attributes = dict(out.prompt_attributes)
         text = out.text if out.state != "FAILURE" else f"The action failed: {out.text}"
         return ToolOutput(step, inv, text)
-
-    def _cite(self, text: str, passages: list[Passage]) -> tuple[str, tuple[Cited, ...]]:
-        if not passages:
-            return text.strip(), ()
-        parser = CitationParser(len(passages), [p.text for p in passages])
-        clean, done = parser.feed(text)
-        rest, more = parser.finish()
-        answer = clean + rest
-        cited = tuple(Cited(answer[s.start : s.end], s.start, s.end, tuple(passages[r - 1] for r in s.refs))
-                      for s in [*done, *more])  # fmt: skip
-        return answer, cited
 
     async def _save(self) -> None:
         began = time.perf_counter()
