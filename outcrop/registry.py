@@ -11,7 +11,7 @@ import asyncio
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from outcrop import errors
 from outcrop.config import ModelSpec, Settings
@@ -150,6 +150,27 @@ class Registry:
 
     def loaded(self) -> dict[str, Engine | Embedder]:
         return {k: e.engine for k, e in self._entries.items() if e.engine is not None}
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Each served model's state: engine, kind and aliases, and once it is loaded its engine's figures (slots,
+        queue, counts, KV cache, prompt cache) with its context length (chat) or dimensions (embeddings)."""
+        models: dict[str, dict[str, Any]] = {}
+        for spec in self.specs():
+            entry: dict[str, Any] = {"loaded": False, "kind": spec.kind, "engine": spec.engine,
+                                     "aliases": list(spec.aliases)}  # fmt: skip
+            engine = self._entries[spec.id].engine
+            if engine is not None:
+                s = engine.stats()
+                entry.update(loaded=True, in_flight=s.in_flight, slots=s.slots, queued=s.queued,
+                             max_queue=s.max_queue, completed=s.completed, cancelled=s.cancelled,
+                             kv_cells=s.kv_cells, kv_cells_used=s.kv_cells_used, prompt_tokens=s.prompt_tokens,
+                             prompt_cache_hit_tokens=s.prompt_cache_hit_tokens)  # fmt: skip
+                if spec.kind == "embedding":
+                    entry["dimensions"] = cast(Embedder, engine).dimensions
+                else:
+                    entry["context_length"] = cast(Engine, engine).capabilities.context_length
+            models[spec.id] = entry
+        return models
 
     def foundation_model(self, model_id: str) -> dict[str, Any]:
         """Bedrock's FoundationModelSummary for one served model."""

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from outcrop import errors
 from outcrop.api.http import Context, caller, json_body, read_json, route
+from outcrop.auth.access import readable_owner
 from outcrop.auth.principal import Principal
 
 DIALECT = "bedrock"
@@ -46,8 +47,7 @@ async def create_request(ctx: Context, request: Request) -> Response:
 async def list_requests(ctx: Context, request: Request) -> Response:
     who = caller(request)
     status = request.query_params.get("status")
-    mine = None if who.is_admin else who.name
-    found = await asyncio.to_thread(ctx.access.requests, status, mine)
+    found = await asyncio.to_thread(ctx.access.requests, status, readable_owner(who))
     return json_body({"accessRequests": [r.to_json() for r in found]})
 
 

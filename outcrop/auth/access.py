@@ -53,6 +53,16 @@ class AccessRequest:
         }
 
 
+def readable_owner(who: Principal, asked: str | None = None) -> str | None:
+    """Whose records (access requests, usage) `who` may read: an administrator anyone's (`asked`, or None: everyone's),
+    anyone else only their own, whatever they asked for (AccessDenied when they named another principal)."""
+    if who.is_admin:
+        return asked
+    if asked is not None and asked != who.name:
+        raise errors.AccessDenied("Only an administrator may read another principal's records.")
+    return who.name
+
+
 def _subjects(principal: Principal) -> list[str]:
     return [f"principal:{principal.name}", *(f"group:{g}" for g in principal.groups)]
 

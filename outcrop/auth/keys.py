@@ -82,6 +82,7 @@ class Keyring:
         # good until anything about keys or principals changes (store/epoch.py)
         self._epoch = AuthEpoch(engine)
         self._cache: dict[str, tuple[Principal | None, int]] = {}
+        self._by_id: dict[str, tuple[Principal | None, int]] = {}  # credential id -> the same, for by_credential
         self._touched: dict[str, float] = {}
 
     @property
@@ -249,6 +250,23 @@ class Keyring:
             if len(self._cache) > 100_000:
                 self._cache.clear()
             self._cache[digest] = (principal, epoch)
+        return principal
+
+    def by_credential(self, credential_id: str) -> Principal | None:
+        """The principal an active key (API key or AWS access key) belongs to, by the key's id; None when the key is
+        unknown or revoked, or its principal disabled (the web console re-reads its signed-in key this way)."""
+        epoch = self._epoch.read()
+        hit = self._by_id.get(credential_id)
+        if hit is not None and epoch is not None and hit[1] == epoch:
+            return hit[0]
+        with self.engine.connect() as db:
+            row = db.execute(select(credentials).where(credentials.c.id == credential_id)).first()
+            principal = None if row is None or row.revoked_at is not None else self._principal(db, row.principal_id,
+                                                                                                row.id)  # fmt: skip
+        if epoch is not None:
+            if len(self._by_id) > 100_000:
+                self._by_id.clear()
+            self._by_id[credential_id] = (principal, epoch)
         return principal
 
     def aws_secret(self, akid: str) -> tuple[Principal, str] | None:

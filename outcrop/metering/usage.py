@@ -180,9 +180,13 @@ GROUPS = {"principal": usage_records.c.principal, "model": usage_records.c.model
 
 
 def summarize(
-    engine: Engine, group_by: tuple[str, ...] = ("principal", "model", "day"), since: date | None = None
+    engine: Engine,
+    group_by: tuple[str, ...] = ("principal", "model", "day"),
+    since: date | None = None,
+    principal: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Usage totals grouped by principal, model, dialect and/or day."""
+    """Usage totals grouped by principal, model, dialect and/or day; of one principal's calls when `principal` is
+    given."""
     columns: list[Any] = []
     for name in group_by:
         if name == "day":
@@ -206,6 +210,8 @@ def summarize(
     query = select(*columns, *totals).group_by(*columns).order_by(*columns)
     if since is not None:
         query = query.where(usage_records.c.at >= datetime(since.year, since.month, since.day, tzinfo=UTC))
+    if principal is not None:
+        query = query.where(usage_records.c.principal == principal)
     with engine.connect() as db:
         rows = db.execute(query).mappings().all()
     out = []
