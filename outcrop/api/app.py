@@ -116,6 +116,8 @@ class App:
 
     def dialect_for(self, path: str) -> str:
         """Which envelope an error on an unmatched path gets: the API that path belongs to."""
+        if path == "/" or path == "/console" or path.startswith("/console/"):
+            return "console"
         if path.startswith("/v1/messages"):
             return "anthropic"
         if path.startswith("/v1/"):
@@ -322,6 +324,8 @@ def build_app(
     from outcrop.api.openai import errors as openai_errors
     from outcrop.api.openai import files as openai_files
     from outcrop.api.openai import routes as openai_routes
+    from outcrop.console import errors as console_errors
+    from outcrop.console import views as console_views
 
     registry = registry or Registry(settings)
     authenticator = authenticator or Authenticator("local", None)
@@ -382,12 +386,15 @@ def build_app(
         *anthropic_routes.ROUTES,
     ]
     routes += openapi.routes(routes)  # the documents describe the whole table, their own routes included
+    routes += console_views.routes()  # the web console: pages at / and /console/..., signed in by a cookie
     encoders: dict[str, ErrorEncoder] = {
         "bedrock": bedrock_errors.encode_error,
         "bedrock-agent": bedrock_agent_errors.encode_error,
         "bedrock-agent-runtime": bedrock_agent_runtime_errors.encode_error,
         "openai": openai_errors.encode_error,
         "anthropic": anthropic_errors.encode_error,
+        "console": console_errors.encode_page,
+        "console-json": console_errors.encode_json,
     }
     return App(context, routes, encoders)
 

@@ -53,6 +53,7 @@ class Context:
     jobs: JobRunner | None = None  # batch jobs (outcrop.jobs)
     agent_runtime: Any = None  # the agents' run time (outcrop.agents.loop.AgentRuntime), made on first use
     agents: AgentCatalog | None = None  # Bedrock Agents' control plane (outcrop.agents), kept with knowledge bases
+    console: Any = None  # the web console's sign-in sessions (outcrop.console.session.Sessions), made on first use
 
 
 GUARDRAIL_TRACES = ("disabled", "enabled", "enabled_full")

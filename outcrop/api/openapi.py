@@ -115,6 +115,8 @@ def document(routes: Iterable[Route]) -> dict[str, Any]:
         key = f"{r.method} {template}"
         if r.dialect in BEDROCK_DIALECTS and not template.startswith(("/outcrop/", "/healthz", "/metrics", "/openapi")):
             continue
+        if r.dialect.startswith("console"):  # the web console's pages: for browsers, not API clients
+            continue
         op: dict[str, Any] = {
             "operationId": re.sub(r"\W", "_", f"{r.method.lower()}{template}"),
             "security": _security(r),
