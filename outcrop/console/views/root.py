@@ -12,4 +12,4 @@ async def home(visit: Visit) -> Response:
     return visit.redirect(nav.HOME)
 
 
-ROUTES = [view("GET", "/", home), view("GET", "/console", home), view("GET", "/console/", home)]
+ROUTES = [view("GET", path, home, signed_in=False) for path in ("/", "/console", "/console/")]
