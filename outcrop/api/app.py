@@ -117,7 +117,7 @@ class App:
     def dialect_for(self, path: str) -> str:
         """Which envelope an error on an unmatched path gets: the API that path belongs to."""
         if path == "/" or path == "/console" or path.startswith("/console/"):
-            return "console"
+            return "console-page"
         if path.startswith("/v1/messages"):
             return "anthropic"
         if path.startswith("/v1/"):
@@ -178,6 +178,11 @@ class App:
             return
         finally:
             watch.cancel()
+        # a streamed answer is metered as its last event is sent, here, outside the task that ran the route: it
+        # needs the route's Call too (else every stream is recorded as the default, bedrock "-")
+        call = getattr(request.state, "call", None)
+        if call is not None:
+            current_call.set(call)
         try:
             await response(scope, receive, send)
         except asyncio.CancelledError:
@@ -232,7 +237,8 @@ class App:
                 params = {k: unquote(v) for k, v in m.groupdict().items()}
                 if not r.public:
                     request.state.principal = await self.context.authenticator.authenticate(request)
-                current_call.set(Call(r.dialect, r.handler.__name__))
+                request.state.call = Call(r.dialect, r.handler.__name__)
+                current_call.set(request.state.call)
                 response = await r.handler(self.context, request, **params)
                 logger = self.context.invocation_log
                 if r.invocation and logger is not None and logger.enabled():
@@ -393,8 +399,8 @@ def build_app(
         "bedrock-agent-runtime": bedrock_agent_runtime_errors.encode_error,
         "openai": openai_errors.encode_error,
         "anthropic": anthropic_errors.encode_error,
-        "console": console_errors.encode_page,
-        "console-json": console_errors.encode_json,
+        "console": console_errors.encode_json,  # what the console's scripts fetch (its model calls are metered so)
+        "console-page": console_errors.encode_page,
     }
     return App(context, routes, encoders)
 

@@ -1,5 +1,6 @@
-"""The error tree for the console: a page for what a browser navigates to (dialect "console"), `{"message"}` for
-what the pages' scripts fetch ("console-json"). Both carry the console's security headers."""
+"""The error tree for the console: a page for what a browser navigates to (dialect "console-page"), `{"message"}`
+for what the pages' scripts fetch (dialect "console", under which the playground's calls are metered). Both carry
+the console's security headers."""
 
 from __future__ import annotations
 

@@ -108,4 +108,4 @@ def view(method: str, template: str, handler: View, *, json: bool = False, signe
             raise errors.AccessDenied("Only an administrator may open this page.")
         return secure(await handler(Visit(ctx, request, session), **params))
 
-    return route(method, template, run, "console-json" if json else "console", public=True)
+    return route(method, template, run, "console" if json else "console-page", public=True)
