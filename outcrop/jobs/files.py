@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine, Row, and_, asc, delete, desc, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from outcrop.jobs.store import aware, now
+from outcrop.jobs.store import aware, now, past
 from outcrop.store.schema import files
 
 _ID = string.ascii_letters + string.digits
@@ -71,18 +71,22 @@ class FileStore:
             row = db.execute(select(files).where(files.c.id == file_id)).first()
         return None if row is None else _file(row)
 
-    def find(self, owner: str | None, *, purpose: str | None = None, ascending: bool = False) -> list[StoredFile]:
-        """One owner's files (everyone's with None), by creation time, newest first unless `ascending`."""
+    def find(self, owner: str | None, *, purpose: str | None = None, ascending: bool = False,
+             beyond: StoredFile | None = None, limit: int = 10_000) -> list[StoredFile]:  # fmt: skip
+        """One owner's files (everyone's with None), by creation time, newest first unless `ascending`; at most
+        `limit` of them, from the one past `beyond` in that order."""
         c = files.c
         where = []
         if owner is not None:
             where.append(c.principal_name == owner)
         if purpose is not None:
             where.append(c.purpose == purpose)
+        if beyond is not None:
+            where.append(past(c.created_at, c.id, beyond.created_at, beyond.id, ascending))
         order = asc if ascending else desc
+        query = select(files).where(and_(True, *where)).order_by(order(c.created_at), order(c.id)).limit(limit)
         with self.engine.connect() as db:
-            rows = db.execute(select(files).where(and_(True, *where)).order_by(order(c.created_at), order(c.id)))
-            return [_file(r) for r in rows]
+            return [_file(r) for r in db.execute(query)]
 
     def remove(self, file_id: str) -> bool:
         with self.engine.begin() as db:

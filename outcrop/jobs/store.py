@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, asc, delete, desc, func, insert, select, update
+from sqlalchemy import Engine, Row, and_, asc, delete, desc, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
@@ -48,6 +48,13 @@ def now() -> datetime:
 def aware(at: datetime | None) -> datetime | None:
     """SQLite gives timestamps back without their zone (they were written in UTC)."""
     return at if at is None or at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def past(at_col: Any, id_col: Any, at: datetime, key: str, ascending: bool) -> Any:
+    """The rows after (at, key) in the order (at_col, id_col), ascending or not: a keyset page's condition."""
+    if ascending:
+        return or_(at_col > at, and_(at_col == at, id_col > key))
+    return or_(at_col < at, and_(at_col == at, id_col < key))
 
 
 def principal_json(p: Principal) -> str:
@@ -84,6 +91,7 @@ class Job:
     updated_at: datetime
     ended_at: datetime | None
     expires_at: datetime | None
+    started_at: datetime | None = None  # when it first ran records
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,7 @@ def _job(r: Row[Any]) -> Job:
                tuple(json.loads(r.inputs or "[]")), r.client_token, int(r.total), int(r.processed),
                int(r.succeeded), int(r.errored), int(r.input_tokens), int(r.output_tokens), r.owner,
                aware(r.submitted_at) or now(), aware(r.updated_at) or now(), aware(r.ended_at),
-               aware(r.expires_at))  # fmt: skip
+               aware(r.expires_at), aware(r.started_at))  # fmt: skip
 
 
 def new_id() -> str:
@@ -163,22 +171,28 @@ class JobStore:
         return None if row is None else _job(row)
 
     def find(self, codec: str, principal: str | None = None, *, status: Sequence[str] = (),
-             name_contains: str | None = None, after: datetime | None = None, before: datetime | None = None,
-             ascending: bool = False, start: int = 0, limit: int = 1000) -> list[Job]:  # fmt: skip
+             partial: bool | None = None, name_contains: str | None = None, after: datetime | None = None,
+             before: datetime | None = None, ascending: bool = False, beyond: Job | None = None, start: int = 0,
+             limit: int = 1000) -> list[Job]:  # fmt: skip
         """The codec's jobs (one principal's, or everyone's with None), by submit time, newest first unless
-        `ascending`; `start`/`limit` page through them."""
+        `ascending`. `partial` keeps only jobs with (True) or without (False) failed records. A page is either the
+        jobs past `beyond` in that order (a keyset cursor) or `start`/`limit` (an offset)."""
         c = batch_jobs.c
         where = [c.codec == codec]
         if principal is not None:
             where.append(c.principal_name == principal)
         if status:
             where.append(c.status.in_(list(status)))
+        if partial is not None:
+            where.append(c.errored > 0 if partial else c.errored == 0)
         if name_contains:
             where.append(func.lower(c.name).contains(name_contains.lower(), autoescape=True))
         if after is not None:
             where.append(c.submitted_at > after)
         if before is not None:
             where.append(c.submitted_at < before)
+        if beyond is not None:
+            where.append(past(c.submitted_at, c.id, beyond.submitted_at, beyond.id, ascending))
         order = asc if ascending else desc
         query = select(batch_jobs).where(and_(*where)).order_by(order(c.submitted_at), order(c.id))
         with self.engine.connect() as db:
@@ -194,6 +208,8 @@ class JobStore:
             values["message"] = message[:2048]
         if status in FINISHED:
             values.update(ended_at=values["updated_at"], owner=None)
+        if status == "in_progress":
+            values["started_at"] = func.coalesce(batch_jobs.c.started_at, values["updated_at"])
         c = batch_jobs.c
         with self.engine.begin() as db:
             moved = db.execute(update(batch_jobs).where(c.id == job_id, c.status.in_(list(only_from))).values(**values))

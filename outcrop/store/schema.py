@@ -364,6 +364,7 @@ batch_jobs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("ended_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),  # first moved to in_progress
 )
 Index("ix_batch_jobs_submitted", batch_jobs.c.submitted_at)
 Index("ix_batch_jobs_token", batch_jobs.c.codec, batch_jobs.c.principal_name, batch_jobs.c.client_token, unique=True)

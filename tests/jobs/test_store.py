@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from outcrop import errors, store
 from outcrop.auth.principal import Principal
 from outcrop.jobs.store import JobStore, Parsed, now
+from outcrop.store.schema import batch_jobs
 
 ALICE = Principal("p1", "alice", ("team",), guardrail="g1:2")
 BOB = Principal("p2", "bob")
@@ -84,6 +86,28 @@ def test_find_filters_and_orders(database_url: str) -> None:
     assert [j.name for j in jobs.find("bedrock", None, after=cut)] == ["gamma", "Alpha-two"]
     assert [j.name for j in jobs.find("bedrock", None, before=cut)] == ["alpha-one"]
     assert [j.name for j in jobs.find("bedrock", None, start=1, limit=2)] == ["Alpha-two", "beta"]
+    beta = jobs.get(made[1].id)
+    assert [j.name for j in jobs.find("bedrock", None, beyond=beta)] == ["alpha-one"]  # a keyset page
+    assert [j.name for j in jobs.find("bedrock", None, beyond=beta, ascending=True)] == ["Alpha-two", "gamma"]
+    jobs.set_status(made[3].id, "completed")
+    jobs.set_status(made[0].id, "completed")
+    with jobs.engine.begin() as db:
+        db.execute(update(batch_jobs).where(batch_jobs.c.id == made[3].id).values(errored=2))
+    assert [j.name for j in jobs.find("bedrock", None, status=["completed"], partial=True)] == ["gamma"]
+    assert [j.name for j in jobs.find("bedrock", None, status=["completed"], partial=False)] == ["alpha-one"]
+
+
+def test_started_at_is_the_first_move_to_in_progress(database_url: str) -> None:
+    jobs = _store(database_url)
+    job, _ = jobs.create("openai", "x", ALICE, "m", {})
+    assert job.started_at is None
+    jobs.set_status(job.id, "scheduled")
+    jobs.set_status(job.id, "in_progress")
+    first = jobs.get(job.id)
+    assert first is not None and first.started_at is not None and first.started_at >= job.submitted_at
+    jobs.set_status(job.id, "in_progress", only_from=("in_progress",))  # resumed by another process
+    again = jobs.get(job.id)
+    assert again is not None and again.started_at == first.started_at
 
 
 def test_orphans_and_take_over(database_url: str) -> None:

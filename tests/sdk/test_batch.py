@@ -281,6 +281,9 @@ def test_list_filters_sorts_and_pages_and_each_caller_sees_their_own(served: dic
     assert paged == [j["jobArn"] for j in newest]
     failed = alice.list_model_invocation_jobs(statusEquals="Failed")["invocationJobSummaries"]
     assert failed and all(j["status"] == "Failed" for j in failed)
+    for wanted in ("Completed", "PartiallyCompleted"):  # one runner state, told apart by failed records
+        found = alice.list_model_invocation_jobs(statusEquals=wanted)["invocationJobSummaries"]
+        assert {j["jobArn"] for j in found} == {j["jobArn"] for j in newest if j["status"] == wanted}
     named = alice.list_model_invocation_jobs(nameContains="LOCAL")["invocationJobSummaries"]
     assert [j["jobName"] for j in named] == ["local-job"]
     cut = oldest[1]["submitTime"]

@@ -171,16 +171,24 @@ async def list_jobs(ctx: Context, request: Request) -> Response:
     if not 1 <= size <= 1000:
         raise errors.InvalidRequest("maxResults must be a whole number from 1 to 1000.")
     start = read_page_token(query["nextToken"]) if "nextToken" in query else 0
-    found = await asyncio.to_thread(runner.store.find, CODEC, None if who.is_admin else who.name, name_contains=name,
-                                    after=_when(query, "submitTimeAfter"), before=_when(query, "submitTimeBefore"),
-                                    ascending=ascending, limit=100_000)  # fmt: skip
-    if wanted is not None:
-        found = [j for j in found if status(j) == wanted]
-    page = found[start : start + size]
-    out: dict[str, Any] = {"invocationJobSummaries": [wire(j, ctx.settings.region) for j in page]}
-    if start + size < len(found):
+    states, partial = _filter(wanted)
+    found = await asyncio.to_thread(runner.store.find, CODEC, None if who.is_admin else who.name, status=states,
+                                    partial=partial, name_contains=name, after=_when(query, "submitTimeAfter"),
+                                    before=_when(query, "submitTimeBefore"), ascending=ascending, start=start,
+                                    limit=size + 1)  # fmt: skip
+    out: dict[str, Any] = {"invocationJobSummaries": [wire(j, ctx.settings.region) for j in found[:size]]}
+    if len(found) > size:
         out["nextToken"] = page_token(start + size)
     return json_body(out)
+
+
+def _filter(wanted: str | None) -> tuple[tuple[str, ...], bool | None]:
+    """The runner's states (and whether records failed) that Bedrock's statusEquals names."""
+    if wanted is None:
+        return (), None
+    if wanted in ("Completed", "PartiallyCompleted"):
+        return ("completed",), wanted == "PartiallyCompleted"
+    return tuple(k for k, v in _WIRE.items() if v == wanted), None
 
 
 async def stop_job(ctx: Context, request: Request, jobIdentifier: str) -> Response:

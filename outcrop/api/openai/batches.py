@@ -22,7 +22,7 @@ from starlette.responses import Response
 from outcrop import errors
 from outcrop.api.http import Context, caller, json_body, parse_json, read_json, route
 from outcrop.api.openai.batch_codec import output_id, validation_errors
-from outcrop.api.openai.files import codec, page, visible
+from outcrop.api.openai.files import after_of, codec, no_such_cursor, page, visible
 from outcrop.api.validation import describe, first_param
 from outcrop.auth.principal import Principal
 from outcrop.jobs.runner import JobRunner
@@ -74,7 +74,7 @@ def wire(job: Job) -> dict[str, Any]:
         "input_file_id": spec["input_file_id"], "completion_window": spec["completion_window"], "status": status,
         "output_file_id": output_id(job.id, "output") if finished and job.succeeded else None,
         "error_file_id": output_id(job.id, "error") if finished and (job.errored or expired) else None,
-        "created_at": _ts(job.submitted_at), "in_progress_at": None, "expires_at": _ts(job.expires_at),
+        "created_at": _ts(job.submitted_at), "in_progress_at": _ts(job.started_at), "expires_at": _ts(job.expires_at),
         "finalizing_at": when("finalizing"), "completed_at": when("completed"), "failed_at": when("failed"),
         "expired_at": when("expired"), "cancelling_at": when("stopping"), "cancelled_at": when("stopped"),
         "request_counts": {"total": job.total, "completed": job.succeeded, "failed": job.errored},
@@ -155,9 +155,15 @@ async def list_batches(ctx: Context, request: Request) -> Response:
         size = 0
     if not 1 <= size <= 100:
         raise errors.InvalidRequest("limit must be a whole number from 1 to 100.", param="limit")
-    found = await asyncio.to_thread(runner.store.find, CODEC, None if who.is_admin else who.name, limit=100_000)
-    items = [wire(j) for j in found]
-    return json_body(page(items, [i["id"] for i in items], query, size))
+    beyond = None
+    if (after := after_of(query)) is not None:
+        try:
+            beyond = await _visible(runner, after, who)
+        except errors.ObjectNotFound:
+            raise no_such_cursor(after) from None
+    found = await asyncio.to_thread(runner.store.find, CODEC, None if who.is_admin else who.name, beyond=beyond,
+                                    limit=size + 1)  # fmt: skip
+    return json_body(page([wire(j) for j in found], size))
 
 
 async def cancel_batch(ctx: Context, request: Request, batch_id: str) -> Response:

@@ -128,17 +128,20 @@ def _limit(query: dict[str, str], default: int, most: int) -> int:
     return n
 
 
-def page(items: list[Any], ids: list[str], query: dict[str, str], size: int) -> dict[str, Any]:
-    """OpenAI's cursor page: the items after the one whose id is `after`."""
-    start = 0
-    after = query.get("after")
-    if after:
-        if after not in ids:
-            raise errors.InvalidRequest(f"after names no object of this list: {after}.", param="after")
-        start = ids.index(after) + 1
-    data = items[start : start + size]
+def page(items: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    """OpenAI's cursor page from up to size + 1 items read past the cursor (the extra one says there are more)."""
+    data = items[:size]
     return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None, "has_more": start + size < len(items)}  # fmt: skip
+            "last_id": data[-1]["id"] if data else None, "has_more": len(items) > size}  # fmt: skip
+
+
+def after_of(query: dict[str, str]) -> str | None:
+    """The `after` cursor's id; a cursor that names nothing this caller may list is refused by the caller."""
+    return query.get("after") or None
+
+
+def no_such_cursor(after: str) -> errors.InvalidRequest:
+    return errors.InvalidRequest(f"after names no object of this list: {after}.", param="after")
 
 
 async def list_files(ctx: Context, request: Request) -> Response:
@@ -149,9 +152,16 @@ async def list_files(ctx: Context, request: Request) -> Response:
     if order not in ("asc", "desc"):
         raise errors.InvalidRequest("order must be asc or desc.", param="order")
     size = _limit(query, 10_000, 10_000)
+    beyond = None
+    if (after := after_of(query)) is not None:
+        try:
+            beyond = await visible(ctx, after, who)
+        except errors.ObjectNotFound:
+            raise no_such_cursor(after) from None
     found = await asyncio.to_thread(batch.files.find, None if who.is_admin else who.name,
-                                    purpose=query.get("purpose") or None, ascending=order == "asc")  # fmt: skip
-    return json_body(page([wire(f) for f in found], [f.id for f in found], query, size))
+                                    purpose=query.get("purpose") or None, ascending=order == "asc", beyond=beyond,
+                                    limit=size + 1)  # fmt: skip
+    return json_body(page([wire(f) for f in found], size))
 
 
 async def get_file(ctx: Context, request: Request, file_id: str) -> Response:

@@ -93,6 +93,7 @@ def test_a_batch_completes_with_its_output_and_error_files(served: dict[str, Any
     assert done.request_counts is not None
     assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (4, 3, 1)
     assert done.completed_at is not None and done.model == BUILTIN_MODEL_ID
+    assert done.in_progress_at is not None and done.created_at <= done.in_progress_at <= done.completed_at
     assert done.usage is not None and done.usage.input_tokens > 0 and 0 < done.usage.output_tokens <= 12
     assert done.output_file_id and done.error_file_id
     out = _lines(client, done.output_file_id)
@@ -230,6 +231,14 @@ def test_paging(served: dict[str, Any]) -> None:
     first = client.batches.list(limit=2)
     assert [b.id for b in first.data] == batches[::-1][:2] and first.has_more
     assert [b.id for b in client.batches.list(limit=1)] == batches[::-1]
+    assert [b.id for b in client.batches.list(limit=5, after=batches[2]).data] == batches[::-1][1:]
+    for listing in (client.files.list, client.batches.list):
+        with pytest.raises(openai.BadRequestError) as refused:
+            listing(after="file-nothing-here")
+        assert "after names no object of this list" in refused.value.message
+    alice = _client(served)
+    with pytest.raises(openai.BadRequestError):
+        alice.files.list(after=made[0])  # bob's file is no cursor for alice
     for b in batches:
         _wait(client, b)
 
