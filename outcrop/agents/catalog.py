@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, insert, select, update
+from sqlalchemy import Engine, Row, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
@@ -35,6 +35,7 @@ from outcrop.agents.resources import (
 )
 from outcrop.knowledge.resources import request_hash
 from outcrop.store import tags
+from outcrop.store.direct import DirectSqlite
 from outcrop.store.paging import Page, after, aware, dump, loads, new_id, now, page
 from outcrop.store.schema import (
     agent_action_groups,
@@ -44,6 +45,11 @@ from outcrop.store.schema import (
     agents,
     resource_tags,
 )
+
+MAX_KEPT_DEFINITIONS = 256  # agent definitions kept built for InvokeAgent (the oldest made goes first)
+_STAMP = ("SELECT a.updated_at, a.status, a.prepared_at, al.updated_at, "
+          "(SELECT count(*) FROM agent_versions WHERE agent_id = a.id) FROM agents a LEFT JOIN agent_aliases al "
+          "ON al.agent_id = a.id AND al.id = ? WHERE a.id = ?")  # fmt: skip
 
 
 def _alias(row: Row[Any]) -> Alias:
@@ -57,6 +63,8 @@ class AgentCatalog(AgentParts):
     def __init__(self, engine: Engine, lambda_urls: Mapping[str, str] | None = None) -> None:
         self.engine = engine
         self.lambda_urls = dict(lambda_urls or {})
+        self._definitions: dict[tuple[str, str], tuple[tuple[Any, ...], defs.AgentDefinition]] = {}
+        self._direct = DirectSqlite.of(engine)
 
     # --- agents ------------------------------------------------------------------------------------
 
@@ -319,9 +327,58 @@ class AgentCatalog(AgentParts):
 
     # --- the runtime's view ------------------------------------------------------------------------
 
+    def _stamp(self, agent_id: str, alias_id: str) -> tuple[Any, ...] | None:
+        """What moves whenever the definition behind an alias may have changed, in one row read: the agent's
+        updated_at (every change to its DRAFT, its action groups and knowledge bases moves it), status and
+        prepared_at, the alias's updated_at (its routing), and how many numbered versions remain. None: no such
+        agent or alias (the caller builds, which says so)."""
+        if self._direct is not None:  # SQLite: one read on the caller's thread (the event loop, by kept_definition)
+            row = self._direct.row(_STAMP, (alias_id, agent_id))
+        else:
+            row = self._stamp_row(agent_id, alias_id)
+        if row is None or (alias_id != TEST_ALIAS and row[3] is None):
+            return None
+        return tuple(row)
+
+    def _stamp_row(self, agent_id: str, alias_id: str) -> tuple[Any, ...] | None:
+        a, al = agents, agent_aliases
+        versions = select(func.count()).where(agent_versions.c.agent_id == agent_id).scalar_subquery()
+        on = and_(al.c.agent_id == a.c.id, al.c.id == alias_id)
+        query = (select(a.c.updated_at, a.c.status, a.c.prepared_at, al.c.updated_at, versions)
+                 .select_from(a.outerjoin(al, on)).where(a.c.id == agent_id))  # fmt: skip
+        with self.engine.connect() as db:
+            row = db.execute(query).first()
+        return None if row is None else tuple(row)
+
+    def kept_definition(self, agent_id: str, alias_id: str) -> defs.AgentDefinition | None:
+        """The definition already built, if one read shows it unchanged, where that read is cheap enough for the
+        event loop (a SQLite file); None: call `definition` on a worker thread."""
+        if self._direct is None:
+            return None
+        kept = self._definitions.get((agent_id, alias_id))
+        if kept is None or self._stamp(agent_id, alias_id) != kept[0]:
+            return None
+        return kept[1]
+
     def definition(self, agent_id: str, alias_id: str) -> defs.AgentDefinition:
         """The agent an alias routes to, as the orchestration loop reads it. An agent never prepared, or with no
-        foundation model, cannot be invoked (ValidationException); unknown ids are ResourceNotFoundException."""
+        foundation model, cannot be invoked (ValidationException); unknown ids are ResourceNotFoundException.
+
+        Built once per (agent, alias) and kept while `_stamp` reads the same (one row read per InvokeAgent instead
+        of the five reads and the schema parsing a build takes); a change made by any process moves the stamp."""
+        key = (agent_id, alias_id)
+        stamp = self._stamp(agent_id, alias_id)
+        kept = self._definitions.get(key)
+        if stamp is not None and kept is not None and kept[0] == stamp:
+            return kept[1]
+        made = self._definition(agent_id, alias_id)
+        if stamp is not None:
+            if len(self._definitions) >= MAX_KEPT_DEFINITIONS:
+                self._definitions.pop(next(iter(self._definitions)))
+            self._definitions[key] = (stamp, made)
+        return made
+
+    def _definition(self, agent_id: str, alias_id: str) -> defs.AgentDefinition:
         alias = self.alias(agent_id, alias_id)
         agent = self.version(agent_id, alias.version)
         if agent.version == DRAFT and agent.prepared_at is None:

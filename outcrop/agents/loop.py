@@ -25,7 +25,6 @@ sessions (memoryConfiguration), code interpreter and user-input action groups, m
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -126,7 +125,7 @@ class AgentRuntime:
         if key in self._busy:
             raise errors.Conflict(f"Session {turn.session_id} is answering another request; wait for it to finish.")
         opened = time.perf_counter()
-        session = await asyncio.to_thread(self.sessions.open, d.agent_id, turn.session_id, principal.name)
+        session = await self.sessions.open(d.agent_id, turn.session_id, principal.name)
         session_ms = _ms(opened)
         if turn.results:
             check_pending(session, turn.invocation_id)
@@ -322,12 +321,12 @@ class TurnStream:
     async def _save(self) -> None:
         began = time.perf_counter()
         ttl = self.turn.definition.idle_session_ttl
-        await asyncio.to_thread(self.runtime.sessions.save, self.session, ttl)
+        await self.runtime.sessions.save(self.session, ttl)
         self.timings.session_ms += _ms(began)
 
     async def _end(self) -> None:
         began = time.perf_counter()
-        await asyncio.to_thread(self.runtime.sessions.end, self.session)
+        await self.runtime.sessions.end(self.session)
         self.timings.session_ms += _ms(began)
 
     async def _finish(self, question: str | None, answer: str | None) -> None:

@@ -15,23 +15,27 @@ session is gone: its id starts a new one, as on Bedrock. Expired rows are delete
 most once a minute).
 
 Two stores: `SqlSessions` (the server's store, table `agent_sessions`) and `MemorySessions` (a server without a
-store; tests). The state is one JSON document (`encode_state` / `decode_state`).
+store; tests). The state is one JSON document (`encode_state` / `decode_state`), read once when a turn starts and
+written once (one statement) when it ends.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, delete, insert, select, update
+import orjson
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from outcrop import errors
 from outcrop.conversation import Json, Message, Part, Text, ToolResult, ToolUse
 from outcrop.knowledge.retrieval import Passage
+from outcrop.store.direct import DirectSqlite, stamp
 
 MAX_TURNS = 20
 PURGE_EVERY_S = 60.0  # expired sessions are deleted at most this often (when a session is created)
@@ -71,69 +75,110 @@ class AgentSession:
 
 
 class SessionStore(Protocol):
-    def open(self, agent_id: str, session_id: str, principal: str) -> AgentSession: ...
+    """Called from the event loop: each store decides what must leave it (a thread for a database round trip)."""
 
-    def save(self, session: AgentSession, ttl_s: int) -> None: ...
+    async def open(self, agent_id: str, session_id: str, principal: str) -> AgentSession: ...
 
-    def end(self, session: AgentSession) -> None: ...
+    async def save(self, session: AgentSession, ttl_s: int) -> None: ...
 
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite hands timestamps back without their zone
+    async def end(self, session: AgentSession) -> None: ...
 
 
 def _not_yours(session_id: str) -> errors.AccessDenied:
     return errors.AccessDenied(f"Session {session_id} belongs to another caller; use a sessionId of your own.")
 
 
+_READ = "SELECT principal, state, expires_at FROM agent_sessions WHERE agent_id = ? AND session_id = ?"
+_UPSERT = ("INSERT INTO agent_sessions (agent_id, session_id, principal, state, created_at, updated_at, expires_at) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, session_id) DO UPDATE SET principal = "
+           "excluded.principal, state = excluded.state, updated_at = excluded.updated_at, "
+           "expires_at = excluded.expires_at")  # fmt: skip
+_RESTART = _UPSERT + ", created_at = excluded.created_at"  # a new session under an expired one's id
+
+
 class SqlSessions:
+    """Sessions in the server's store, one row each (table `agent_sessions`): one read when a turn starts, one
+    write (an upsert) when it ends. On a SQLite file the two run on the event loop (store.direct: microseconds,
+    where a hop to a worker thread and back is most of a turn's overhead); on PostgreSQL each is a round trip on
+    a worker thread."""
+
     def __init__(self, engine: Engine) -> None:
         from outcrop.store.schema import agent_sessions
 
         self.engine = engine
         self.table = agent_sessions
         self._purged = -PURGE_EVERY_S
+        self._file = DirectSqlite.of(engine)
 
-    def open(self, agent_id: str, session_id: str, principal: str) -> AgentSession:
-        t, now = self.table, datetime.now(UTC)
+    def _read(self, agent_id: str, session_id: str) -> tuple[str, str, Any] | None:
+        t = self.table
         with self.engine.connect() as db:
-            row = db.execute(select(t).where(t.c.agent_id == agent_id, t.c.session_id == session_id)).first()
-        if row is not None and _aware(row.expires_at) > now:
-            if row.principal != principal:
+            row = db.execute(select(t.c.principal, t.c.state, t.c.expires_at)
+                             .where(t.c.agent_id == agent_id, t.c.session_id == session_id)).first()  # fmt: skip
+        return None if row is None else (row[0], row[1], row[2])
+
+    async def open(self, agent_id: str, session_id: str, principal: str) -> AgentSession:
+        now = datetime.now(UTC)
+        row: tuple[str, str, Any] | None
+        if self._file is not None:
+            row = self._file.row(_READ, (agent_id, session_id))
+            live = row is not None and row[2] > stamp(now)
+        else:
+            row = await asyncio.to_thread(self._read, agent_id, session_id)
+            live = row is not None and _aware(row[2]) > now
+        if row is not None and live:
+            if row[0] != principal:
                 raise _not_yours(session_id)
-            session = decode_state(json.loads(row.state), agent_id, session_id, principal)
-            return session
+            return decode_state(orjson.loads(row[1]), agent_id, session_id, principal)
         if time.monotonic() - self._purged > PURGE_EVERY_S:
             self._purged = time.monotonic()
-            with self.engine.begin() as db:
-                db.execute(delete(t).where(t.c.expires_at < now))
+            await asyncio.to_thread(self._purge, now)
         return AgentSession(agent_id, session_id, principal, new=True)
 
-    def save(self, session: AgentSession, ttl_s: int) -> None:
-        t, now = self.table, datetime.now(UTC)
-        values = {"principal": session.principal, "state": json.dumps(encode_state(session)), "updated_at": now,
-                  "expires_at": now + timedelta(seconds=ttl_s)}  # fmt: skip
+    def _purge(self, now: datetime) -> None:
         with self.engine.begin() as db:
-            where = (t.c.agent_id == session.agent_id, t.c.session_id == session.session_id)
-            if session.new:
-                db.execute(delete(t).where(*where))  # an expired one under the same id
-                db.execute(insert(t).values(agent_id=session.agent_id, session_id=session.session_id, created_at=now,
-                                            **values))  # fmt: skip
-                session.new = False
-            else:
-                db.execute(update(t).where(*where).values(**values))
+            db.execute(delete(self.table).where(self.table.c.expires_at < now))
 
-    def end(self, session: AgentSession) -> None:
+    async def save(self, session: AgentSession, ttl_s: int) -> None:
+        now = datetime.now(UTC)
+        state = orjson.dumps(encode_state(session)).decode()
+        expires = now + timedelta(seconds=ttl_s)
+        at, s = stamp(now), session
+        values = (s.agent_id, s.session_id, s.principal, state, at, at, stamp(expires))
+        if self._file is None or not self._file.write(_RESTART if s.new else _UPSERT, values):
+            await asyncio.to_thread(self._write, session, state, now, expires)
+        session.new = False
+
+    def _write(self, session: AgentSession, state: str, now: datetime, expires: datetime) -> None:
+        t = self.table
+        values = {"agent_id": session.agent_id, "session_id": session.session_id, "principal": session.principal,
+                  "state": state, "created_at": now, "updated_at": now, "expires_at": expires}  # fmt: skip
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(t).values(**values)
+        kept = ("principal", "state", "updated_at", "expires_at", *(("created_at",) if session.new else ()))
+        statement = statement.on_conflict_do_update(index_elements=[t.c.agent_id, t.c.session_id],
+                                                    set_={k: statement.excluded[k] for k in kept})  # fmt: skip
+        with self.engine.begin() as db:
+            db.execute(statement)
+
+    async def end(self, session: AgentSession) -> None:
+        await asyncio.to_thread(self._delete, session.agent_id, session.session_id)
+
+    def _delete(self, agent_id: str, session_id: str) -> None:
         t = self.table
         with self.engine.begin() as db:
-            db.execute(delete(t).where(t.c.agent_id == session.agent_id, t.c.session_id == session.session_id))
+            db.execute(delete(t).where(t.c.agent_id == agent_id, t.c.session_id == session_id))
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class MemorySessions:
     def __init__(self) -> None:
         self._rows: dict[tuple[str, str], tuple[str, dict[str, Any], datetime]] = {}
 
-    def open(self, agent_id: str, session_id: str, principal: str) -> AgentSession:
+    async def open(self, agent_id: str, session_id: str, principal: str) -> AgentSession:
         row = self._rows.get((agent_id, session_id))
         if row is not None and row[2] > datetime.now(UTC):
             if row[0] != principal:
@@ -141,12 +186,12 @@ class MemorySessions:
             return decode_state(row[1], agent_id, session_id, principal)
         return AgentSession(agent_id, session_id, principal, new=True)
 
-    def save(self, session: AgentSession, ttl_s: int) -> None:
+    async def save(self, session: AgentSession, ttl_s: int) -> None:
         expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
         self._rows[(session.agent_id, session.session_id)] = (session.principal, encode_state(session), expires)
         session.new = False
 
-    def end(self, session: AgentSession) -> None:
+    async def end(self, session: AgentSession) -> None:
         self._rows.pop((session.agent_id, session.session_id), None)
 
 

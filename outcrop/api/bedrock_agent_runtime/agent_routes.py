@@ -103,10 +103,12 @@ async def invoke_agent_op(ctx: Context, request: Request, agentId: str, agentAli
 
 
 async def _definition(ctx: Context, agent_id: str, alias_id: str) -> defs.AgentDefinition:
-    """The control plane's definition of the agent behind this alias (a store read: off the event loop)."""
+    """The control plane's definition of the agent behind this alias: the one kept built when a read cheap enough
+    for the event loop shows it unchanged, else built (or checked) off the event loop."""
     agents = ctx.agents
     assert agents is not None
-    return await asyncio.to_thread(agents.definition, agent_id, alias_id)
+    kept = agents.kept_definition(agent_id, alias_id)
+    return kept if kept is not None else await asyncio.to_thread(agents.definition, agent_id, alias_id)
 
 
 _INVOKE = "/agents/{agentId}/agentAliases/{agentAliasId}/sessions/{sessionId}/text"
