@@ -1,7 +1,7 @@
 """A real Chromium driven by Playwright (Python): Debian's chromium (`apt-get install chromium`, which .ci/run does),
 never Playwright's own browser download. OUTCROP_CHROMIUM names another Chromium binary.
 
-Fixtures: `browser` (one headless Chromium for the session), `context` (a fresh profile a test: its own cookies),
+Fixtures: `browser` (one headless Chromium a module), `context` (a fresh profile a test: its own cookies),
 `page` (a tab in it that fails the test on any script error), and `sign_in(page, url, key, secret="")`, which signs
 in through the form as a person would. The servers are tests/console/conftest.py's `keyed` and tests/conftest.py's
 `base_url` (local mode)."""
@@ -28,8 +28,10 @@ def chromium() -> str:
                 "OUTCROP_CHROMIUM to a Chromium binary.")  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API runs an event loop on the main thread while it is open, which would
+    make asyncio.run() fail in the tests that come after."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
