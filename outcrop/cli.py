@@ -48,6 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("  auth: local mode (loopback only): any credentials are accepted")
     else:
         print("  auth: keys required (create them with `outcrop keys create NAME`)")
+    print(f"  console: {url}/ (in a browser)")
     print(f"  boto3:   boto3.client('bedrock-runtime', endpoint_url='{url}')")
     print(f"  AWS CLI: aws bedrock-runtime converse --endpoint-url {url} --model-id ID ...")
     print("Models:")
