@@ -84,6 +84,7 @@ class ToolOutput:
     call: Invocation
     text: str = ""
     passages: tuple[Passage, ...] = ()
+    is_error: bool = False  # an API's httpStatusCode of 400 and up: the model reads it as a failed call
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,12 @@ class TurnStream:
         if pending is not None:
             question = pending.question
             messages = [*history, *pending.messages]
-            results: list[ToolResult] = result_parts(pending, turn.results)
+            try:
+                results: list[ToolResult] = result_parts(pending, turn.results)
+            except errors.ModelFailure as exc:  # a result with responseState FAILURE
+                if trace:
+                    yield Failure(f"{self._trace_id}-{pending.iterations}", exc.message)
+                raise
             if messages and messages[-1].role == "user":  # results already known when control was returned
                 messages[-1] = Message("user", (*messages[-1].parts, *results))
             else:
@@ -271,11 +276,16 @@ class TurnStream:
                     passages += found
                     output = ToolOutput(step, inv, text, tuple(found))
                 else:
-                    output = await self._lambda(step, inv, target, question)
+                    try:
+                        output = await self._lambda(step, inv, target, question)
+                    except errors.ModelFailure as exc:  # unreachable, garbage, or responseState FAILURE
+                        if trace:
+                            yield Failure(step, exc.message)
+                        raise
                 self.timings.tool_ms += _ms(began)
                 if trace:
                     yield output
-                known.append(ToolResult(call.id, (Text(output.text),)))
+                known.append(ToolResult(call.id, (Text(output.text),), output.is_error))
             if known:
                 messages.append(Message("user", tuple(known)))
             if returned:
@@ -315,8 +325,8 @@ class TurnStream:
             session.attributes = dict(out.attributes)
         if out.prompt_attributes is not None:
             session.prompt_attributes = dict(out.prompt_attributes)
-        text = out.text if out.state != "FAILURE" else f"The action failed: {out.text}"
-        return ToolOutput(step, inv, text)
+        text = out.text if out.state != "REPROMPT" else f"Please try again: {out.text}"
+        return ToolOutput(step, inv, text, is_error=out.is_error)
 
     async def _save(self) -> None:
         began = time.perf_counter()

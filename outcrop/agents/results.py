@@ -2,8 +2,9 @@
 functionResult or an apiResult, as `ToolOutcome`), checked against the plan the session keeps waiting (`Pending`)
 and turned into the tool results of the model's calls they answer.
 
-Every call of the invocation must be answered, and nothing else; `responseState` FAILURE (or an apiResult's
-httpStatusCode of 400 and up) marks the result an error; REPROMPT asks the model to try again.
+Every call of the invocation must be answered, and nothing else. As on Bedrock, `responseState` FAILURE fails the
+turn (DependencyFailedException) and REPROMPT hands the body back to the model to try again; an apiResult's
+httpStatusCode of 400 and up is an error result the model reads.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def result_parts(pending: Pending, outcomes: tuple[ToolOutcome, ...]) -> list[To
             raise errors.InvalidRequest(f"returnControlInvocationResults has no result for {name}; answer every "
                                         f"call of invocation {pending.invocation_id}.")  # fmt: skip
         left.remove(found)
-        failed = found.state == "FAILURE" or (found.status is not None and found.status >= 400)
+        if found.state == "FAILURE":
+            name = f"{call.action_group} {call.function or f'{call.method} {call.api_path}'}"
+            raise errors.ModelFailure(f"The result for {name} has responseState FAILURE: {found.body or '(no body)'}")
+        failed = found.status is not None and found.status >= 400
         body = found.body if found.state != "REPROMPT" else f"Please try again: {found.body}"
         parts.append(ToolResult(call.tool_use_id, (Text(body),), failed))
     if left:

@@ -264,3 +264,26 @@ def test_invoke_agent_refuses_an_unprepared_agent_and_unknown_alias(env: Env, kb
         list(env.runtime.invoke_agent(agentId=agent_id, agentAliasId="NOSUCHALIA", sessionId=str(uuid.uuid4()),
                                       inputText="hi")["completion"])  # fmt: skip
     assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_a_result_with_response_state_failure_fails_the_turn(env: Env) -> None:
+    """As on Bedrock: responseState FAILURE in returnControlInvocationResults is a DependencyFailedException (after
+    a failure trace); the model is not asked again."""
+    env.engine.script = _order_script
+    session = str(uuid.uuid4())
+    rc = _invoke(env, session, inputText="Where is my order A1?")[0]["returnControl"]
+    result = {"functionResult": {"actionGroup": "orders", "function": "get_status", "responseState": "FAILURE",
+                                 "responseBody": {"TEXT": {"body": "the orders database is down"}}}}  # fmt: skip
+    out = env.runtime.invoke_inline_agent(sessionId=session, foundationModel=SCRIPTED, actionGroups=[ORDERS],
+                                          instruction="You help the customers of a hardware shop with their orders.",
+                                          enableTrace=True, inlineSessionState={
+                                              "invocationId": rc["invocationId"],
+                                              "returnControlInvocationResults": [result]})  # fmt: skip
+    events: list[dict[str, Any]] = []
+    with pytest.raises(EventStreamError) as err:
+        for event in out["completion"]:
+            events.append(event)
+    assert err.value.response["Error"]["Code"] == "dependencyFailedException"
+    assert "responseState FAILURE: the orders database is down" in err.value.response["Error"]["Message"]
+    assert [next(iter(e["trace"]["trace"])) for e in events] == ["failureTrace"]
+    assert len(env.engine.requests) == 1
