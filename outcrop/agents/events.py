@@ -4,7 +4,8 @@ them into InvokeAgent's event-stream frames.
 - `Chunk`: (part of) the answer, with the knowledge-base passages it rests on (`citations`);
 - `ReturnControl`: the turn stops here; the caller runs `calls` and answers them in the next call;
 - trace steps, sent only when the caller asked for a trace (enableTrace), in the order they happen; each
-  carries the id of the orchestration step (one per model call) it belongs to:
+  carries the id of the step (one per model call) it belongs to; pre- and post-processing calls are a
+  `ModelInput` / `ModelOutput` pair of their prompt_type around the orchestration's:
   `ModelInput` -> `ModelOutput` -> `Rationale` (text the model wrote before calling tools) -> `ToolInput` /
   `ToolOutput` for each call -> ... -> `ModelInput` -> `ModelOutput` -> `Finish`; `GuardrailStep` when a guardrail
   assessed the call, `Failure` before an error ends the turn.
@@ -12,8 +13,9 @@ them into InvokeAgent's event-stream frames.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from outcrop.conversation import GuardrailTrace, Sampling, Usage
 from outcrop.knowledge.rag import Cited
@@ -55,7 +57,9 @@ class ModelInput:
     model: str
     text: str  # the prompt, as JSON: system, messages, tools
     sampling: Sampling = field(default_factory=Sampling)
-    prompt_type: str = "ORCHESTRATION"
+    prompt_type: str = "ORCHESTRATION"  # PRE_PROCESSING / POST_PROCESSING: their own trace (processing.py)
+    creation_mode: str | None = None  # promptCreationMode / parserMode of the prompt's override, if it has one
+    parser_mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class ModelOutput:
     raw: str  # the model's answer: text, and tool calls as JSON
     usage: Usage = field(default_factory=Usage)
     ms: int = 0
+    prompt_type: str = "ORCHESTRATION"
+    parsed: Mapping[str, Any] | None = None  # pre: {isValid, rationale}; post: {text}
 
 
 @dataclass(frozen=True)

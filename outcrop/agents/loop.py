@@ -19,8 +19,11 @@ caller asked for them.
 Apart from the turn driver here: the model requests (prompts.py), knowledge-base lookups and citations
 (lookups.py), a returnControl's results (results.py), Lambda calls (lambdas.py), tools (tools.py).
 
-Not done here: PRE_PROCESSING / POST_PROCESSING prompts (their overrides are accepted and not run), memory across
-sessions (memoryConfiguration), code interpreter and user-input action groups, multi-agent collaboration.
+PRE_PROCESSING / POST_PROCESSING prompts, when the agent enables them, run before a new question's orchestration
+(which an invalid input skips: the turn answers a refusal) and after its final answer (processing.py).
+
+Not done here: memory across sessions (memoryConfiguration), code interpreter and user-input action groups,
+multi-agent collaboration.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from typing import Any
 import httpx
 
 from outcrop import errors
-from outcrop.agents import lambdas, lookups, prompts
-from outcrop.agents.definition import AgentDefinition
+from outcrop.agents import lambdas, lookups, processing, prompts
+from outcrop.agents.definition import AgentDefinition, PromptOverride
 from outcrop.agents.events import (
     AgentEvent,
     Chunk,
@@ -54,7 +57,7 @@ from outcrop.agents.results import ToolOutcome, check_pending, result_parts
 from outcrop.agents.sessions import AgentSession, Pending, PendingCall, SessionStore
 from outcrop.agents.tools import Target, invocation, tools
 from outcrop.auth.principal import Principal
-from outcrop.conversation import ChatRequest, ChatResult, Message, StopReason, Text, ToolResult, ToolUse
+from outcrop.conversation import ChatRequest, ChatResult, Message, StopReason, Text, ToolResult, ToolUse, Usage
 from outcrop.inference import Inference, collect
 from outcrop.knowledge.retrieval import Passage, Retrieval
 
@@ -155,6 +158,7 @@ class TurnStream:
         self._began = began
         self._trace_id = str(uuid.uuid4())
         self._tools, self._targets = tools(turn.definition)
+        self._staged = ChatResult((), StopReason.END_TURN, Usage())
         self._closed = False
 
     @property
@@ -218,6 +222,18 @@ class TurnStream:
             iterations = 0
             first_call = True
         session.pending = None
+        pre = processing.enabled(turn.definition, "PRE_PROCESSING") if pending is None else None
+        if pre is not None:  # the question is checked here, the turn's first call
+            first_call = False
+            messages[plan_start] = Message("user", (Text(question),))
+            values = processing.pre_values(turn.definition, question, history, self._tools, session.prompt_attributes)
+            async for event in self._stage(pre, processing.PRE_TEMPLATE, values, marked=True):
+                yield event
+            blocked = self._staged.stop_reason == StopReason.GUARDRAIL_INTERVENED
+            if blocked or not processing.parse_pre(self._staged.text, pre.parser_mode).valid:
+                yield Chunk(self._staged.text if blocked else processing.REFUSAL)
+                await self._finish(None, None)
+                return
         while True:
             if iterations >= self.runtime.max_iterations:
                 step = f"{self._trace_id}-{iterations}"
@@ -250,6 +266,18 @@ class TurnStream:
                 answer, cited = lookups.cite(result.text, passages)
                 if trace:
                     yield Finish(step, answer)
+                post = processing.enabled(turn.definition, "POST_PROCESSING")
+                if post is not None:  # rewrites the answer (markers kept, so the citations are read again)
+                    done = [c.text for m in messages[plan_start:] for p in m.parts if isinstance(p, ToolResult)
+                            for c in p.content if isinstance(c, Text)]  # fmt: skip
+                    values = processing.post_values(question, result.text.strip(), done)
+                    async for event in self._stage(post, processing.POST_TEMPLATE, values):
+                        yield event
+                    if self._staged.stop_reason == StopReason.GUARDRAIL_INTERVENED:
+                        yield Chunk(self._staged.text)
+                        await self._finish(None, None)
+                        return
+                    answer, cited = lookups.cite(processing.parse_post(self._staged.text, post.parser_mode), passages)
                 yield Chunk(answer, cited)
                 await self._finish(question, answer)
                 return
@@ -297,6 +325,26 @@ class TurnStream:
                 await self._save()
                 yield ReturnControl(invocation_id, tuple(returned))
                 return
+
+    async def _stage(self, override: PromptOverride, default: Mapping[str, Any], values: Mapping[str, str],
+                     marked: bool = False) -> AsyncIterator[AgentEvent]:  # fmt: skip
+        """A pre- or post-processing call (processing.py) and its trace; its result is left in `_staged`."""
+        stage = override.prompt_type
+        step = f"{self._trace_id}-{'pre' if stage == 'PRE_PROCESSING' else 'post'}-0"
+        chat = processing.request(self.turn.definition, override, default, values, self.turn.enable_trace, marked)
+        if self.turn.enable_trace:
+            yield ModelInput(step, chat.model, prompts.prompt_text(chat), chat.sampling, stage, override.creation_mode,
+                             override.parser_mode)  # fmt: skip
+        self._staged = result = await self._call(chat)
+        if self.turn.enable_trace:
+            if stage == "PRE_PROCESSING":
+                verdict = processing.parse_pre(result.text, override.parser_mode)
+                parsed: dict[str, Any] = {"isValid": verdict.valid, "rationale": verdict.rationale}
+            else:
+                parsed = {"text": processing.parse_post(result.text, override.parser_mode)}
+            yield ModelOutput(step, prompts.raw(result), result.usage, result.latency_ms, stage, parsed)
+            if result.guardrail is not None:
+                yield GuardrailStep(step, result.guardrail)
 
     async def _call(self, chat: ChatRequest) -> ChatResult:
         inference = self.runtime.inference

@@ -9,9 +9,10 @@ answer is sent as one chunk once the turn has it; guardrails check it whole).
 Frames:
 - chunk {bytes (base64 in the JSON payload), attribution {citations}} — citations as RetrieveAndGenerate's, spans
   with inclusive ends (convert.citation);
-- trace {agentId, agentAliasId, agentVersion, sessionId, eventTime, trace {orchestrationTrace | guardrailTrace |
-  failureTrace}}: orchestrationTrace holds one of modelInvocationInput, modelInvocationOutput, rationale,
-  invocationInput, observation, each with the traceId of its step;
+- trace {agentId, agentAliasId, agentVersion, sessionId, eventTime, trace {orchestrationTrace | preProcessingTrace |
+  postProcessingTrace | guardrailTrace | failureTrace}}: orchestrationTrace holds one of modelInvocationInput,
+  modelInvocationOutput, rationale, invocationInput, observation, each with the traceId of its step; pre- and
+  postProcessingTrace a modelInvocationInput or a modelInvocationOutput with its parsedResponse;
 - returnControl {invocationId, invocationInputs [functionInvocationInput | apiInvocationInput]}.
 """
 
@@ -151,11 +152,19 @@ def _orchestration(event: AgentEvent) -> dict[str, Any] | None:
                     config[key] = value
             if s.stop:
                 config["stopSequences"] = list(s.stop)
-            return {"modelInvocationInput": {"traceId": step, "text": text, "type": kind, "foundationModel": model,
-                                             "inferenceConfiguration": config}}  # fmt: skip
-        case ModelOutput(step=step, raw=raw, usage=u, ms=ms):
+            given: dict[str, Any] = {"traceId": step, "text": text, "type": kind, "foundationModel": model,
+                                     "inferenceConfiguration": config}  # fmt: skip
+            if event.creation_mode:
+                given["promptCreationMode"] = event.creation_mode
+            if event.parser_mode:
+                given["parserMode"] = event.parser_mode
+            return {"modelInvocationInput": given}
+        case ModelOutput(step=step, raw=raw, usage=u, ms=ms, parsed=parsed):
             meta = {"usage": {"inputTokens": u.input_tokens, "outputTokens": u.output_tokens}, "totalTimeMs": ms}
-            return {"modelInvocationOutput": {"traceId": step, "rawResponse": {"content": raw}, "metadata": meta}}
+            out = {"traceId": step, "rawResponse": {"content": raw}, "metadata": meta}
+            if parsed is not None:
+                out["parsedResponse"] = dict(parsed)
+            return {"modelInvocationOutput": out}
         case Rationale(step=step, text=text):
             return {"rationale": {"traceId": step, "text": text}}
         case ToolInput(step=step, call=call):
@@ -182,7 +191,13 @@ def _trace_body(event: AgentEvent) -> dict[str, Any] | None:
     if isinstance(event, Failure):
         return {"failureTrace": {"traceId": event.step, "failureReason": event.reason}}
     orchestration = _orchestration(event)
-    return None if orchestration is None else {"orchestrationTrace": orchestration}
+    if orchestration is None:
+        return None
+    kind = event.prompt_type if isinstance(event, ModelInput | ModelOutput) else "ORCHESTRATION"
+    return {_TRACES.get(kind, "orchestrationTrace"): orchestration}
+
+
+_TRACES = {"PRE_PROCESSING": "preProcessingTrace", "POST_PROCESSING": "postProcessingTrace"}
 
 
 def encode_event(event: AgentEvent, definition: AgentDefinition, session_id: str) -> bytes | None:
