@@ -401,6 +401,9 @@ class AgentCatalog(AgentParts):
                                                    "description": k.description, "knowledgeBaseState": k.state}
                                                   for k in links]),
             memory_enabled="SESSION_SUMMARY" in (memory.get("enabledMemoryTypes") or ()),
+            memory_storage_days=int(memory.get("storageDays") or defs.DEFAULT_MEMORY_DAYS),
+            memory_recent_sessions=int((memory.get("sessionSummaryConfiguration") or {}).get("maxRecentSessions")
+                                       or defs.DEFAULT_RECENT_SESSIONS),
         )  # fmt: skip
 
     # --- tags --------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ Field by field, with the Bedrock names they come from:
     prompt_overrides                -- promptOverrideConfiguration.promptConfigurations, one per promptType
     action_groups                   -- ActionGroup: the tools the agent may call
     knowledge_bases                 -- KnowledgeBaseRef: offered to the model as a search tool each
-    memory_enabled                  -- memoryConfiguration SESSION_SUMMARY (stored agents only; optional)
+    memory_enabled                  -- memoryConfiguration SESSION_SUMMARY (stored agents only; optional), with
+    memory_storage_days / memory_recent_sessions -- its storageDays and maxRecentSessions (memory.py)
 
 ``ActionGroup``
     name, description, executor (RETURN_CONTROL, or a lambda ARN already mapped to a local URL by whoever
@@ -50,6 +51,8 @@ INLINE_AGENT_ID = "INLINE"
 DRAFT_VERSION = "DRAFT"
 TEST_ALIAS_ID = "TSTALIASID"
 DEFAULT_IDLE_TTL = 600  # Bedrock's default idleSessionTTLInSeconds
+DEFAULT_MEMORY_DAYS = 30  # Bedrock's default memoryConfiguration.storageDays
+DEFAULT_RECENT_SESSIONS = 1  # summaries shown to the model when maxRecentSessions is not given
 RETURN_CONTROL: Literal["RETURN_CONTROL"] = "RETURN_CONTROL"
 
 ParameterType = Literal["string", "number", "integer", "boolean", "array"]
@@ -181,6 +184,8 @@ class AgentDefinition:
     action_groups: tuple[ActionGroup, ...] = ()
     knowledge_bases: tuple[KnowledgeBaseRef, ...] = ()
     memory_enabled: bool = False
+    memory_storage_days: int = DEFAULT_MEMORY_DAYS  # storageDays
+    memory_recent_sessions: int = DEFAULT_RECENT_SESSIONS  # sessionSummaryConfiguration.maxRecentSessions
 
     def prompt_override(self, prompt_type: PromptType) -> PromptOverride | None:
         return next((p for p in self.prompt_overrides if p.prompt_type == prompt_type), None)

@@ -31,14 +31,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from outcrop import errors
 from outcrop.agents import lambdas, lookups, processing, prompts
-from outcrop.agents.definition import AgentDefinition, PromptOverride
+from outcrop.agents.definition import PromptOverride
 from outcrop.agents.events import (
     AgentEvent,
     Chunk,
@@ -53,43 +52,19 @@ from outcrop.agents.events import (
     ToolInput,
     ToolOutput,
 )
+from outcrop.agents.memory import Memories
 from outcrop.agents.results import ToolOutcome, check_pending, result_parts
 from outcrop.agents.sessions import AgentSession, Pending, PendingCall, SessionStore
 from outcrop.agents.tools import Target, invocation, tools
+from outcrop.agents.turn import Timings, Turn
 from outcrop.auth.principal import Principal
 from outcrop.conversation import ChatRequest, ChatResult, Message, StopReason, Text, ToolResult, ToolUse, Usage
 from outcrop.inference import Inference, collect
-from outcrop.knowledge.retrieval import Passage, Retrieval
+from outcrop.knowledge.retrieval import Passage
 
 __all__ = ["MAX_ITERATIONS", "AgentRuntime", "Timings", "ToolOutcome", "Turn", "TurnStream"]
 
 MAX_ITERATIONS = 10  # model calls in one turn
-
-
-@dataclass(frozen=True)
-class Turn:
-    definition: AgentDefinition
-    session_id: str
-    input_text: str = ""
-    enable_trace: bool = False
-    end_session: bool = False
-    session_attributes: Mapping[str, str] | None = None  # None: keep the session's
-    prompt_session_attributes: Mapping[str, str] | None = None
-    results: tuple[ToolOutcome, ...] = ()
-    invocation_id: str | None = None
-    retrievals: Mapping[str, Retrieval] = field(default_factory=dict)  # per knowledge base id
-    history: tuple[Message, ...] | None = None  # InvokeInlineAgent's conversationHistory (instead of the session's)
-
-
-@dataclass
-class Timings:
-    """Where one turn's time went (benchmarks/agent_overhead.py)."""
-
-    model_ms: float = 0.0  # inside Inference: from handing it the request to the model's last event
-    model_calls: int = 0
-    tool_ms: float = 0.0  # knowledge-base searches and Lambda calls
-    session_ms: float = 0.0  # reading and writing the session
-    total_ms: float = 0.0  # the whole turn, from start() to the last event
 
 
 def _ms(since: float) -> float:
@@ -101,10 +76,12 @@ class AgentRuntime:
     when they search)."""
 
     def __init__(self, inference: Inference, sessions: SessionStore, knowledge: Any = None, *,
-                 max_iterations: int = MAX_ITERATIONS, http: httpx.AsyncClient | None = None) -> None:  # fmt: skip
+                 max_iterations: int = MAX_ITERATIONS, http: httpx.AsyncClient | None = None,
+                 memory: Memories | None = None) -> None:  # fmt: skip
         self.inference = inference
         self.sessions = sessions
         self.knowledge = knowledge
+        self.memory = memory  # memory across sessions (memory.py); None: memoryId is refused
         self.max_iterations = max_iterations
         self._http = http
         self._busy: set[tuple[str, str]] = set()
@@ -139,6 +116,15 @@ class AgentRuntime:
             session.attributes = dict(turn.session_attributes)
         if turn.prompt_session_attributes is not None:
             session.prompt_attributes = dict(turn.prompt_session_attributes)
+        if turn.memory_id:
+            if self.memory is None:
+                raise errors.InvalidRequest("memoryId: this server has no store to keep agent memory in.")
+            if not d.memory_enabled:
+                raise errors.InvalidRequest(f"memoryId: agent {d.agent_id} has no memoryConfiguration with "
+                                            "SESSION_SUMMARY enabled.")  # fmt: skip
+            await self.memory.recall(d, session, turn.memory_id)
+        if self.memory is not None:
+            self.memory.maybe_sweep()
         self._busy.add(key)
         stream = TurnStream(self, turn, session, principal, began)
         stream.timings.session_ms = session_ms
@@ -169,7 +155,8 @@ class TurnStream:
 
     def _system(self) -> str:
         has_kb = any(t.knowledge_base is not None for t in self._targets.values())
-        return prompts.system(self.turn.definition, self.session.prompt_attributes, bool(self._tools), has_kb)
+        memory = self.session.memory.summaries if self.session.memory else ()
+        return prompts.system(self.turn.definition, self.session.prompt_attributes, bool(self._tools), has_kb, memory)
 
     def _history(self) -> list[Message]:
         if self.turn.history is not None:
@@ -383,6 +370,8 @@ class TurnStream:
         self.timings.session_ms += _ms(began)
 
     async def _end(self) -> None:
+        if self.runtime.memory is not None and self.session.memory is not None:
+            await self.runtime.memory.remember(self.session, self.principal)  # summarized into its memory
         began = time.perf_counter()
         await self.runtime.sessions.end(self.session)
         self.timings.session_ms += _ms(began)

@@ -4,7 +4,8 @@ shows of a request and of the model's answer.
 
 An ORCHESTRATION promptOverrideConfiguration entry with promptCreationMode OVERRIDDEN replaces the system prompt
 with its basePromptTemplate, where `$instruction$` and `$prompt_session_attributes$` are filled in; its
-inferenceConfiguration (maximumLength, temperature, topP, topK, stopSequences) is the request's sampling.
+inferenceConfiguration (maximumLength, temperature, topP, topK, stopSequences) is the request's sampling. The
+summaries of the session's memory (memory.py) are a section of the default prompt, or fill `$memory_content$`.
 """
 
 from __future__ import annotations
@@ -46,13 +47,18 @@ def attribute_lines(attributes: Mapping[str, str]) -> str:
     return "\n".join(f"{k}: {v}" for k, v in attributes.items())
 
 
-def system(d: AgentDefinition, prompt_attributes: Mapping[str, str], has_tools: bool, has_knowledge: bool) -> str:
-    """The orchestration system prompt."""
+def system(d: AgentDefinition, prompt_attributes: Mapping[str, str], has_tools: bool, has_knowledge: bool,
+           memory: Sequence[str] = ()) -> str:  # fmt: skip
+    """The orchestration system prompt. `memory`: summaries of the memory's earlier sessions, oldest first."""
     lines = attribute_lines(prompt_attributes)
+    remembered = "\n".join(f"- {s}" for s in memory)
     override = d.prompt_override("ORCHESTRATION")
     if override and override.template and override.creation_mode == "OVERRIDDEN":
-        return override.template.replace("$instruction$", d.instruction).replace("$prompt_session_attributes$", lines)
+        filled = override.template.replace("$instruction$", d.instruction)
+        return filled.replace("$prompt_session_attributes$", lines).replace("$memory_content$", remembered)
     parts = [d.instruction]
+    if remembered:
+        parts.append(f"Summaries of your earlier conversations with this user, oldest first:\n{remembered}")
     if lines:
         parts.append(f"About this conversation:\n{lines}")
     if has_tools:

@@ -62,6 +62,18 @@ class Pending:
     iterations: int = 0
 
 
+@dataclass(frozen=True)
+class MemoryLink:
+    """The memory (InvokeAgent's memoryId) a session belongs to: what summarizing it when it ends needs, and the
+    summaries of the memory's earlier sessions its prompt shows (read once, when the session began)."""
+
+    memory_id: str
+    model: str  # the agent's foundation model, which writes the summary
+    storage_days: int
+    started: str  # when the session began (ISO 8601)
+    summaries: tuple[str, ...] = ()  # oldest first
+
+
 @dataclass
 class AgentSession:
     agent_id: str
@@ -72,6 +84,8 @@ class AgentSession:
     turns: list[tuple[str, str]] = field(default_factory=list)
     pending: Pending | None = None
     new: bool = False
+    memory: MemoryLink | None = None
+    expires: datetime | None = None  # when it was read: when it would have expired
 
 
 class SessionStore(Protocol):
@@ -89,10 +103,10 @@ def _not_yours(session_id: str) -> errors.AccessDenied:
 
 
 _READ = "SELECT principal, state, expires_at FROM agent_sessions WHERE agent_id = ? AND session_id = ?"
-_UPSERT = ("INSERT INTO agent_sessions (agent_id, session_id, principal, state, created_at, updated_at, expires_at) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, session_id) DO UPDATE SET principal = "
+_UPSERT = ("INSERT INTO agent_sessions (agent_id, session_id, principal, state, created_at, updated_at, expires_at, "
+           "memory_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, session_id) DO UPDATE SET principal = "
            "excluded.principal, state = excluded.state, updated_at = excluded.updated_at, "
-           "expires_at = excluded.expires_at")  # fmt: skip
+           "expires_at = excluded.expires_at, memory_id = excluded.memory_id")  # fmt: skip
 _RESTART = _UPSERT + ", created_at = excluded.created_at"  # a new session under an expired one's id
 
 
@@ -109,6 +123,7 @@ class SqlSessions:
         self.table = agent_sessions
         self._purged = -PURGE_EVERY_S
         self._file = DirectSqlite.of(engine)
+        self.leftover: list[AgentSession] = []  # claimed by open() to be summarized (outcrop.agents.memory)
 
     def _read(self, agent_id: str, session_id: str) -> tuple[str, str, Any] | None:
         t = self.table
@@ -130,21 +145,52 @@ class SqlSessions:
             if row[0] != principal:
                 raise _not_yours(session_id)
             return decode_state(orjson.loads(row[1]), agent_id, session_id, principal)
+        if row is not None and orjson.loads(row[1]).get("memory"):  # expired, to be summarized: not reused here
+            await asyncio.to_thread(self._forget_expired, agent_id, session_id, now)
         if time.monotonic() - self._purged > PURGE_EVERY_S:
             self._purged = time.monotonic()
             await asyncio.to_thread(self._purge, now)
         return AgentSession(agent_id, session_id, principal, new=True)
 
     def _purge(self, now: datetime) -> None:
+        """Expired sessions that belong to no memory (those that do are summarized first: `expired`)."""
+        t = self.table
         with self.engine.begin() as db:
-            db.execute(delete(self.table).where(self.table.c.expires_at < now))
+            db.execute(delete(t).where(t.c.expires_at < now, t.c.memory_id.is_(None)))
+
+    def _forget_expired(self, agent_id: str, session_id: str, now: datetime) -> None:
+        """An expired session of a memory whose id starts a new session before the sweep summarized it: its turns
+        are summarized now (by whoever claims it first), so the new session starts clean."""
+        for gone in self.expired(now, (agent_id, session_id)):
+            self.leftover.append(gone)
+
+    def expired(self, now: datetime, only: tuple[str, str] | None = None, limit: int = 50) -> list[AgentSession]:
+        """Claims expired sessions that belong to a memory, to be summarized: each row is deleted by the one
+        process whose delete finds it still there, which gets it back (with `expires`)."""
+        t = self.table
+        query = select(t).where(t.c.memory_id.is_not(None), t.c.expires_at < now).limit(limit)
+        if only is not None:
+            query = query.where(t.c.agent_id == only[0], t.c.session_id == only[1])
+        with self.engine.connect() as db:
+            rows = list(db.execute(query))
+        claimed = []
+        for row in rows:
+            with self.engine.begin() as db:
+                gone = db.execute(delete(t).where(t.c.agent_id == row.agent_id, t.c.session_id == row.session_id,
+                                                  t.c.expires_at == row.expires_at))  # fmt: skip
+            if gone.rowcount == 1:
+                session = decode_state(orjson.loads(row.state), row.agent_id, row.session_id, row.principal)
+                session.expires = _aware(row.expires_at)
+                claimed.append(session)
+        return claimed
 
     async def save(self, session: AgentSession, ttl_s: int) -> None:
         now = datetime.now(UTC)
         state = orjson.dumps(encode_state(session)).decode()
         expires = now + timedelta(seconds=ttl_s)
         at, s = stamp(now), session
-        values = (s.agent_id, s.session_id, s.principal, state, at, at, stamp(expires))
+        memory_id = s.memory.memory_id if s.memory else None
+        values = (s.agent_id, s.session_id, s.principal, state, at, at, stamp(expires), memory_id)
         if self._file is None or not self._file.write(_RESTART if s.new else _UPSERT, values):
             await asyncio.to_thread(self._write, session, state, now, expires)
         session.new = False
@@ -152,10 +198,12 @@ class SqlSessions:
     def _write(self, session: AgentSession, state: str, now: datetime, expires: datetime) -> None:
         t = self.table
         values = {"agent_id": session.agent_id, "session_id": session.session_id, "principal": session.principal,
-                  "state": state, "created_at": now, "updated_at": now, "expires_at": expires}  # fmt: skip
+                  "state": state, "created_at": now, "updated_at": now, "expires_at": expires,
+                  "memory_id": session.memory.memory_id if session.memory else None}  # fmt: skip
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         statement = dialect.insert(t).values(**values)
-        kept = ("principal", "state", "updated_at", "expires_at", *(("created_at",) if session.new else ()))
+        kept = ("principal", "state", "updated_at", "expires_at", "memory_id",
+                *(("created_at",) if session.new else ()))  # fmt: skip
         statement = statement.on_conflict_do_update(index_elements=[t.c.agent_id, t.c.session_id],
                                                     set_={k: statement.excluded[k] for k in kept})  # fmt: skip
         with self.engine.begin() as db:
@@ -227,6 +275,8 @@ def _passage(p: Passage) -> dict[str, Any]:
 def encode_state(s: AgentSession) -> dict[str, Any]:
     out: dict[str, Any] = {"attributes": s.attributes, "prompt_attributes": s.prompt_attributes,
                            "turns": [list(t) for t in s.turns[-MAX_TURNS:]]}  # fmt: skip
+    if s.memory is not None:
+        out["memory"] = {**s.memory.__dict__, "summaries": list(s.memory.summaries)}
     if s.pending is not None:
         p = s.pending
         out["pending"] = {
@@ -252,6 +302,9 @@ def decode_state(d: Mapping[str, Any], agent_id: str, session_id: str, principal
             passages=tuple(Passage(x["text"], x["location"], x["metadata"], x["score"]) for x in p["passages"]),
             iterations=int(p["iterations"]),
         )
+    m = d.get("memory")
+    memory = MemoryLink(m["memory_id"], m["model"], int(m["storage_days"]), m["started"],
+                        tuple(m.get("summaries") or ())) if m else None  # fmt: skip
     return AgentSession(agent_id, session_id, principal, dict(d.get("attributes") or {}),
                         dict(d.get("prompt_attributes") or {}), [(q, a) for q, a in d.get("turns") or ()],
-                        pending)  # fmt: skip
+                        pending, memory=memory)  # fmt: skip

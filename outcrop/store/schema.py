@@ -494,5 +494,25 @@ agent_sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    # the memoryId of InvokeAgent: summarized into agent_memory when it ends (no index of its own: the sweep reads
+    # the expired rows by ix_agent_sessions_expires, and every turn's write would pay for one)
+    Column("memory_id", String(100)),
 )
 Index("ix_agent_sessions_expires", agent_sessions.c.expires_at)
+
+# Agent memory (outcrop.agents.memory): a summary of each ended session of a memoryId, for the later sessions of
+# that memoryId (their prompt shows the newest maxRecentSessions); gone once expires_at (storageDays) has passed.
+agent_memory = Table(
+    "agent_memory",
+    metadata,
+    Column("agent_id", String(100), primary_key=True),
+    Column("memory_id", String(100), primary_key=True),
+    Column("session_id", String(100), primary_key=True),
+    Column("principal", String(200), nullable=False),  # only the principal whose sessions made it reads it
+    Column("summary", Text, nullable=False),
+    Column("session_start", DateTime(timezone=True), nullable=False),
+    Column("session_expiry", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_agent_memory_recent", agent_memory.c.agent_id, agent_memory.c.memory_id, agent_memory.c.session_start)
+Index("ix_agent_memory_expires", agent_memory.c.expires_at)

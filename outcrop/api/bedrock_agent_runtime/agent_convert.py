@@ -2,7 +2,7 @@
 botocore decodes (`completion`: chunk, trace, returnControl; errors as exception events, errors.py).
 
 Pure: bodies come already checked against botocore's model. Refused by name: sessionState.files (no code
-interpreter here), knowledgeBaseConfigurations naming a knowledge base the agent does not have, memoryId.
+interpreter here), knowledgeBaseConfigurations naming a knowledge base the agent does not have.
 Accepted with no effect: bedrockModelConfigurations, promptCreationConfigurations, streamingConfigurations (the
 answer is sent as one chunk once the turn has it; guardrails check it whole).
 
@@ -78,8 +78,6 @@ def _history(raw: Mapping[str, Any] | None) -> tuple[Message, ...] | None:
 
 def decode_turn(definition: AgentDefinition, session_id: str, body: Mapping[str, Any], state_member: str) -> Turn:
     """`state_member`: sessionState (InvokeAgent) or inlineSessionState (InvokeInlineAgent)."""
-    if body.get("memoryId"):
-        raise errors.InvalidRequest("memoryId: this server keeps no memory across sessions (memoryConfiguration).")
     state = body.get(state_member) or {}
     if state.get("files"):
         raise errors.InvalidRequest(f"{state_member}.files: this server has no code interpreter to give files to.")
@@ -104,6 +102,7 @@ def decode_turn(definition: AgentDefinition, session_id: str, body: Mapping[str,
         invocation_id=state.get("invocationId"),
         retrievals=retrievals,
         history=_history(state.get("conversationHistory")),
+        memory_id=body.get("memoryId") or None,
     )
 
 

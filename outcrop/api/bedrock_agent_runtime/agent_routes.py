@@ -22,12 +22,13 @@ from starlette.responses import Response, StreamingResponse
 from outcrop import errors
 from outcrop.agents import definition as defs
 from outcrop.agents.loop import AgentRuntime, Turn
+from outcrop.agents.memory import Memories, SqlMemory
 from outcrop.agents.sessions import MemorySessions, SessionStore, SqlSessions
 from outcrop.api.bedrock import eventstream
 from outcrop.api.bedrock.shapes import input_shape, problems
 from outcrop.api.bedrock_agent_runtime import agent_convert
 from outcrop.api.bedrock_agent_runtime.errors import encode_stream_error
-from outcrop.api.http import Context, caller, read_json, route
+from outcrop.api.http import Context, caller, json_body, read_json, route
 
 DIALECT = "bedrock-agent-runtime"
 SERVICE = "bedrock-agent-runtime"
@@ -47,8 +48,12 @@ def runtime(ctx: Context) -> AgentRuntime:
     """The server's agent runtime, made on first use."""
     if ctx.agent_runtime is None:
         engine = _store_engine(ctx)
-        sessions: SessionStore = SqlSessions(engine) if engine is not None else MemorySessions()
-        ctx.agent_runtime = AgentRuntime(ctx.inference, sessions, ctx.knowledge)
+        sessions: SessionStore = MemorySessions()
+        memory = None
+        if engine is not None:
+            sessions = kept = SqlSessions(engine)
+            memory = Memories(SqlMemory(engine), kept, ctx.inference)
+        ctx.agent_runtime = AgentRuntime(ctx.inference, sessions, ctx.knowledge, memory=memory)
     return ctx.agent_runtime  # type: ignore[no-any-return]
 
 
@@ -111,8 +116,54 @@ async def _definition(ctx: Context, agent_id: str, alias_id: str) -> defs.AgentD
     return kept if kept is not None else await asyncio.to_thread(agents.definition, agent_id, alias_id)
 
 
+def _memory(ctx: Context, request: Request, operation: str, path: dict[str, str]) -> tuple[Memories, dict[str, Any]]:
+    """The runtime's memory and the operation's query parameters, checked against botocore's model."""
+    query: dict[str, Any] = dict(request.query_params)
+    if "maxItems" in query:
+        try:
+            query["maxItems"] = int(query["maxItems"])
+        except ValueError:
+            raise errors.InvalidRequest("maxItems must be an integer.") from None
+    found = problems({**query, **path}, input_shape(SERVICE, operation), "request")
+    if found:
+        raise errors.InvalidRequest(f"{len(found)} validation error(s) detected: " + "; ".join(found[:5]))
+    memory = runtime(ctx).memory
+    if ctx.agents is None or memory is None:
+        raise errors.NotFound(f"Agent {path['agentId']} not found: this server keeps no agents (it has no store).")
+    return memory, query
+
+
+async def get_agent_memory_op(ctx: Context, request: Request, agentId: str, agentAliasId: str) -> Response:
+    """GetAgentMemory: the caller's session summaries of one memoryId, newest first (sessions that reached their
+    idle TTL are summarized first)."""
+    memory, query = _memory(ctx, request, "GetAgentMemory", {"agentId": agentId, "agentAliasId": agentAliasId})
+    assert ctx.agents is not None
+    await asyncio.to_thread(ctx.agents.alias, agentId, agentAliasId)  # ResourceNotFound for unknown ids
+    await memory.sweep()
+    items, token = await asyncio.to_thread(memory.store.page, agentId, query["memoryId"], caller(request).name,
+                                           int(query.get("maxItems") or 100), query.get("nextToken"))  # fmt: skip
+    contents = [{"sessionSummary": {"memoryId": s.memory_id, "sessionId": s.session_id, "summaryText": s.text,
+                                    "sessionStartTime": s.session_start.isoformat(),
+                                    "sessionExpiryTime": s.session_expiry.isoformat()}} for s in items]  # fmt: skip
+    return json_body({"memoryContents": contents, **({"nextToken": token} if token else {})})
+
+
+async def delete_agent_memory_op(ctx: Context, request: Request, agentId: str, agentAliasId: str) -> Response:
+    """DeleteAgentMemory: the caller's summaries of one memoryId (or one session of it; neither: all of the
+    agent's)."""
+    memory, query = _memory(ctx, request, "DeleteAgentMemory", {"agentId": agentId, "agentAliasId": agentAliasId})
+    assert ctx.agents is not None
+    await asyncio.to_thread(ctx.agents.alias, agentId, agentAliasId)
+    await asyncio.to_thread(memory.store.delete, agentId, caller(request).name, query.get("memoryId"),
+                            query.get("sessionId"))  # fmt: skip
+    return json_body({}, 202)
+
+
 _INVOKE = "/agents/{agentId}/agentAliases/{agentAliasId}/sessions/{sessionId}/text"
+_MEMORIES = "/agents/{agentId}/agentAliases/{agentAliasId}/memories"
 ROUTES = [
     route("POST", _INVOKE, invoke_agent_op, DIALECT, invocation="InvokeAgent"),
+    route("GET", _MEMORIES, get_agent_memory_op, DIALECT),
+    route("DELETE", _MEMORIES, delete_agent_memory_op, DIALECT),
     route("POST", "/agents/{sessionId}", invoke_inline_agent_op, DIALECT, invocation="InvokeInlineAgent"),
 ]
