@@ -22,8 +22,8 @@ Apart from the turn driver here: the model requests (prompts.py), knowledge-base
 PRE_PROCESSING / POST_PROCESSING prompts, when the agent enables them, run before a new question's orchestration
 (which an invalid input skips: the turn answers a refusal) and after its final answer (processing.py).
 
-Not done here: memory across sessions (memoryConfiguration), code interpreter and user-input action groups,
-multi-agent collaboration.
+A session given a memoryId shows its memory's recent summaries to the model and is summarized into it when it
+ends (memory.py). Not done here: code interpreter and user-input action groups, multi-agent collaboration.
 """
 
 from __future__ import annotations
