@@ -17,7 +17,8 @@ from datetime import datetime
 from sqlalchemy import Engine, Row, and_, asc, delete, desc, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from outcrop.jobs.store import aware, now, past
+from outcrop.jobs.store import aware, now
+from outcrop.store.paging import past
 from outcrop.store.schema import files
 
 _ID = string.ascii_letters + string.digits

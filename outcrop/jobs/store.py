@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, asc, delete, desc, func, insert, or_, select, update
+from sqlalchemy import Engine, Row, and_, asc, delete, desc, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
+from outcrop.store.paging import past
 from outcrop.store.schema import batch_jobs, batch_records
 
 STATES = ("submitted", "validating", "scheduled", "in_progress", "finalizing", "stopping", "completed", "failed",
@@ -48,13 +49,6 @@ def now() -> datetime:
 def aware(at: datetime | None) -> datetime | None:
     """SQLite gives timestamps back without their zone (they were written in UTC)."""
     return at if at is None or at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def past(at_col: Any, id_col: Any, at: datetime, key: str, ascending: bool) -> Any:
-    """The rows after (at, key) in the order (at_col, id_col), ascending or not: a keyset page's condition."""
-    if ascending:
-        return or_(at_col > at, and_(at_col == at, id_col > key))
-    return or_(at_col < at, and_(at_col == at, id_col < key))
 
 
 def principal_json(p: Principal) -> str:

@@ -52,6 +52,13 @@ def _encode(value: list[str] | str) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
 
 
+def past(at_col: Any, id_col: Any, at: datetime, key: str, ascending: bool = True) -> Any:
+    """The rows after (at, key) in the order (at_col, id_col), ascending or not: a keyset page's condition."""
+    if ascending:
+        return or_(at_col > at, and_(at_col == at, id_col > key))
+    return or_(at_col < at, and_(at_col == at, id_col < key))
+
+
 def after(created: Any, key: Any, token: str | None, *, first: bool = True) -> Any:
     """The condition for the rows after the one a nextToken names (None: from the start). `first`: the list may have
     handed out the token after its first entries (see `page`)."""
@@ -65,7 +72,7 @@ def after(created: Any, key: Any, token: str | None, *, first: bool = True) -> A
         when = datetime.fromisoformat(at)
     except (ValueError, TypeError):
         raise errors.InvalidRequest("nextToken is not one this server gave out.") from None
-    return or_(created > when, and_(created == when, key > str(last)))
+    return past(created, key, when, str(last))
 
 
 def page(rows: list[Row[Any]], size: int, make: Callable[[Row[Any]], Any], key: str,

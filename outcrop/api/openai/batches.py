@@ -22,7 +22,7 @@ from starlette.responses import Response
 from outcrop import errors
 from outcrop.api.http import Context, caller, json_body, parse_json, read_json, route
 from outcrop.api.openai.batch_codec import output_id, validation_errors
-from outcrop.api.openai.files import after_of, codec, no_such_cursor, page, visible
+from outcrop.api.openai.files import codec, cursor, page, visible
 from outcrop.api.validation import describe, first_param
 from outcrop.auth.principal import Principal
 from outcrop.jobs.runner import JobRunner
@@ -155,12 +155,7 @@ async def list_batches(ctx: Context, request: Request) -> Response:
         size = 0
     if not 1 <= size <= 100:
         raise errors.InvalidRequest("limit must be a whole number from 1 to 100.", param="limit")
-    beyond = None
-    if (after := after_of(query)) is not None:
-        try:
-            beyond = await _visible(runner, after, who)
-        except errors.ObjectNotFound:
-            raise no_such_cursor(after) from None
+    beyond = await cursor(query, lambda after: _visible(runner, after, who))
     found = await asyncio.to_thread(runner.store.find, CODEC, None if who.is_admin else who.name, beyond=beyond,
                                     limit=size + 1)  # fmt: skip
     return json_body(page([wire(j) for j in found], size))

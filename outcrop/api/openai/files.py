@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -51,6 +52,9 @@ async def visible(ctx: Context, file_id: str, who: Principal) -> StoredFile:
     if found is None or (found.owner != who.name and not who.is_admin):
         raise errors.ObjectNotFound(f"No such File object: {file_id}")
     return found
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -135,13 +139,16 @@ def page(items: list[dict[str, Any]], size: int) -> dict[str, Any]:
             "last_id": data[-1]["id"] if data else None, "has_more": len(items) > size}  # fmt: skip
 
 
-def after_of(query: dict[str, str]) -> str | None:
-    """The `after` cursor's id; a cursor that names nothing this caller may list is refused by the caller."""
-    return query.get("after") or None
-
-
-def no_such_cursor(after: str) -> errors.InvalidRequest:
-    return errors.InvalidRequest(f"after names no object of this list: {after}.", param="after")
+async def cursor(query: dict[str, str], find: Callable[[str], Awaitable[T]]) -> T | None:
+    """The object OpenAI's `after` names, found by `find` (None without one); one that `find` says does not exist
+    (or this caller may not see) is a 400 naming the cursor."""
+    after = query.get("after")
+    if not after:
+        return None
+    try:
+        return await find(after)
+    except errors.ObjectNotFound:
+        raise errors.InvalidRequest(f"after names no object of this list: {after}.", param="after") from None
 
 
 async def list_files(ctx: Context, request: Request) -> Response:
@@ -152,12 +159,7 @@ async def list_files(ctx: Context, request: Request) -> Response:
     if order not in ("asc", "desc"):
         raise errors.InvalidRequest("order must be asc or desc.", param="order")
     size = _limit(query, 10_000, 10_000)
-    beyond = None
-    if (after := after_of(query)) is not None:
-        try:
-            beyond = await visible(ctx, after, who)
-        except errors.ObjectNotFound:
-            raise no_such_cursor(after) from None
+    beyond = await cursor(query, lambda after: visible(ctx, after, who))
     found = await asyncio.to_thread(batch.files.find, None if who.is_admin else who.name,
                                     purpose=query.get("purpose") or None, ascending=order == "asc", beyond=beyond,
                                     limit=size + 1)  # fmt: skip
