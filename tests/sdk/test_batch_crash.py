@@ -22,6 +22,17 @@ N_RECORDS = 300
 BUCKET = "crash-jobs"
 
 
+def stop(procs: list[subprocess.Popen[str]]) -> None:
+    """End the servers still running: terminate, then kill one that does not stop within 30 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def _drain(proc: subprocess.Popen[str]) -> None:
     """Read the server's output as it comes, so that a full pipe never blocks it."""
     threading.Thread(target=lambda: proc.stdout and proc.stdout.read(), daemon=True).start()
@@ -80,13 +91,7 @@ def test_kill_9_mid_job_then_the_next_server_resumes_it_with_every_record_once(t
         assert job["status"] == "Completed", job
         assert (job["totalRecordCount"], job["processedRecordCount"], job["successRecordCount"]) == (N_RECORDS,) * 3
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop(procs)
 
     out = folder / "out" / arn.rsplit("/", 1)[1]
     records = [json.loads(x) for x in (out / "in.jsonl.out").read_text().splitlines()]

@@ -19,7 +19,7 @@ import openai
 
 from outcrop.models import BUILTIN_MODEL_ID
 from tests.conftest import serve_process
-from tests.sdk.test_batch_crash import _drain
+from tests.sdk.test_batch_crash import _drain, stop
 
 N_REQUESTS = 200
 
@@ -32,16 +32,6 @@ def _line(i: int) -> str:
     return json.dumps({"custom_id": f"c-{i:04d}", "method": "POST", "url": "/v1/chat/completions",
                        "body": {"model": BUILTIN_MODEL_ID, "max_tokens": 24, "temperature": 0,
                                 "messages": [{"role": "user", "content": f"Tell me about rock number {i}."}]}})  # fmt: skip
-
-
-def _stop(procs: list[subprocess.Popen[str]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 def test_kill_9_mid_batch_then_the_next_server_resumes_it_with_every_request_once(tmp_path: Path) -> None:
@@ -95,7 +85,7 @@ def test_kill_9_mid_batch_then_the_next_server_resumes_it_with_every_request_onc
         out = [json.loads(x) for x in client.files.content(seen.output_file_id).text.splitlines()]
         listed = {f.id for f in client.files.list(purpose="batch_output")}
     finally:
-        _stop(procs)
+        stop(procs)
 
     assert [r["custom_id"] for r in out] == [f"c-{i:04d}" for i in range(N_REQUESTS)]  # each once, in order
     assert len({r["id"] for r in out}) == N_REQUESTS
