@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from typing import Any
 
+import boto3
 import pytest
 
 from outcrop.console.chat import decode
@@ -23,6 +24,9 @@ ANSWER = "The capital of France is Paris."
 
 
 def _run_python(code: str) -> str:
+    # A pasted program starts a fresh process: boto3's default session must not carry credentials an earlier test
+    # in this process resolved (it caches them once found).
+    boto3.DEFAULT_SESSION = None
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "<snippet>", "exec"), {})  # the snippet as a user would paste it
