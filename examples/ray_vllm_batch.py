@@ -16,8 +16,10 @@ record the model cannot take.
 written for (it picks the body format, as CreateModelInvocationJob's modelId does). Tool use, images and
 guardrails are not carried over: those records should go through `outcrop serve`.
 
-Tested here: the record <-> engine-row conversions (`to_engine_row`, `to_output`; tests/examples/). Not tested
-here: the Ray and vLLM run itself, which needs GPUs this project's CI does not have.
+Without GPUs, `--engine llama-cpp --model path/to/model.gguf` swaps the vLLM stage for llama.cpp on the CPUs (the
+rest of the pipeline is the same). Tested here: the record <-> engine-row conversions (tests/examples/), and the
+whole Ray Data pipeline on a local Ray with the llama.cpp stage on the built-in tiny model (every record answered
+once, bad lines as error lines). Not run here: the vLLM stage, which needs GPUs this project's CI does not have.
 """
 
 from __future__ import annotations
@@ -73,34 +75,108 @@ def to_output(row: dict[str, Any], model_id: str) -> dict[str, Any]:
     return {"line": json.dumps(line, ensure_ascii=False)}
 
 
-def main() -> None:  # pragma: no cover - needs Ray, vLLM and GPUs
+class LlamaCppStage:
+    """The engine stage on CPUs: llama.cpp answers the rows the vLLM stage would, with the same columns out
+    (`generated_text`, `num_input_tokens`, `num_generated_tokens`, `finish_reason`). For a cluster without GPUs,
+    and how this example is tested (tests/examples/test_ray_batch_run.py runs it on a local Ray)."""
+
+    def __init__(self, model_path: str, n_ctx: int = 4096) -> None:
+        from llama_cpp import Llama
+
+        self.llm = Llama(model_path=model_path, n_ctx=n_ctx, verbose=False)
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        if row.get("error"):
+            return row | {"generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0, "finish_reason": ""}
+        params = json.loads(row["sampling_params"])
+        out: Any = self.llm.create_chat_completion(messages=json.loads(row["messages"]), **params)
+        choice, usage = out["choices"][0], out["usage"]
+        answer = {"generated_text": choice["message"]["content"] or "", "finish_reason": choice["finish_reason"]}
+        return (
+            row
+            | answer
+            | {"num_input_tokens": usage["prompt_tokens"], "num_generated_tokens": usage["completion_tokens"]}
+        )
+
+
+def read_records(path: str) -> Any:
+    """The JSONL records as a Ray dataset of `{"recordId", "modelInput"}` rows. Read as text and parsed here, not by
+    Arrow's JSON reader, so that model inputs of different shapes (and a malformed line) reach the codecs as they
+    are: a line that is not a JSON object becomes a record without a recordId, answered by an error line."""
     import ray
-    from ray.data.llm import build_llm_processor, vLLMEngineProcessorConfig
+
+    def parse(row: dict[str, Any]) -> dict[str, Any]:
+        try:
+            record = json.loads(row["text"])
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            return {"recordId": "", "modelInput": "null"}
+        return {"recordId": str(record.get("recordId") or ""), "modelInput": json.dumps(record.get("modelInput"))}
+
+    return ray.data.read_text(path).filter(lambda row: bool(row["text"].strip())).map(parse)
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    return {"recordId": row["recordId"] or None, "modelInput": json.loads(row["modelInput"])}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import ray
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="what vLLM loads")
+    parser.add_argument("--model", required=True, help="what the engine loads (vLLM: a Hugging Face id or path; "
+                                                       "llama-cpp: a GGUF file)")  # fmt: skip
     parser.add_argument("--model-id", required=True, help="the Bedrock model id the records were written for")
     parser.add_argument("--input", required=True, help="a JSONL file or folder (local, s3://, gs://)")
     parser.add_argument("--output", required=True, help="a folder for the output lines")
+    parser.add_argument("--engine", choices=("vllm", "llama-cpp"), default="vllm",
+                        help="vllm on GPUs (default), or llama-cpp on CPUs")  # fmt: skip
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--gpus-per-replica", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
-    args = parser.parse_args()
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs a local Ray may use (default: all)")
+    args = parser.parse_args(argv)
 
-    ray.init()
-    config = vLLMEngineProcessorConfig(
-        model_source=args.model,
-        engine_kwargs={"tensor_parallel_size": args.gpus_per_replica, "enable_prefix_caching": True},
-        concurrency=args.replicas,
-        batch_size=args.batch_size,
-    )
-    processor = build_llm_processor(
-        config,
-        preprocess=lambda row: to_engine_row(row, args.model_id),
-        postprocess=lambda row: to_output(row, args.model_id),
-    )
-    records = ray.data.read_json(args.input, lines=True)
-    processor(records).write_json(args.output)  # one `{"line": ...}` object per record; `jq -r .line` unwraps it
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+    try:
+        records = read_records(args.input)
+        if args.engine == "vllm":  # pragma: no cover - needs vLLM and GPUs
+            from ray.data import llm
+
+            # build_processor since Ray 2.5x; build_llm_processor before
+            build: Any = getattr(llm, "build_processor", None) or getattr(llm, "build_llm_processor")  # noqa: B009
+
+            config = llm.vLLMEngineProcessorConfig(
+                model_source=args.model,
+                engine_kwargs={"tensor_parallel_size": args.gpus_per_replica, "enable_prefix_caching": True},
+                concurrency=args.replicas,
+                batch_size=args.batch_size,
+            )
+            processor = build(
+                config,
+                preprocess=lambda row: to_engine_row(_decoded(row), args.model_id),
+                postprocess=lambda row: to_output(row, args.model_id),
+            )
+            answered = processor(records)
+        else:
+
+            def engine_row(row: dict[str, Any]) -> dict[str, Any]:
+                # Ray's Arrow blocks want one type per column: the nested lists and maps travel as JSON text.
+                out = to_engine_row(_decoded(row), args.model_id)
+                return out | {
+                    "messages": json.dumps(out["messages"]),
+                    "sampling_params": json.dumps(out["sampling_params"]),
+                }
+
+            answered = (
+                records.map(engine_row)
+                .map(LlamaCppStage, fn_constructor_kwargs={"model_path": args.model}, concurrency=args.replicas)
+                .map(lambda row: to_output(row, args.model_id))
+            )
+        answered.write_json(args.output)  # one `{"line": ...}` object per record; `jq -r .line` unwraps it
+    finally:
+        ray.shutdown()
 
 
 if __name__ == "__main__":
