@@ -351,3 +351,23 @@ def test_a_lambda_answering_garbage_fails_the_turn(env: Env, status: int, body: 
     env.lambdas.answer = lambda path, event: (status, body)
     _fails(env, agent_id, needle)
     assert [p for p, _ in env.lambdas.events] == ["/garbage"]
+
+
+def test_a_lambda_that_hangs_fails_the_turn_when_its_time_is_up(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outcrop.agents import lambdas
+
+    monkeypatch.setattr(lambdas, "TIMEOUT_S", 0.5)
+    released = threading.Event()
+
+    def answer(path: str, event: dict[str, Any]) -> tuple[int, bytes]:
+        released.wait(30)  # hangs until the test is over
+        return _function_answer("too late")(path, event)
+
+    agent_id = _agent(env, _function_group(GARBAGE))
+    env.engine.script = _calls_then_answers("orders__get_status", orderId="A1")
+    env.lambdas.answer = answer
+    try:
+        _fails(env, agent_id, "did not answer within 0.5 s")
+        assert len(env.engine.requests) == 1  # the turn ended: the model is not asked again
+    finally:
+        released.set()
