@@ -232,7 +232,7 @@ class Inference:
             return None
         rec = UsageRecord(datetime.now(UTC), principal.name, model_id, call.dialect, call.operation, u.input_tokens,
                           u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, latency_ms, ttft_ms,
-                          status)  # fmt: skip
+                          status, credential_id=principal.credential_id)  # fmt: skip
         if call.request_id is not None and status == "ok":  # (a failed or cut-off try is a record of its own)
             rec = replace(rec, request_id=call.request_id)
         return rec

@@ -73,6 +73,16 @@ class KeyInfo:
     revoked_at: datetime | None
 
 
+@dataclass(frozen=True)
+class PrincipalInfo:
+    name: str
+    kind: str
+    is_admin: bool
+    groups: tuple[str, ...]
+    guardrail: str | None
+    disabled_at: datetime | None
+
+
 class Keyring:
     def __init__(self, engine: Engine, key_file: Path) -> None:
         self.engine = engine
@@ -132,6 +142,21 @@ class Keyring:
             .where(memberships.c.principal_id == pid)
         ).scalars()
         return Principal(row.id, row.name, tuple(sorted(names)), bool(row.is_admin), credential_id, row.guardrail)
+
+    def principals(self) -> list[PrincipalInfo]:
+        """Every principal with its groups, by name (no secrets: keys are listed by `list`)."""
+        members = select(memberships.c.principal_id, groups.c.name).join(groups, memberships.c.group_id == groups.c.id)
+        with self.engine.connect() as db:
+            found: dict[str, list[str]] = {}
+            for pid, group in db.execute(members):
+                found.setdefault(pid, []).append(group)
+            rows = db.execute(select(principals).order_by(principals.c.name)).all()
+        return [
+            PrincipalInfo(
+                r.name, r.kind, bool(r.is_admin), tuple(sorted(found.get(r.id, ()))), r.guardrail, r.disabled_at
+            )
+            for r in rows
+        ]
 
     def set_guardrail(self, name: str, guardrail: str | None) -> bool:
         """Give principal `name` a default guardrail (None removes it); False if there is no such principal."""

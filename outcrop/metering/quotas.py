@@ -17,6 +17,11 @@ lease whose release failed (the store was down) is deleted by its own process's 
     requests_per_minute = 60
     tokens_per_minute = 100000
     concurrent_streams = 4
+
+An administrator may also set rules at run time (the console's Keys page): they are kept in the store
+(`quota_rules`) and count with the config file's, the strictest limit winning. Each process reads them again
+once anything about them changes (the auth epoch, store/epoch.py: at once) on SQLite, and at most
+STORED_TTL_S later on PostgreSQL, where the epoch cannot be read cheaply.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
@@ -33,11 +39,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
+from outcrop.store.epoch import AuthEpoch, bump
 from outcrop.store.processes import ProcessRegistry
-from outcrop.store.schema import active_streams, processes, quota_usage
+from outcrop.store.schema import active_streams, processes, quota_rules, quota_usage
 
 LEASE_S = 900  # a stream row without an owner (written before migration 0011) no longer counts past this
 ORPHAN_MARGIN_S = 5.0  # a lease this process no longer holds is deleted by its heartbeat once this old
+STORED_TTL_S = 2.0  # PostgreSQL: how long the rules set at run time are used before they are read again
+LIMITS = ("requests_per_minute", "tokens_per_minute", "concurrent_streams")
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,16 @@ class QuotaRule:
 
 
 @dataclass(frozen=True)
+class StoredRule:
+    """A rule an administrator set at run time."""
+
+    id: str
+    rule: QuotaRule
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class Ticket:
     window: int  # the minute the request was counted in
     lease: str | None  # its row in active_streams, when concurrent streams are limited
@@ -100,6 +119,10 @@ class Quotas:
         self._processes: ProcessRegistry | None = None
         self._held: set[str] = set()  # leases of this process's streams in progress
         self._lock = threading.Lock()
+        # the rules set at run time, with the auth epoch (SQLite) or the time (PostgreSQL) they were read at
+        self._epoch = AuthEpoch(engine)
+        self._stored: tuple[QuotaRule, ...] = ()
+        self._stored_read: tuple[int | None, float] | None = None
 
     def liveness(self) -> ProcessRegistry:
         """This process's liveness in the store (registered, its heartbeat started, with its first lease)."""
@@ -155,8 +178,73 @@ class Quotas:
             db.execute(delete(processes).where(processes.c.id.in_(dead)))
         return running
 
+    # --- rules set at run time ----------------------------------------------------------------------
+
+    def _current(self) -> tuple[QuotaRule, ...]:
+        """The stored rules from memory while nothing changed them (SQLite: the auth epoch reads as when they were
+        read; PostgreSQL: read under STORED_TTL_S ago), else from the store."""
+        if self.engine is None:
+            return ()
+        epoch, now = self._epoch.read(), time.monotonic()
+        read = self._stored_read
+        if read is not None and (read[0] == epoch if epoch is not None else now - read[1] < STORED_TTL_S):
+            return self._stored
+        self._stored = tuple(s.rule for s in self.stored())
+        self._stored_read = (epoch, now)
+        return self._stored
+
+    def stored(self) -> list[StoredRule]:
+        """The rules set at run time, as kept in the store."""
+        if self.engine is None:
+            return []
+        c = quota_rules.c
+        with self.engine.connect() as db:
+            rows = db.execute(select(quota_rules).order_by(c.principal, c.group_name, c.model, c.created_at)).all()
+        rules = [
+            (
+                r,
+                QuotaRule(
+                    r.principal, r.group_name, r.model, r.requests_per_minute, r.tokens_per_minute, r.concurrent_streams
+                ),
+            )
+            for r in rows
+        ]
+        return [StoredRule(r.id, rule, r.created_by, r.created_at) for r, rule in rules]
+
+    def set_rule(self, rule: QuotaRule, by: str) -> str:
+        """Keep `rule` in the store, in place of any stored rule for the same principal or group and model; every
+        process counts it from its next request on. Its id."""
+        if self.engine is None:
+            raise errors.InvalidRequest("Quotas set at run time need the store (a server with keys).")
+        QuotaRule.from_dict({k: getattr(rule, k) for k in LIMITS}, "quota")  # whole numbers >= 0
+        if rule.principal is not None and rule.group is not None:
+            raise errors.InvalidRequest("A quota is for a principal or for a group, not both.")
+        c = quota_rules.c
+        rid = "q_" + secrets.token_hex(6)
+        same = and_(c.model == rule.model,
+                    c.principal.is_(None) if rule.principal is None else c.principal == rule.principal,
+                    c.group_name.is_(None) if rule.group is None else c.group_name == rule.group)  # fmt: skip
+        with self.engine.begin() as db:
+            db.execute(delete(quota_rules).where(same))
+            db.execute(insert(quota_rules).values(
+                id=rid, principal=rule.principal, group_name=rule.group, model=rule.model,
+                requests_per_minute=rule.requests_per_minute, tokens_per_minute=rule.tokens_per_minute,
+                concurrent_streams=rule.concurrent_streams, created_by=by, created_at=datetime.now(UTC),
+            ))  # fmt: skip
+            bump(db)
+        return rid
+
+    def remove_rule(self, rule_id: str) -> bool:
+        """Delete a rule set at run time (those of the config file stay); False if there is none by that id."""
+        if self.engine is None:
+            return False
+        with self.engine.begin() as db:
+            done = db.execute(delete(quota_rules).where(quota_rules.c.id == rule_id))
+            bump(db)
+        return bool(done.rowcount)
+
     def limits(self, principal: Principal, model_id: str) -> Limits:
-        rules = [r for r in self.rules if r.applies(principal, model_id)]
+        rules = [r for r in (*self.rules, *self._current()) if r.applies(principal, model_id)]
         return Limits(
             _strictest([r.requests_per_minute for r in rules]),
             _strictest([r.tokens_per_minute for r in rules]),

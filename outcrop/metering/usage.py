@@ -26,10 +26,10 @@ import logging
 import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Integer, cast, func, select
+from sqlalchemy import Engine, Integer, case, cast, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -88,6 +88,7 @@ class UsageRecord:
     ttft_ms: int | None
     status: str
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # unique: written at most once
+    credential_id: str | None = None  # the key the call was made with (None in local mode)
 
 
 class UsageRecorder(Periodic):
@@ -176,7 +177,23 @@ class UsageRecorder(Periodic):
         await self.flush()
 
 
-GROUPS = {"principal": usage_records.c.principal, "model": usage_records.c.model_id, "dialect": usage_records.c.dialect}
+GROUPS = {"principal": usage_records.c.principal, "model": usage_records.c.model_id, "dialect": usage_records.c.dialect,
+          "key": usage_records.c.credential_id, "status": usage_records.c.status}  # fmt: skip
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _scope(query: Any, since: date | None, until: date | None, principal: str | None) -> Any:
+    """Only the records from `since` through `until` (whole UTC days, both included), of `principal` if given."""
+    if since is not None:
+        query = query.where(usage_records.c.at >= _midnight(since))
+    if until is not None:
+        query = query.where(usage_records.c.at < _midnight(until + timedelta(days=1)))
+    if principal is not None:
+        query = query.where(usage_records.c.principal == principal)
+    return query
 
 
 def summarize(
@@ -184,9 +201,10 @@ def summarize(
     group_by: tuple[str, ...] = ("principal", "model", "day"),
     since: date | None = None,
     principal: str | None = None,
+    until: date | None = None,
 ) -> list[dict[str, Any]]:
-    """Usage totals grouped by principal, model, dialect and/or day; of one principal's calls when `principal` is
-    given."""
+    """Usage totals grouped by principal, key, model, dialect, status and/or day; of one principal's calls when
+    `principal` is given; from `since` through `until` (UTC days, both included)."""
     columns: list[Any] = []
     for name in group_by:
         if name == "day":
@@ -207,11 +225,7 @@ def summarize(
         func.sum(cast(usage_records.c.status != "ok", Integer)).label("errors"),
         func.avg(usage_records.c.latency_ms).label("avg_latency_ms"),
     ]
-    query = select(*columns, *totals).group_by(*columns).order_by(*columns)
-    if since is not None:
-        query = query.where(usage_records.c.at >= datetime(since.year, since.month, since.day, tzinfo=UTC))
-    if principal is not None:
-        query = query.where(usage_records.c.principal == principal)
+    query = _scope(select(*columns, *totals).group_by(*columns).order_by(*columns), since, until, principal)
     with engine.connect() as db:
         rows = db.execute(query).mappings().all()
     out = []
@@ -224,3 +238,32 @@ def summarize(
             item[k] = int(item[k] or 0)
         out.append(item)
     return out
+
+
+def latency_percentiles(
+    engine: Engine,
+    since: date | None = None,
+    until: date | None = None,
+    principal: str | None = None,
+    percentiles: tuple[int, ...] = (50, 90, 99),
+) -> list[dict[str, Any]]:
+    """Per model, the latency (whole call, ms) of its successful calls at each percentile (nearest rank: the
+    smallest latency with at least p% of the calls at or below it), computed in the store (window functions, in
+    SQLite and PostgreSQL alike), so the records never leave it."""
+    ranked = _scope(
+        select(
+            usage_records.c.model_id.label("model"),
+            usage_records.c.latency_ms.label("latency_ms"),
+            func.row_number().over(partition_by=usage_records.c.model_id, order_by=usage_records.c.latency_ms)
+            .label("rank"),
+            func.count().over(partition_by=usage_records.c.model_id).label("n"),
+        ).where(usage_records.c.status == "ok"),
+        since, until, principal,
+    ).subquery()  # fmt: skip
+    picks = [
+        func.min(case((ranked.c.rank * 100 >= ranked.c.n * p, ranked.c.latency_ms))).label(f"p{p}") for p in percentiles
+    ]
+    query = select(ranked.c.model, func.count().label("requests"), *picks).group_by(ranked.c.model)
+    with engine.connect() as db:
+        rows = db.execute(query.order_by(ranked.c.model)).mappings().all()
+    return [{k: (int(v) if k != "model" and v is not None else v) for k, v in row.items()} for row in rows]

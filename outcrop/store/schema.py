@@ -103,6 +103,21 @@ quota_usage = Table(
     Column("tokens", Integer, nullable=False, default=0),
 )
 
+# Quotas set at run time by an administrator (the console), counted with the config file's [[quotas]].
+quota_rules = Table(
+    "quota_rules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("principal", String(200)),  # a principal's name, or
+    Column("group_name", String(200)),  # a group's; neither: everyone
+    Column("model", String(200), nullable=False),  # a model id, or "*"
+    Column("requests_per_minute", Integer),
+    Column("tokens_per_minute", Integer),
+    Column("concurrent_streams", Integer),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 # Streams in progress, for the concurrent-streams quota. A process that dies leaves its rows behind; they stop
 # counting as soon as their owner is seen dead (store/processes.py), and are deleted then. Rows without an owner
 # (written before migration 0011) stop counting once older than metering.quotas.LEASE_S.
@@ -157,6 +172,7 @@ usage_records = Table(
     Column("ttft_ms", Integer),
     Column("status", String(60), nullable=False),  # ok | cancelled | the error's class name
     Column("request_id", String(40)),  # one per invocation: a batch written twice adds no row (unique)
+    Column("credential_id", String(64)),  # the key it was made with (None: local mode, or before migration 0021)
 )
 Index("ix_usage_records_at", usage_records.c.at)
 Index("ix_usage_records_request_id", usage_records.c.request_id, unique=True)
