@@ -18,19 +18,26 @@ from starlette.responses import Response
 from outcrop import errors
 from outcrop.api.bedrock.shapes import input_shape, problems
 from outcrop.api.http import Context, caller, json_body, read_json, route
+from outcrop.auth.principal import Principal
 from outcrop.guardrails import constitution
 from outcrop.guardrails.runtime import require
-from outcrop.guardrails.store import GuardrailStore, check_semantics
+from outcrop.guardrails.store import Guardrail, GuardrailStore, check_semantics
 
 DIALECT = "bedrock"
 
 
-def _store(ctx: Context, request: Request, write: bool = False) -> GuardrailStore:
-    if write and not caller(request).is_admin:
+def store_for(ctx: Context, principal: Principal, write: bool = False) -> GuardrailStore:
+    """The guardrail store as `principal` may use it: everyone reads guardrails and applies them; only
+    administrators create, change, delete or enforce them (the web console follows the same rule)."""
+    if write and not principal.is_admin:
         raise errors.AccessDenied("Only an administrator may create, change, delete or enforce guardrails.")
     if ctx.guardrails is None:
         raise errors.InvalidRequest("This server has no store to keep guardrails in.")
     return ctx.guardrails
+
+
+def _store(ctx: Context, request: Request, write: bool = False) -> GuardrailStore:
+    return store_for(ctx, caller(request), write)
 
 
 _EXTENSIONS = {"CreateGuardrail": ("constitution",), "UpdateGuardrail": ("constitution",)}
@@ -73,10 +80,20 @@ def definition(body: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def create(store: GuardrailStore, body: object) -> Guardrail:
+    """CreateGuardrail: `body` checked as the API checks it, then kept (blocking: run it on a thread)."""
+    return store.create(definition(check_body(body, "CreateGuardrail")))
+
+
+def update(store: GuardrailStore, identifier: str, body: object) -> Guardrail:
+    """UpdateGuardrail: the DRAFT of `identifier` replaced by `body`, checked as the API checks it."""
+    checked = check_body(body, "UpdateGuardrail", {"guardrailIdentifier": identifier})
+    return store.update(identifier, definition(checked))
+
+
 async def create_guardrail(ctx: Context, request: Request) -> Response:
     store = _store(ctx, request, write=True)
-    config = definition(await _body(request, "CreateGuardrail"))
-    made = await asyncio.to_thread(store.create, config)
+    made = await asyncio.to_thread(create, store, await read_json(request, {}))
     region = ctx.settings.region
     return json_body({"guardrailId": made.id, "guardrailArn": made.arn(region), "version": made.version,
                       "createdAt": made.created_at.isoformat()}, status=202)  # fmt: skip
@@ -126,8 +143,7 @@ async def list_guardrails(ctx: Context, request: Request) -> Response:
 
 async def update_guardrail(ctx: Context, request: Request, guardrailIdentifier: str) -> Response:
     store = _store(ctx, request, write=True)
-    config = definition(await _body(request, "UpdateGuardrail", {"guardrailIdentifier": guardrailIdentifier}))
-    done = await asyncio.to_thread(store.update, guardrailIdentifier, config)
+    done = await asyncio.to_thread(update, store, guardrailIdentifier, await read_json(request, {}))
     return json_body({"guardrailId": done.id, "guardrailArn": done.arn(ctx.settings.region), "version": "DRAFT",
                       "updatedAt": done.updated_at.isoformat()}, status=202)  # fmt: skip
 
@@ -146,9 +162,15 @@ async def delete_guardrail(ctx: Context, request: Request, guardrailIdentifier: 
 
 
 async def apply_guardrail(ctx: Context, request: Request, guardrailIdentifier: str, guardrailVersion: str) -> Response:
+    return json_body(await apply(ctx, guardrailIdentifier, guardrailVersion, await read_json(request, {})))
+
+
+async def apply(ctx: Context, guardrailIdentifier: str, guardrailVersion: str, raw: object) -> dict[str, Any]:
+    """ApplyGuardrail's answer for the body `raw` (checked against bedrock-runtime's model); anyone may apply
+    any guardrail, as anyone may name one in a model call."""
     rails = require(ctx.inference.guardrails)
     extra = {"guardrailIdentifier": guardrailIdentifier, "guardrailVersion": guardrailVersion}
-    body = await _body(request, "ApplyGuardrail", extra, service="bedrock-runtime")
+    body = check_body(raw, "ApplyGuardrail", extra, service="bedrock-runtime")
     blocks: list[tuple[str, tuple[str, ...]]] = []
     for i, item in enumerate(body["content"]):
         if "text" not in item:
@@ -175,7 +197,7 @@ async def apply_guardrail(ctx: Context, request: Request, guardrailIdentifier: s
     }
     if outcome.reason and outcome.intervened:
         answer["actionReason"] = outcome.reason
-    return json_body(answer)
+    return answer
 
 
 # --- account-level enforced guardrails (outcrop/guardrails/enforced.py) ---------------------------
