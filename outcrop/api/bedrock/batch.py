@@ -95,7 +95,7 @@ def job_id(identifier: str) -> str:
     raise errors.InvalidRequest(f"jobIdentifier '{identifier}' is neither a job id nor a job ARN.")
 
 
-async def _visible(runner: JobRunner, identifier: str, who: Principal) -> Job:
+async def visible(runner: JobRunner, identifier: str, who: Principal) -> Job:
     """The job, if `who` may see it (its creator or an administrator); NotFound otherwise, so others learn nothing."""
     job = await asyncio.to_thread(runner.store.get, job_id(identifier))
     if job is None or job.codec != CODEC or (job.principal.name != who.name and not who.is_admin):
@@ -110,10 +110,10 @@ def _location(body: dict[str, Any], member: str, inner: str) -> str:
     return str(config["s3Uri"])
 
 
-async def create_job(ctx: Context, request: Request) -> Response:
+async def create(ctx: Context, who: Principal, raw: object) -> Job:
+    """CreateModelInvocationJob for `who`, `raw` its request body (the web console too)."""
     runner = _runner(ctx)
-    body = check_body(await read_json(request, {}), "CreateModelInvocationJob")
-    who = caller(request)
+    body = check_body(raw, "CreateModelInvocationJob")
     await ctx.inference.authorize(body["modelId"], who)  # unknown: 404, not allowed: 403
     source = _location(body, "inputDataConfig", "s3InputDataConfig")
     target = _location(body, "outputDataConfig", "s3OutputDataConfig")
@@ -128,11 +128,16 @@ async def create_job(ctx: Context, request: Request) -> Response:
                                        sort_keys=True).encode()).hexdigest()  # fmt: skip
     job = await runner.submit(CODEC, body["jobName"], who, body["modelId"], spec, client_token=token,
                               request_hash=digest, expires_at=now() + timedelta(hours=hours))  # fmt: skip
+    return job
+
+
+async def create_job(ctx: Context, request: Request) -> Response:
+    job = await create(ctx, caller(request), await read_json(request, {}))
     return json_body({"jobArn": arn(job, ctx.settings.region)})
 
 
 async def get_job(ctx: Context, request: Request, jobIdentifier: str) -> Response:
-    job = await _visible(_runner(ctx), jobIdentifier, caller(request))
+    job = await visible(_runner(ctx), jobIdentifier, caller(request))
     return json_body(wire(job, ctx.settings.region))
 
 
@@ -193,7 +198,7 @@ def _filter(wanted: str | None) -> tuple[tuple[str, ...], bool | None]:
 
 async def stop_job(ctx: Context, request: Request, jobIdentifier: str) -> Response:
     runner = _runner(ctx)
-    job = await _visible(runner, jobIdentifier, caller(request))
+    job = await visible(runner, jobIdentifier, caller(request))
     await runner.stop(job.id)
     return json_body({})
 

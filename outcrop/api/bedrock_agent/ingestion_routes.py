@@ -15,10 +15,12 @@ from starlette.responses import Response
 
 from outcrop import errors
 from outcrop.api.bedrock_agent import convert
-from outcrop.api.bedrock_agent.routes import DIALECT, _body, _catalog, _listed
-from outcrop.api.http import Context, caller, json_body, route
+from outcrop.api.bedrock_agent.routes import DIALECT, _body, _catalog, _listed, catalog, checked
+from outcrop.api.http import Context, caller, json_body, read_json, route
+from outcrop.auth.principal import Principal
 from outcrop.knowledge.direct import identifier
 from outcrop.knowledge.ingest import Ingestion
+from outcrop.knowledge.ledger import Job
 from outcrop.knowledge.resources import DataSource, KnowledgeBase
 
 _STATUSES = ("STARTING", "IN_PROGRESS", "COMPLETE", "FAILED", "STOPPING", "STOPPED")
@@ -45,11 +47,18 @@ def _path(kb_id: str, ds_id: str, **more: str) -> dict[str, str]:
 # --- ingestion jobs ----------------------------------------------------------------------------------------
 
 
-async def start_ingestion_job(ctx: Context, request: Request, knowledgeBaseId: str, dataSourceId: str) -> Response:
+async def start_job(ctx: Context, principal: Principal, kb_id: str, ds_id: str, raw: object) -> Job:
+    """StartIngestionJob for `principal` (an administrator), `raw` in its wire shape (the web console too)."""
     ingestion = _ingestion(ctx)
-    body = await _body(request, "StartIngestionJob", _path(knowledgeBaseId, dataSourceId))
-    kb, ds = await _resources(ctx, request, knowledgeBaseId, dataSourceId, write=True)
-    job = await ingestion.start_job(kb, ds, caller(request), body)
+    body = checked(raw, "StartIngestionJob", _path(kb_id, ds_id))
+    kbs = catalog(ctx, principal, write=True)
+    kb = await asyncio.to_thread(kbs.get, kb_id)
+    ds = await asyncio.to_thread(kbs.data_source, kb_id, ds_id)
+    return await ingestion.start_job(kb, ds, principal, body)
+
+
+async def start_ingestion_job(ctx: Context, request: Request, knowledgeBaseId: str, dataSourceId: str) -> Response:
+    job = await start_job(ctx, caller(request), knowledgeBaseId, dataSourceId, await read_json(request, {}))
     return json_body({"ingestionJob": convert.ingestion_job(job)}, status=202)
 
 

@@ -18,9 +18,12 @@ from outcrop import errors
 from outcrop.api.bedrock.shapes import input_shape, problems
 from outcrop.api.bedrock_agent import convert
 from outcrop.api.http import Context, caller, json_body, read_json, route
+from outcrop.auth.principal import Principal
 from outcrop.knowledge.catalog import KnowledgeCatalog
 from outcrop.knowledge.resources import (
+    DataSource,
     EmbeddingModel,
+    KnowledgeBase,
     check_data_source,
     check_knowledge_base,
     embedding_model_arn,
@@ -33,12 +36,18 @@ DIALECT = "bedrock-agent"
 SERVICE = "bedrock-agent"
 
 
-def _catalog(ctx: Context, request: Request, write: bool = False) -> KnowledgeCatalog:
-    if write and not caller(request).is_admin:
+def catalog(ctx: Context, principal: Principal, write: bool = False) -> KnowledgeCatalog:
+    """The knowledge bases, for `principal` (anyone reads; `write`: only an administrator may). The web console
+    goes through this too."""
+    if write and not principal.is_admin:
         raise errors.AccessDenied("Only an administrator may create, change or delete knowledge bases.")
     if ctx.knowledge is None:
         raise errors.InvalidRequest("This server has no store to keep knowledge bases in.")
     return ctx.knowledge.catalog
+
+
+def _catalog(ctx: Context, request: Request, write: bool = False) -> KnowledgeCatalog:
+    return catalog(ctx, caller(request), write)
 
 
 async def _body(
@@ -46,7 +55,13 @@ async def _body(
 ) -> dict[str, Any]:
     """The body as botocore's model for `operation` says it must be, path parameters checked with it (except
     `unchecked` ones, which the handler checks)."""
-    body = await read_json(request, {})
+    return checked(await read_json(request, {}), operation, path, unchecked)
+
+
+def checked(
+    body: object, operation: str, path: dict[str, Any] | None = None, unchecked: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`body` if botocore's model for `operation` takes it (with the path parameters); InvalidRequest otherwise."""
     if not isinstance(body, dict):
         raise errors.InvalidRequest("The request body must be a JSON object.")
     found = problems({**body, **(path or {})}, input_shape(SERVICE, operation), "body")
@@ -59,7 +74,7 @@ async def _body(
     return body
 
 
-async def _embedding_model(ctx: Context, request: Request, arn: str) -> EmbeddingModel:
+async def _embedding_model(ctx: Context, principal: Principal, arn: str) -> EmbeddingModel:
     """The served embedding model `arn` names, if the caller may use it; a ValidationException naming the served
     ones otherwise (a knowledge base is checked whole, so a bad model is a bad request, not a missing resource)."""
     where = "knowledgeBaseConfiguration.vectorKnowledgeBaseConfiguration.embeddingModelArn"
@@ -73,7 +88,7 @@ async def _embedding_model(ctx: Context, request: Request, arn: str) -> Embeddin
     if ctx.registry.kind(model_id) != "embedding":
         raise errors.InvalidRequest(f"{where} '{arn}' is a chat model, not an embedding model. Embedding models: "
                                     f"{served}.")  # fmt: skip
-    await ctx.inference.authorize(model_id, caller(request))
+    await ctx.inference.authorize(model_id, principal)
     _, embedder = await ctx.registry.embedder(model_id)
     return EmbeddingModel(model_id, embedder.dimensions, embedder.max_tokens)
 
@@ -93,14 +108,19 @@ def _listed(page: Page, key: str, encode: Callable[[Any], Any]) -> Response:
 # --- knowledge bases ---------------------------------------------------------------------------------------
 
 
-async def create_knowledge_base(ctx: Context, request: Request) -> Response:
-    catalog = _catalog(ctx, request, write=True)
-    body = await _body(request, "CreateKnowledgeBase")
-    model = await _embedding_model(ctx, request, embedding_model_arn(body))
+async def make_knowledge_base(ctx: Context, principal: Principal, raw: object) -> KnowledgeBase:
+    """CreateKnowledgeBase for `principal` (an administrator), `raw` in its wire shape (the web console too)."""
+    found = catalog(ctx, principal, write=True)
+    body = checked(raw, "CreateKnowledgeBase")
+    model = await _embedding_model(ctx, principal, embedding_model_arn(body))
     dimensions = check_knowledge_base(body, model)
     if body.get("storageConfiguration"):
         rds_url(ctx.settings, body["storageConfiguration"])  # a resourceArn this server maps to a database
-    made = await asyncio.to_thread(catalog.create, body, model.model_id, dimensions)
+    return await asyncio.to_thread(found.create, body, model.model_id, dimensions)
+
+
+async def create_knowledge_base(ctx: Context, request: Request) -> Response:
+    made = await make_knowledge_base(ctx, caller(request), await read_json(request, {}))
     return json_body({"knowledgeBase": convert.knowledge_base(made, ctx.settings.region)}, status=202)
 
 
@@ -122,7 +142,7 @@ async def update_knowledge_base(ctx: Context, request: Request, knowledgeBaseId:
     catalog = _catalog(ctx, request, write=True)
     body = await _body(request, "UpdateKnowledgeBase", {"knowledgeBaseId": knowledgeBaseId})
     await asyncio.to_thread(catalog.get, knowledgeBaseId)  # an unknown id is a 404 before the body is judged
-    model = await _embedding_model(ctx, request, embedding_model_arn(body))
+    model = await _embedding_model(ctx, caller(request), embedding_model_arn(body))
     dimensions = check_knowledge_base(body, model)
     done = await asyncio.to_thread(catalog.update, knowledgeBaseId, body, model.model_id, dimensions)
     return json_body({"knowledgeBase": convert.knowledge_base(done, ctx.settings.region)}, status=202)
@@ -138,17 +158,22 @@ async def delete_knowledge_base(ctx: Context, request: Request, knowledgeBaseId:
 # --- data sources ------------------------------------------------------------------------------------------
 
 
-async def _source_model(ctx: Context, request: Request, catalog: KnowledgeCatalog, kb_id: str) -> EmbeddingModel:
-    kb = await asyncio.to_thread(catalog.get, kb_id)
+async def _source_model(ctx: Context, kbs: KnowledgeCatalog, kb_id: str) -> EmbeddingModel:
+    kb = await asyncio.to_thread(kbs.get, kb_id)
     _, embedder = await ctx.registry.embedder(kb.embedding_model)
     return EmbeddingModel(kb.embedding_model, embedder.dimensions, embedder.max_tokens)
 
 
+async def make_data_source(ctx: Context, principal: Principal, kb_id: str, raw: object) -> DataSource:
+    """CreateDataSource for `principal` (an administrator), `raw` in its wire shape (the web console too)."""
+    found = catalog(ctx, principal, write=True)
+    body = checked(raw, "CreateDataSource", {"knowledgeBaseId": kb_id})
+    check_data_source(body, await _source_model(ctx, found, kb_id))
+    return await asyncio.to_thread(found.create_data_source, kb_id, body)
+
+
 async def create_data_source(ctx: Context, request: Request, knowledgeBaseId: str) -> Response:
-    catalog = _catalog(ctx, request, write=True)
-    body = await _body(request, "CreateDataSource", {"knowledgeBaseId": knowledgeBaseId})
-    check_data_source(body, await _source_model(ctx, request, catalog, knowledgeBaseId))
-    made = await asyncio.to_thread(catalog.create_data_source, knowledgeBaseId, body)
+    made = await make_data_source(ctx, caller(request), knowledgeBaseId, await read_json(request, {}))
     return json_body({"dataSource": convert.data_source(made)})
 
 
@@ -172,7 +197,7 @@ async def update_data_source(ctx: Context, request: Request, knowledgeBaseId: st
     path = {"knowledgeBaseId": knowledgeBaseId, "dataSourceId": dataSourceId}
     body = await _body(request, "UpdateDataSource", path)
     await asyncio.to_thread(catalog.data_source, knowledgeBaseId, dataSourceId)
-    check_data_source(body, await _source_model(ctx, request, catalog, knowledgeBaseId))
+    check_data_source(body, await _source_model(ctx, catalog, knowledgeBaseId))
     done = await asyncio.to_thread(catalog.update_data_source, knowledgeBaseId, dataSourceId, body)
     return json_body({"dataSource": convert.data_source(done)})
 

@@ -23,7 +23,8 @@ from outcrop.api.bedrock.shapes import input_shape, problems
 from outcrop.api.bedrock_agent_runtime import convert
 from outcrop.api.bedrock_agent_runtime.errors import encode_stream_error
 from outcrop.api.http import Context, caller, json_body, read_json, route
-from outcrop.knowledge.rag import Rag, guard_passages, guard_query
+from outcrop.auth.principal import Principal
+from outcrop.knowledge.rag import Rag, RagResult, guard_passages, guard_query
 from outcrop.knowledge.retrieval import fingerprint, page_token, retrieve, token_offset
 from outcrop.knowledge.service import Knowledge
 from outcrop.knowledge.sessions import Sessions
@@ -42,7 +43,11 @@ def _knowledge(ctx: Context) -> Knowledge:
 
 async def _body(request: Request, operation: str, path: dict[str, Any] | None = None) -> dict[str, Any]:
     """The body as botocore's model for `operation` says it must be, path parameters checked with it."""
-    body = await read_json(request, {})
+    return checked(await read_json(request, {}), operation, path)
+
+
+def checked(body: object, operation: str, path: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`body` if botocore's model for `operation` takes it (with the path parameters); InvalidRequest otherwise."""
     if not isinstance(body, dict):
         raise errors.InvalidRequest("The request body must be a JSON object.")
     found = problems({**body, **(path or {})}, input_shape(SERVICE, operation), "body")
@@ -58,24 +63,30 @@ def _request_id() -> dict[str, str]:
     return {"x-amzn-RequestId": str(uuid.uuid4())}
 
 
-async def retrieve_op(ctx: Context, request: Request, knowledgeBaseId: str) -> Response:
+async def retrieved(ctx: Context, principal: Principal, kb_id: str, raw: object) -> dict[str, Any]:
+    """Retrieve's answer for `principal`, `raw` its request body (the web console's test panel too)."""
     knowledge = _knowledge(ctx)
-    body = await _body(request, "Retrieve", {"knowledgeBaseId": knowledgeBaseId})
+    body = checked(raw, "Retrieve", {"knowledgeBaseId": kb_id})
     query, config, ref = convert.decode_retrieve(body)
-    marks = fingerprint(knowledgeBaseId, query, body.get("retrievalConfiguration"), body.get("guardrailConfiguration"))
+    marks = fingerprint(kb_id, query, body.get("retrievalConfiguration"), body.get("guardrailConfiguration"))
     offset = token_offset(body.get("nextToken"), marks)
     intervened: bool | None = None
     if ref is not None:
         blocked, intervened = await guard_query(knowledge, ref, query)
         if blocked:
-            return json_body(convert.retrieve_response([], None, True), headers=_request_id())
-    page = await retrieve(knowledge, knowledgeBaseId, caller(request), query, config, offset=offset)
+            return convert.retrieve_response([], None, True)
+    page = await retrieve(knowledge, kb_id, principal, query, config, offset=offset)
     passages = page.passages
     if ref is not None:
         passages, masked = await guard_passages(knowledge, ref, passages)
         intervened = bool(intervened or masked)
     token = page_token(page.next_offset, marks) if page.next_offset is not None else None
-    return json_body(convert.retrieve_response(passages, token, intervened), headers=_request_id())
+    return convert.retrieve_response(passages, token, intervened)
+
+
+async def retrieve_op(ctx: Context, request: Request, knowledgeBaseId: str) -> Response:
+    out = await retrieved(ctx, caller(request), knowledgeBaseId, await read_json(request, {}))
+    return json_body(out, headers=_request_id())
 
 
 def _rag(ctx: Context) -> Rag:
@@ -83,9 +94,13 @@ def _rag(ctx: Context) -> Rag:
     return Rag(knowledge, Sessions(knowledge.catalog.engine))
 
 
+async def answered(ctx: Context, principal: Principal, raw: object) -> RagResult:
+    """RetrieveAndGenerate's answer for `principal`, `raw` its request body (the web console's test panel too)."""
+    return await _rag(ctx).answer(convert.decode_rag(checked(raw, "RetrieveAndGenerate")), principal)
+
+
 async def retrieve_and_generate_op(ctx: Context, request: Request) -> Response:
-    rag_request = convert.decode_rag(await _body(request, "RetrieveAndGenerate"))
-    result = await _rag(ctx).answer(rag_request, caller(request))
+    result = await answered(ctx, caller(request), await read_json(request, {}))
     t = result.timings  # the standard Server-Timing header: where the time went (benchmarks/knowledge_rag.py)
     steps = {"session": t.session_ms, "retrieve": t.retrieve_ms, "prompt": t.prompt_ms, "generate": t.generate_ms}
     timing = ", ".join(f"{name};dur={ms:.1f}" for name, ms in steps.items())

@@ -88,7 +88,7 @@ def wire(job: Job) -> dict[str, Any]:
 FINAL = ("completed", "failed", "stopped", "expired")
 
 
-async def _visible(runner: JobRunner, batch_id: str, who: Principal) -> Job:
+async def visible_batch(runner: JobRunner, batch_id: str, who: Principal) -> Job:
     """The batch, if `who` may see it (its creator or an administrator); NotFound otherwise."""
     m = _ID.match(batch_id)
     job = None if m is None else await asyncio.to_thread(runner.store.get, m.group("id"))
@@ -126,10 +126,10 @@ def _body(raw: object) -> BatchBody:
     return body
 
 
-async def create_batch(ctx: Context, request: Request) -> Response:
+async def submit(ctx: Context, who: Principal, raw: object) -> Job:
+    """POST /v1/batches for `who`, `raw` its request body (the web console too)."""
     runner = _runner(ctx)
-    body = _body(await read_json(request, {}))
-    who = caller(request)
+    body = _body(raw)
     file = await visible(ctx, body.input_file_id, who)
     if file.purpose != "batch":
         raise errors.InvalidRequest(f"The file {file.id} has purpose '{file.purpose}': a batch's input file has "
@@ -137,12 +137,15 @@ async def create_batch(ctx: Context, request: Request) -> Response:
     model = _model_of(await asyncio.to_thread(runner.objects.read, file.uri))
     spec = {"input_file_id": file.id, "input_uri": file.uri, "endpoint": body.endpoint,
             "completion_window": body.completion_window, "metadata": body.metadata}  # fmt: skip
-    job = await runner.submit(CODEC, file.id, who, model, spec, expires_at=now() + WINDOW)
-    return json_body(wire(job))
+    return await runner.submit(CODEC, file.id, who, model, spec, expires_at=now() + WINDOW)
+
+
+async def create_batch(ctx: Context, request: Request) -> Response:
+    return json_body(wire(await submit(ctx, caller(request), await read_json(request, {}))))
 
 
 async def get_batch(ctx: Context, request: Request, batch_id: str) -> Response:
-    return json_body(wire(await _visible(_runner(ctx), batch_id, caller(request))))
+    return json_body(wire(await visible_batch(_runner(ctx), batch_id, caller(request))))
 
 
 async def list_batches(ctx: Context, request: Request) -> Response:
@@ -155,7 +158,7 @@ async def list_batches(ctx: Context, request: Request) -> Response:
         size = 0
     if not 1 <= size <= 100:
         raise errors.InvalidRequest("limit must be a whole number from 1 to 100.", param="limit")
-    beyond = await cursor(query, lambda after: _visible(runner, after, who))
+    beyond = await cursor(query, lambda after: visible_batch(runner, after, who))
     found = await asyncio.to_thread(runner.store.find, CODEC, None if who.is_admin else who.name, beyond=beyond,
                                     limit=size + 1)  # fmt: skip
     return json_body(page([wire(j) for j in found], size))
@@ -163,7 +166,7 @@ async def list_batches(ctx: Context, request: Request) -> Response:
 
 async def cancel_batch(ctx: Context, request: Request, batch_id: str) -> Response:
     runner = _runner(ctx)
-    job = await _visible(runner, batch_id, caller(request))
+    job = await visible_batch(runner, batch_id, caller(request))
     return json_body(wire(await runner.stop(job.id)))
 
 

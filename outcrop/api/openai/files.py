@@ -93,9 +93,29 @@ def form_parts(content_type: str, body: bytes) -> list[_Part]:
     return parts
 
 
-async def upload(ctx: Context, request: Request) -> Response:
+async def save(ctx: Context, who: Principal, purpose: str, filename: str | None, data: bytes) -> StoredFile:
+    """An upload of `who`'s, kept (the web console's batch uploads too)."""
     batch = codec(ctx)
-    who = caller(request)
+    if purpose not in PURPOSES:
+        raise errors.InvalidRequest(f"This server keeps files for batches only: purpose must be 'batch', not "
+                                    f"{purpose!r}.", param="purpose")  # fmt: skip
+    limit = ctx.settings.max_file_mib * 1024 * 1024
+    if len(data) > limit:
+        raise errors.RequestTooLarge(f"The file is larger than this server takes ({ctx.settings.max_file_mib} MiB; "
+                                     "max_file_mib under [server] sets it).")  # fmt: skip
+    if not data.strip():
+        raise errors.InvalidRequest("The file is empty.", param="file")
+    name = (filename or "upload.jsonl").replace("\\", "/").rsplit("/", 1)[-1][:512] or "upload.jsonl"
+    file_id = new_id()
+    uri = join(batch.root, "uploads", file_id)
+    await asyncio.to_thread(ctx.jobs.objects.write, uri, data)  # type: ignore[union-attr]
+    stored = StoredFile(file_id, who.name, purpose, name, len(data), uri, now(), None)
+    await asyncio.to_thread(batch.files.add, stored)
+    return stored
+
+
+async def upload(ctx: Context, request: Request) -> Response:
+    codec(ctx)  # (says so when there is no store)
     parts = {p.name: p for p in form_parts(request.headers.get("content-type", ""), await request.body())}
     purpose = parts.get("purpose")
     file = parts.get("file")
@@ -104,22 +124,7 @@ async def upload(ctx: Context, request: Request) -> Response:
     if file is None:
         raise errors.InvalidRequest("file is required.", param="file")
     wanted = purpose.data.decode("utf-8", "replace").strip()
-    if wanted not in PURPOSES:
-        raise errors.InvalidRequest(f"This server keeps files for batches only: purpose must be 'batch', not "
-                                    f"{wanted!r}.", param="purpose")  # fmt: skip
-    limit = ctx.settings.max_file_mib * 1024 * 1024
-    if len(file.data) > limit:
-        raise errors.RequestTooLarge(f"The file is larger than this server takes ({ctx.settings.max_file_mib} MiB; "
-                                     "max_file_mib under [server] sets it).")  # fmt: skip
-    if not file.data.strip():
-        raise errors.InvalidRequest("The file is empty.", param="file")
-    name = (file.filename or "upload.jsonl").replace("\\", "/").rsplit("/", 1)[-1][:512] or "upload.jsonl"
-    file_id = new_id()
-    uri = join(batch.root, "uploads", file_id)
-    await asyncio.to_thread(ctx.jobs.objects.write, uri, file.data)  # type: ignore[union-attr]
-    stored = StoredFile(file_id, who.name, wanted, name, len(file.data), uri, now(), None)
-    await asyncio.to_thread(batch.files.add, stored)
-    return json_body(wire(stored))
+    return json_body(wire(await save(ctx, caller(request), wanted, file.filename, file.data)))
 
 
 def _limit(query: dict[str, str], default: int, most: int) -> int:
