@@ -20,12 +20,13 @@ lease whose release failed (the store was down) is deleted by its own process's 
 
 An administrator may also set rules at run time (the console's Keys page): they are kept in the store
 (`quota_rules`) and count with the config file's, the strictest limit winning. Each process reads them again
-once anything about them changes (the auth epoch, store/epoch.py: at once) on SQLite, and at most
-STORED_TTL_S later on PostgreSQL, where the epoch cannot be read cheaply.
+once anything about them changes (the auth epoch, store/epoch.py: at once) on SQLite, and within about
+STORED_TTL_S on PostgreSQL, where the epoch cannot be read cheaply (read in the background, off the requests' path).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -42,6 +43,8 @@ from outcrop.auth.principal import Principal
 from outcrop.store.epoch import AuthEpoch, bump
 from outcrop.store.processes import ProcessRegistry
 from outcrop.store.schema import active_streams, processes, quota_rules, quota_usage
+
+log = logging.getLogger("outcrop.quotas")
 
 LEASE_S = 900  # a stream row without an owner (written before migration 0011) no longer counts past this
 ORPHAN_MARGIN_S = 5.0  # a lease this process no longer holds is deleted by its heartbeat once this old
@@ -123,6 +126,7 @@ class Quotas:
         self._epoch = AuthEpoch(engine)
         self._stored: tuple[QuotaRule, ...] = ()
         self._stored_read: tuple[int | None, float] | None = None
+        self._refreshing = False
 
     def liveness(self) -> ProcessRegistry:
         """This process's liveness in the store (registered, its heartbeat started, with its first lease)."""
@@ -181,17 +185,36 @@ class Quotas:
     # --- rules set at run time ----------------------------------------------------------------------
 
     def _current(self) -> tuple[QuotaRule, ...]:
-        """The stored rules from memory while nothing changed them (SQLite: the auth epoch reads as when they were
-        read; PostgreSQL: read under STORED_TTL_S ago), else from the store."""
+        """The stored rules, from memory while nothing changed them. SQLite: read again once the auth epoch moves
+        (a local read, at once). PostgreSQL, where every read is a round trip: read on the first call, then again
+        in the background once STORED_TTL_S old, so that no request (and never the event loop, which calls this)
+        waits for the store, or for its outage."""
         if self.engine is None:
             return ()
-        epoch, now = self._epoch.read(), time.monotonic()
-        read = self._stored_read
-        if read is not None and (read[0] == epoch if epoch is not None else now - read[1] < STORED_TTL_S):
-            return self._stored
+        epoch, read = self._epoch.read(), self._stored_read
+        if epoch is not None:
+            if read is None or read[0] != epoch:
+                self._reload(epoch)
+        elif read is None:
+            self._reload(None)
+        elif time.monotonic() - read[1] >= STORED_TTL_S and not self._refreshing:
+            self._refreshing = True
+            threading.Thread(target=self._refresh, daemon=True).start()
+        return self._stored
+
+    def _reload(self, epoch: int | None) -> None:
+        now = time.monotonic()
         self._stored = tuple(s.rule for s in self.stored())
         self._stored_read = (epoch, now)
-        return self._stored
+
+    def _refresh(self) -> None:
+        try:
+            self._reload(None)
+        except Exception as exc:  # kept as they were; tried again in STORED_TTL_S
+            self._stored_read = (None, time.monotonic())
+            log.warning("could not read the quotas set at run time: %s", exc)
+        finally:
+            self._refreshing = False
 
     def stored(self) -> list[StoredRule]:
         """The rules set at run time, as kept in the store."""
