@@ -304,8 +304,10 @@ async def download(visit: Visit, job_id: str, which: str) -> Response:
     m = re.fullmatch(r"output-(\d+)", which)
     if m is None or int(m.group(1)) >= len(outputs):
         raise errors.NotFound(f"The job {job.name} has no output '{which}'.")
-    data = await asyncio.to_thread(runner.objects.read, outputs[int(m.group(1))])
-    return _attachment(data, f"{job.name}-{basename(outputs[int(m.group(1))])}", "application/x-ndjson")
+    uri = outputs[int(m.group(1))]
+    data = await asyncio.to_thread(runner.objects.read, uri)
+    name = f"{job.name}-output.jsonl" if len(outputs) == 1 else f"{job.name}-{basename(uri)}"
+    return _attachment(data, name, "application/x-ndjson")
 
 
 ROUTES = [
