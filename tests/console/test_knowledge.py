@@ -166,3 +166,25 @@ def test_the_test_panel_needs_a_session_and_its_token(served: Served, ingested: 
     r = c.http.get("/console/knowledge-bases")
     assert r.status_code == 200
     assert anonymous.http.get("/console/knowledge-bases").status_code == 303  # to the sign-in page
+
+
+def test_an_answer_is_cut_into_segments_and_a_chunk_cited_twice_has_one_number() -> None:
+    from outcrop.console.passages import answer
+
+    chunk = {"content": {"text": "Basalt is dark."}, "location": {"type": "S3", "s3Location": {"uri": "s3://b/k.md"}},
+             "metadata": {"x-amz-bedrock-kb-chunk-id": "c1", "topic": "rocks"}}  # fmt: skip
+    other = {"content": {"text": "Quartz."}, "location": {"type": "CUSTOM", "customDocumentLocation": {"id": "d2"}},
+             "metadata": {"x-amz-bedrock-kb-chunk-id": "c2"}}  # fmt: skip
+    text = "Basalt is dark. Quartz is hard. Basalt again."
+
+    def cite(start: int, end: int, *refs: dict[str, Any]) -> dict[str, Any]:
+        part = {"textResponsePart": {"text": text[start : end + 1], "span": {"start": start, "end": end}}}
+        return {"generatedResponsePart": part, "retrievedReferences": list(refs)}
+
+    wire = {"output": {"text": text}, "sessionId": "s", "citations": [cite(0, 14, chunk), cite(32, 44, chunk, other)]}
+    out = answer(wire)
+    assert [(s["text"], s["refs"]) for s in out["segments"]] == [
+        ("Basalt is dark.", [1]), (" Quartz is hard. ", []), ("Basalt again.", [1, 2])]  # fmt: skip
+    assert [(s["number"], s["location"], s["metadata"]) for s in out["sources"]] == [
+        (1, "s3://b/k.md", {"topic": "rocks"}), (2, "document d2", {})]  # fmt: skip
+    assert answer({"output": {"text": "No citations."}})["segments"] == [{"text": "No citations.", "refs": []}]

@@ -83,8 +83,7 @@ async def index(visit: Visit, message: str | None = None, status: int = 200, for
                 ) -> Response:  # fmt: skip
     kbs = catalog(visit.ctx, visit.principal)
     rows: list[KnowledgeBase] = await _all(kbs.list_knowledge_bases)
-    full = [await asyncio.to_thread(kbs.get, kb.id) for kb in rows]  # (the summaries lack the embedding model)
-    return visit.render("knowledge.html", status=status, title="Knowledge bases", rows=full, message=message,
+    return visit.render("knowledge.html", status=status, title="Knowledge bases", rows=rows, message=message,
                         form=form or {}, embedding_models=_embedding_models(visit.ctx))  # fmt: skip
 
 
@@ -114,8 +113,7 @@ async def _sources(ctx: Context, principal: Principal, kb: KnowledgeBase) -> lis
             page = await asyncio.to_thread(ingestion.ledger.list_jobs, kb.id, ds.id, None, "STARTED_AT", True,
                                            JOBS_SHOWN, None)  # fmt: skip
             jobs = list(page.items)
-        full = await asyncio.to_thread(kbs.data_source, kb.id, ds.id)
-        out.append(SourceRow(full, str(full.configuration.get("type", "")), source_location(full), jobs))
+        out.append(SourceRow(ds, str(ds.configuration.get("type", "")), source_location(ds), jobs))
     return out
 
 
