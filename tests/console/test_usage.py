@@ -143,3 +143,24 @@ def test_chart_axes_and_colours() -> None:
     kept = charts.stacked_by_day("t", "T", "tokens", day_list, [("2026-03-02", "m1", 50), ("2026-03-02", "m0", 1)],
                                  ["m0", "m1"])  # fmt: skip
     assert [(cls, name) for cls, name, _ in kept.legend] == [(0, "m0"), (1, "m1")]  # the colours of the first
+
+
+def test_series_colours_stand_out_from_the_page_in_both_schemes() -> None:
+    """WCAG 1.4.11: graphics at least 3:1 against what is around them (console.css's --bg, light and dark)."""
+    from pathlib import Path
+
+    from tests.console.browser.test_accessibility import _contrast
+
+    def colours(block: str) -> dict[str, tuple[float, float, float]]:
+        return {name: (int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255)
+                for name, h in re.findall(r"--([a-z0-9-]+):\s*#([0-9a-fA-F]{6})", block)}  # fmt: skip
+
+    static = Path(charts.__file__).parent / "static"
+    usage, console = (static / "usage.css").read_text(), (static / "console.css").read_text()
+    split = "@media (prefers-color-scheme: dark)"
+    light = colours(console[: console.index(split)]) | colours(usage[: usage.index(split)])
+    dark = light | colours(console[console.index(split) :]) | colours(usage[usage.index(split) :])
+    for scheme in (light, dark):
+        assert [f"s{i}" for i in range(8)] == sorted(k for k in scheme if re.fullmatch(r"s\d", k))
+        for i in range(8):
+            assert _contrast(scheme[f"s{i}"], scheme["bg"]) >= 3, f"--s{i}"
