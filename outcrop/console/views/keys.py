@@ -10,6 +10,7 @@ else, ever: the page that lists keys has no way to show one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -84,7 +85,7 @@ async def index(visit: Visit, message: str | None = None, status: int = 200) -> 
                         kinds=KINDS, limits=LIMITS, **data)  # fmt: skip
 
 
-async def _or_page(visit: Visit, action: Any) -> Response:
+async def _or_page(visit: Visit, action: Callable[[], Awaitable[Response]]) -> Response:
     """Run `action()`; a request the service refuses is said on the page, above the forms."""
     try:
         return await action()
