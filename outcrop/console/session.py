@@ -4,8 +4,8 @@ The cookie holds the id of the key the user signed in with, a session id and an 
 under a key derived from the server's secret key file ($OUTCROP_HOME/secret.key, the one that encrypts AWS
 secrets), so every process of the server reads the same cookies. Each request reads the key again
 (Keyring.by_credential, cached until keys change): revoking it, or disabling its principal, ends its sessions at
-once, everywhere. Signing out forgets the cookie in the browser and refuses its session id in this process until
-it expires (LIFETIME_S).
+once, everywhere. Signing out forgets the cookie in the browser and refuses its session id in every process until
+it expires (LIFETIME_S), restarts included (signouts.py keeps it in the store).
 
 In local mode (no keys, loopback only) nobody signs in: every visitor is the local administrator, as every API
 caller is, and a per-process random key signs the CSRF token.
@@ -33,6 +33,7 @@ from starlette.responses import Response
 from outcrop import errors
 from outcrop.auth.keys import API_KEY_PREFIX, Keyring, load_fernet
 from outcrop.auth.principal import LOCAL, Principal
+from outcrop.console.signouts import SignOuts
 
 COOKIE = "outcrop_session"
 SIGNIN_COOKIE = "outcrop_signin"
@@ -71,7 +72,7 @@ class Sessions:
         self.mode = mode
         self.keyring = keyring
         self._key = key
-        self._ended: dict[str, int] = {}  # session ids signed out here -> their expiry
+        self._signouts = SignOuts(keyring.engine) if keyring is not None else None
 
     @classmethod
     def of(cls, ctx: Any) -> Sessions:
@@ -116,7 +117,7 @@ class Sessions:
             return None
         if not isinstance(claims, dict) or not isinstance(claims.get("e"), int) or claims["e"] <= time.time():
             return None
-        if not isinstance(claims.get("c"), str) or not isinstance(claims.get("s"), str) or claims["s"] in self._ended:
+        if not isinstance(claims.get("c"), str) or not isinstance(claims.get("s"), str):
             return None
         return claims
 
@@ -127,20 +128,24 @@ class Sessions:
         claims = self._claims(request.cookies.get(COOKIE, ""))
         if claims is None or self.keyring is None:
             return None
-        principal = await asyncio.to_thread(self.keyring.by_credential, claims["c"])
+        principal = await asyncio.to_thread(self._principal, claims)
         if principal is None:
             return None
         self.keyring.touch_later(claims["c"])
         return Session(principal, claims["s"], self.csrf_for(claims["s"]))
 
-    def end(self, value: str) -> None:
-        """Sign a session out: its id is refused from now on (in this process; the browser forgets the cookie)."""
+    def _principal(self, claims: dict[str, Any]) -> Principal | None:
+        """The signed-in key's principal, unless the session was signed out or the key no longer works."""
+        if self.keyring is None or (self._signouts is not None and self._signouts.ended(claims["s"])):
+            return None
+        return self.keyring.by_credential(claims["c"])
+
+    async def end(self, value: str) -> None:
+        """Sign a session out: every process refuses its id from now on (and the browser forgets the cookie)."""
         claims = self._claims(value)
-        if claims is None:
+        if claims is None or self._signouts is None:
             return
-        now = time.time()
-        self._ended = {sid: until for sid, until in self._ended.items() if until > now}
-        self._ended[claims["s"]] = claims["e"]
+        await asyncio.to_thread(self._signouts.end, claims["s"], claims["e"])
 
     # --- signing in ---------------------------------------------------------------------------------
 

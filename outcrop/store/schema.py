@@ -118,6 +118,14 @@ quota_rules = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# Console sessions signed out: each process refuses these session ids until they would have expired anyway.
+console_signouts = Table(
+    "console_signouts",
+    metadata,
+    Column("sid", String(64), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),  # unix seconds: the session's own expiry
+)
+
 # Streams in progress, for the concurrent-streams quota. A process that dies leaves its rows behind; they stop
 # counting as soon as their owner is seen dead (store/processes.py), and are deleted then. Rows without an owner
 # (written before migration 0011) stop counting once older than metering.quotas.LEASE_S.

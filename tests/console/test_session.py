@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.console.conftest import Served, signed_in
+from outcrop.cli import assemble
+from outcrop.engines.echo import EchoEngine
+from tests.conftest import serve_app
+from tests.console.conftest import ECHO, Served, keyed_settings, signed_in
 
 
 def _cookie_header(r: httpx.Response, name: str) -> str:
@@ -80,6 +85,18 @@ def test_signing_out_ends_the_session(keyed: Served, console: Any) -> None:
     assert 'outcrop_session=""' in r.headers["set-cookie"] or "Max-Age=0" in r.headers["set-cookie"]
     again = httpx.get(f"{keyed.url}/console/models", cookies={"outcrop_session": old})
     assert again.status_code == 303  # the old cookie, replayed, is refused too
+
+
+def test_a_signed_out_session_stays_out_in_another_process_and_after_a_restart(keyed: Served, console: Any) -> None:
+    """A second server on the same home stands for another worker process, or the same server restarted."""
+    kept, leaving = signed_in(console, keyed, "bob"), signed_in(console, keyed, "bob")
+    old = leaving.http.cookies["outcrop_session"]
+    assert leaving.post_form("/console/signout", {}).status_code == 303
+    app, _ = assemble(keyed_settings(Path(os.environ["OUTCROP_HOME"])), "keys", {ECHO: EchoEngine()})
+    with serve_app(app) as other:
+        assert httpx.get(f"{other}/console/models", cookies={"outcrop_session": old}).status_code == 303
+        still = httpx.get(f"{other}/console/models", cookies={"outcrop_session": kept.http.cookies["outcrop_session"]})
+        assert still.status_code == 200 and ">bob<" in still.text
 
 
 def test_revoking_the_key_ends_its_sessions(keyed: Served, console: Any) -> None:

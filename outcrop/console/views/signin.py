@@ -55,7 +55,7 @@ async def signin(visit: Visit) -> Response:
 
 
 async def signout(visit: Visit) -> Response:
-    visit.sessions.end(visit.request.cookies.get(COOKIE, ""))
+    await visit.sessions.end(visit.request.cookies.get(COOKIE, ""))
     done = visit.redirect("/console/signin" if not visit.sessions.local else nav.HOME)
     clear_cookie(done, visit.request, COOKIE)
     return done
