@@ -41,21 +41,21 @@
   const run = document.getElementById("test-run");
 
   function findingsTable(findings) {
-    const head = E("tr", {}, ...["Policy", "Found", "Match", "Details", "Action"].map(
+    const head = E("tr", {}, ...["Found by", "Match", "Details", "Action"].map(
       (t) => E("th", { scope: "col", text: t })));
     const body = E("tbody");
     for (const f of findings) {
-      const action = E("span", { class: `badge ${f.action === "BLOCKED" ? "bad" : f.action === "NONE" ? "" : "warn"}`,
-                                  text: f.action === "NONE" ? (f.detected ? "detected" : "none") : f.action });
+      const shown = f.action === "NONE" ? (f.detected ? "detected" : "none") : f.action;
+      const kind = f.action === "BLOCKED" ? "bad" : f.action === "NONE" ? "" : "warn";
       body.append(E("tr", { "data-policy": f.policy },
-        E("td", { "data-label": "Policy", text: f.label }),
-        E("td", { "data-label": "Found", text: f.item }),
-        E("td", { "data-label": "Match", text: f.match == null ? "" : String(f.match) }),
-        E("td", { "data-label": "Details", text: f.detail }),
-        E("td", { "data-label": "Action" }, action)));
+        E("td", { "data-label": "Found by" }, E("span", { class: "f-policy", text: f.label }), " ",
+          E("span", { class: "f-item", text: f.item })),
+        E("td", { "data-label": "Match", class: "match", text: f.match == null ? "" : String(f.match) }),
+        E("td", { "data-label": "Details", class: "detail", text: f.detail }),
+        E("td", { "data-label": "Action" }, E("span", { class: `badge ${kind}`, text: shown }))));
     }
     return E("div", { class: "table-wrap" },
-      E("table", { class: "cards", id: "test-findings" },
+      E("table", { class: "cards findings", id: "test-findings" },
         E("caption", { class: "sr-only", text: "Assessments" }), E("thead", {}, head), body));
   }
 
@@ -94,6 +94,7 @@
       full: form.elements.full.checked,
     };
     run.disabled = true;
+    result.replaceChildren();
     status.textContent = "Checking…";
     try {
       show(await Outcrop.post(form.dataset.url, body));

@@ -222,7 +222,7 @@ def findings(answer: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
                         continue
                     named = e.get("name") or e.get("type") or e.get("judgeModel")
                     item = named or ("custom word" if kind == "customWords" else policy)
-                    detail = ", ".join(f"{label} {e[k]}" for k, label in _DETAIL if e.get(k) is not None)
+                    detail = " · ".join(f"{label} {e[k]}" for k, label in _DETAIL if e.get(k) is not None)
                     yield {"policy": policy, "label": POLICIES.get(policy, policy), "kind": kind, "item": str(item),
                            "match": e.get("match"), "detail": detail, "action": e.get("action", "NONE"),
                            "detected": bool(e.get("detected", True))}  # fmt: skip
