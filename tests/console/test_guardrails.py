@@ -380,6 +380,22 @@ def test_the_test_panel_shows_masked_text_and_detected_entries(keyed: Served, co
     assert r.json()["answer"]["action"] == "NONE" and r.json()["answer"]["outputs"] == [{"text": "Nothing here."}]
 
 
+def test_the_test_panel_sends_a_grounding_source_and_query(keyed: Served, console: Any) -> None:
+    root = signed_in(console, keyed, "root")
+    gid = _create(root, {"name": "grounded", "blockedInputMessaging": "in", "blockedOutputsMessaging": "out",
+                         "grounding-GROUNDING-threshold": "0.99", "grounding-GROUNDING-enabled": "on"})  # fmt: skip
+    r = _apply(root, gid, {"text": "The capital of France is Berlin.", "source": "OUTPUT",
+                           "groundingSource": "Paris is the capital of France.",
+                           "query": "What is the capital of France?"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    answer = r.json()["answer"]
+    assert answer["action"] == "GUARDRAIL_INTERVENED" and answer["outputs"] == [{"text": "out"}]
+    assert answer["guardrailCoverage"]["textCharacters"] == {"guarded": 32, "total": 93}  # only the answer is guarded
+    [row] = r.json()["findings"]
+    assert (row["label"], row["item"], row["action"]) == ("Contextual grounding", "GROUNDING", "BLOCKED")
+    assert re.fullmatch(r"score 0\.\d+ · threshold 0\.99", row["detail"])
+
+
 def test_the_test_panel_refuses_what_the_api_refuses(keyed: Served, console: Any) -> None:
     alice = signed_in(console, keyed, "alice")
     r = _apply(alice, keyed.guardrail, {"text": "hi", "source": "SIDEWAYS"})

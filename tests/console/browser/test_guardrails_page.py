@@ -57,6 +57,12 @@ def test_create_a_guardrail_in_the_form_and_see_it_block_in_the_test_panel(keyed
     assert row.locator("td .f-item").inner_text() == "custom word"
     assert row.locator("td").all_inner_texts()[1:] == ["flux capacitor", "", "BLOCKED"]
 
+    action = _run_test(page, "How can I travel back in time to 1955?")  # the denied topic, by meaning
+    assert action.inner_text() == "GUARDRAIL_INTERVENED"
+    row = result.locator("#test-findings tbody tr").filter(has_text="Time travel")
+    assert row.locator("td .f-policy").inner_text() == "Denied topics"
+    assert row.locator("td").last.inner_text() == "BLOCKED"
+
     action = _run_test(page, "What a nice day.")
     assert action.inner_text() == "NONE"
     assert "No policy found anything." in result.inner_text()
