@@ -190,6 +190,19 @@ class Inference:
             admit.add_done_callback(release)
             raise
 
+    async def _admitted(self, principal: Principal, model_id: str, started: float) -> Any:
+        """The quota's ticket (None without limits). A call the quota refuses is recorded as usage with the
+        refusal as its status (QuotaExceeded, no tokens), so the usage views count throttled calls."""
+        limits = self.quotas.limits(principal, model_id)
+        if not limits:
+            return None
+        try:
+            return await self._admit(principal, model_id, limits)
+        except errors.OutcropError as exc:
+            latency_ms = int((time.perf_counter() - started) * 1000)
+            self._record(principal, model_id, type(exc).__name__, None, latency_ms, None)
+            raise
+
     def _settle_later(self, principal: Principal, model_id: str, tokens: int, ticket: Any) -> None:
         task = asyncio.get_running_loop().create_task(
             asyncio.to_thread(self.quotas.settle, principal, model_id, tokens, ticket)
@@ -318,8 +331,7 @@ class Inference:
 
                 done = self._completed(principal, model_id, "GuardrailIntervened", ttft=False)
                 return Stream(model_id, started, first_event, blocked, on_close=finish_blocked, on_complete=done)
-        limits = self.quotas.limits(principal, model_id)
-        ticket = await self._admit(principal, model_id, limits) if limits else None
+        ticket = await self._admitted(principal, model_id, started)
 
         async def settle(tokens: int) -> None:
             # Off the request's path: the answer does not wait for the store.
@@ -376,8 +388,7 @@ class Inference:
         """Embeddings: access and quotas as for chat; usage records count input tokens."""
         started = time.perf_counter()
         model_id = await self.authorize(request.model, principal)
-        limits = self.quotas.limits(principal, model_id)
-        ticket = await self._admit(principal, model_id, limits) if limits else None
+        ticket = await self._admitted(principal, model_id, started)
         result: EmbedResult | None = None
         status = "ok"
         try:

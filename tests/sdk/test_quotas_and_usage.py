@@ -106,6 +106,11 @@ def test_requests_per_minute_in_every_dialect(env: Env, dialect: str) -> None:
         second = httpx.post(env.url + path, json=body, headers=_auth(env, who), timeout=60)
     assert second.status_code == 429 and EXPECTED[dialect](second)
     assert 1 <= int(second.headers["retry-after"]) <= 60
+    # the throttled call is in the usage records, with the refusal as its status (QuotaExceeded: a 429 in every dialect) and no tokens
+    r = httpx.get(f"{env.url}/outcrop/v1/usage?groupBy=principal,status", headers=_auth(env, "root"), timeout=60)
+    mine = {row["status"]: row for row in r.json()["usage"] if row["principal"] == who}
+    assert mine["QuotaExceeded"]["requests"] >= 1 and mine["QuotaExceeded"]["input_tokens"] == 0
+    assert mine["ok"]["requests"] >= 1
 
 
 def test_concurrent_streams(env: Env) -> None:
