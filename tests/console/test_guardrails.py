@@ -305,13 +305,32 @@ def test_a_version_is_made_from_the_draft_listed_and_deleted(keyed: Served, cons
     page = root.http.get(f"/console/guardrails/{gid}?done=version-2").text
     assert "Version 2 created." in page
     table = re.search(r'<table id="versions">(.*?)</table>', page, re.S)
-    assert table and re.findall(r'<th scope="row">(\d+)</th>', table.group(1)) == ["2", "1"]
+    assert table and re.findall(rf'href="/console/guardrails/{gid}\?version=(\d+)"', table.group(1)) == ["2", "1"]
     assert "first cut" in table.group(1)
     assert '<option value="2">2</option>' in page and '<option value="1">1</option>' in page  # the test panel's
     assert re.search(r"Latest version</dt><dd>2</dd>", page)
     r = root.post_form(f"/console/guardrails/{gid}/delete", {"version": "1"}, token)
     assert r.status_code == 303 and r.headers["location"].endswith("done=deleted-version")
     assert [v.version for v in keyed.app.context.guardrails.list(gid)] == ["DRAFT", "2"]
+
+
+def test_a_numbered_version_is_shown_read_only(keyed: Served, console: Any) -> None:
+    root = signed_in(console, keyed, "root")
+    gid = _create(root, {"name": "kept", "blockedInputMessaging": "in", "blockedOutputsMessaging": "out",
+                         "word-0-text": "alpha", "word-0-inputEnabled": "on", "word-0-outputEnabled": "on"})  # fmt: skip
+    token = root.csrf(f"/console/guardrails/{gid}")
+    root.post_form(f"/console/guardrails/{gid}/versions", {}, token)
+    changed = {**_fields(root.http.get(f"/console/guardrails/{gid}").text), "word-0-text": "beta"}
+    assert root.post_form(f"/console/guardrails/{gid}", changed, token).status_code == 303
+    draft = root.http.get(f"/console/guardrails/{gid}").text
+    assert _fields(draft)["word-0-text"] == "beta" and '<fieldset class="bare">' in draft
+    one = root.http.get(f"/console/guardrails/{gid}?version=1").text
+    assert _fields(one)["word-0-text"] == "alpha" and '<fieldset class="bare" disabled>' in one
+    assert '<h2 id="edit-title">Version 1</h2>' in one and 'id="save"' not in one
+    assert '<option value="1" selected>1</option>' in one  # the test panel runs the version shown
+    r = root.http.get(f"/console/guardrails/{gid}?version=latest")
+    assert r.status_code == 400 and "guardrailVersion must be DRAFT or a number, not 'latest'." in html.unescape(r.text)
+    assert root.http.get(f"/console/guardrails/{gid}?version=7").status_code == 404
 
 
 def test_deleting_a_guardrail(keyed: Served, console: Any) -> None:

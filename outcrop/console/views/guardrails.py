@@ -49,25 +49,28 @@ async def index(visit: Visit) -> Response:
 
 
 def _editor(visit: Visit, g: Guardrail | None, versions: list[Guardrail], *, config: Mapping[str, Any] | None,
-            message: str | None = None, status: int = 200, json_text: str | None = None,
-            done: str | None = None) -> Response:  # fmt: skip
-    """The new-guardrail page (g None) or a guardrail's page: its DRAFT in the editor, versions, test panel."""
-    shown = config if config is not None else (g.config if g else None)
+            message: str | None = None, status: int = 200, json_text: str | None = None, done: str | None = None,
+            viewing: Guardrail | None = None) -> Response:  # fmt: skip
+    """The new-guardrail page (g None) or a guardrail's page: its DRAFT in the editor (or, read only, the numbered
+    version `viewing`), versions, test panel."""
+    own = viewing or g
+    shown = config if config is not None else (own.config if own else None)
     try:
         form = guardrail_form.view(shown)
     except Exception:  # a body too malformed to show: the last good one
-        form = guardrail_form.view(g.config if g else None)
+        form = guardrail_form.view(own.config if own else None)
     json_open = json_text is not None  # the JSON editor posted this: show it again, open
     if json_text is None:
         json_text = json.dumps(shown or _starter(), indent=2)
     numbered = [v for v in versions if v.version.isdigit()]
     title = g.name if g else "New guardrail"
     return visit.render("guardrail.html", status=status, title=title, g=g, f=form, choices=guardrail_form.choices(),
-                        blanks=guardrail_form.blanks(),
-                        versions=numbered, latest=_latest(versions), message=message, json_text=json_text,
-                        json_open=json_open,
-                        can_write=visit.principal.is_admin, done=_DONE.get(done or "") or _version_done(done),
-                        region=visit.ctx.settings.region, base=BASE)  # fmt: skip
+                        blanks=guardrail_form.blanks(), versions=numbered, latest=_latest(versions), message=message,
+                        json_text=json_text, json_open=json_open, can_write=visit.principal.is_admin,
+                        editable=visit.principal.is_admin and viewing is None,
+                        viewing=viewing.version if viewing else None,
+                        done=_DONE.get(done or "") or _version_done(done), region=visit.ctx.settings.region,
+                        base=BASE)  # fmt: skip
 
 
 def _version_done(done: str | None) -> str | None:
@@ -129,9 +132,14 @@ async def _read(store: GuardrailStore, gid: str) -> tuple[Guardrail, list[Guardr
 
 
 async def page(visit: Visit, gid: str) -> Response:
+    """?version=N shows that version's definition, read only (numbered versions never change)."""
     store = api.store_for(visit.ctx, visit.principal)
     g, versions = await _read(store, gid)
-    return _editor(visit, g, versions, config=None, done=visit.request.query_params.get("done"))
+    wanted = visit.request.query_params.get("version")
+    viewing = None
+    if wanted and wanted != "DRAFT":
+        viewing = await asyncio.to_thread(store.get, gid, wanted)  # GetGuardrail's checks: a number, one that exists
+    return _editor(visit, g, versions, config=None, done=visit.request.query_params.get("done"), viewing=viewing)
 
 
 async def save(visit: Visit, gid: str) -> Response:
