@@ -475,3 +475,12 @@ def test_changes_without_the_csrf_token_are_refused(keyed: Served, console: Any)
     assert r.status_code == 403
     assert "forged" not in [g.name for g in keyed.app.context.guardrails.list()]
     assert keyed.app.context.guardrails.get(keyed.guardrail).name == "console-test"
+
+
+def test_a_server_without_a_store_says_so(base_url: str) -> None:
+    """The session's local-mode server keeps no guardrails (no store): the page says so, as the API does."""
+    page = httpx.get(f"{base_url}/console/guardrails", timeout=60)
+    assert page.status_code == 200 and "This server has no store to keep guardrails in." in page.text
+    assert "New guardrail" not in page.text
+    page = httpx.get(f"{base_url}/console/guardrails/new", timeout=60)
+    assert page.status_code == 400 and "This server has no store to keep guardrails in." in page.text
