@@ -39,6 +39,11 @@ def test_create_a_guardrail_in_the_form_and_see_it_block_in_the_test_panel(keyed
     second = words.get_by_label("Word or phrase").nth(1)
     assert second.evaluate("e => e === document.activeElement")  # the new row's field has the focus
     second.fill("hoverboard")
+    words.get_by_role("button", name="Add word").click()
+    words.get_by_label("Word or phrase").nth(2).fill("discarded")
+    words.get_by_role("button", name="Remove word").nth(2).click()  # the row goes, and nothing of it is sent
+    assert words.get_by_label("Word or phrase").count() == 2
+    assert words.get_by_role("button", name="Add word").evaluate("e => e === document.activeElement")
     topics = page.locator("#denied-topics")
     topics.get_by_label("Name").fill("Time travel")
     topics.get_by_label("Definition").fill("Travelling to the past or the future.")
@@ -69,6 +74,7 @@ def test_create_a_guardrail_in_the_form_and_see_it_block_in_the_test_panel(keyed
 
     # the DRAFT as saved: both words, the topic, shown again in the form
     assert page.locator("#word-1-text").input_value() == "hoverboard"
+    assert page.locator("#word-filters").get_by_label("Word or phrase").count() == 2
     assert page.locator("#topic-0-name").input_value() == "Time travel"
 
 
