@@ -148,6 +148,63 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quotas(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The quotas as the server counts them: the config file's [[quotas]] and those set at run time, in the store."""
+    from outcrop.metering.quotas import Quotas
+
+    settings = _settings(args)
+    return settings, Quotas(_keyring(settings).engine, settings.quotas)
+
+
+def cmd_quotas_list(args: argparse.Namespace) -> int:
+    import json
+
+    from outcrop.api.quotas_api import every_rule
+
+    _, quotas = _quotas(args)
+    rules = every_rule(quotas)
+    if args.json:
+        print(json.dumps(rules, indent=2))
+        return 0
+    rows = [("RULE", "FOR", "MODEL", "RPM", "TPM", "STREAMS", "SET BY", "SET AT")]
+    for r in rules:
+        subject = f"principal:{r['principal']}" if r["principal"] else f"group:{r['group']}" if r["group"] else "*"
+        limits = [str(r[m]) if r[m] is not None else "-" for m in ("requestsPerMinute", "tokensPerMinute",
+                                                                     "concurrentStreams")]  # fmt: skip
+        when = r["createdAt"][:16].replace("T", " ") if r["createdAt"] else "-"
+        rows.append((r["ruleId"] or "(config)", subject, r["model"], *limits, r["createdBy"] or "config file", when))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_quotas_set(args: argparse.Namespace) -> int:
+    from outcrop.metering.quotas import QuotaRule
+    from outcrop.registry import Registry
+
+    settings, quotas = _quotas(args)
+    if args.rpm is None and args.tpm is None and args.streams is None:
+        print("error: set at least one limit: --rpm, --tpm or --streams", file=sys.stderr)
+        return 2
+    model = "*" if args.model in (None, "*") else Registry(settings).resolve(args.model)
+    rule = QuotaRule(principal=args.principal, group=args.group, model=model, requests_per_minute=args.rpm,
+                     tokens_per_minute=args.tpm, concurrent_streams=args.streams)  # fmt: skip
+    rule_id = quotas.set_rule(rule, args.by)
+    subject = f"principal {args.principal}" if args.principal else f"group {args.group}"
+    print(f"quota {rule_id} set for {subject} on {'every model' if model == '*' else model}")
+    return 0
+
+
+def cmd_quotas_remove(args: argparse.Namespace) -> int:
+    _, quotas = _quotas(args)
+    if not quotas.remove_rule(args.rule_id):
+        print(f"error: no quota {args.rule_id} set at run time (those of the config file stay)", file=sys.stderr)
+        return 2
+    print(f"removed {args.rule_id}")
+    return 0
+
+
 def _access(settings: Settings):  # type: ignore[no-untyped-def]
     from outcrop.auth.access import AccessControl
     from outcrop.registry import Registry
@@ -289,6 +346,13 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole(raw: str) -> int:
+    """A limit: a whole number from 0 to 2**31 - 1 (the store's column)."""
+    if not raw.isdigit() or int(raw) > 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number from 0 to {2**31 - 1}")
+    return int(raw)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="outcrop", description="A self-hosted Amazon Bedrock.")
     p.add_argument("--version", action="version", version=f"outcrop {__version__}")
@@ -342,6 +406,26 @@ def parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=cmd_keys_revoke)
+
+    quotas = sub.add_parser("quotas", help="list, set or remove quotas set at run time").add_subparsers(
+        dest="quotas_command", required=True
+    )
+    quota_list = quotas.add_parser("list", help="every quota: the config file's and those set at run time")
+    quota_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    quota_list.set_defaults(func=cmd_quotas_list)
+    quota_set = quotas.add_parser("set", help="set a quota (replaces one for the same principal or group and model)")
+    quota_who = quota_set.add_mutually_exclusive_group(required=True)
+    quota_who.add_argument("--principal", help="the principal it limits")
+    quota_who.add_argument("--group", help="the group it limits (each member counted on its own)")
+    quota_set.add_argument("--model", help='a model id or alias (default "*": every model, each counted on its own)')
+    quota_set.add_argument("--rpm", type=_whole, help="requests per minute")
+    quota_set.add_argument("--tpm", type=_whole, help="tokens per minute")
+    quota_set.add_argument("--streams", type=_whole, help="concurrent streams")
+    quota_set.add_argument("--by", default=os.environ.get("USER") or "admin", help="who sets it (default $USER)")
+    quota_set.set_defaults(func=cmd_quotas_set)
+    quota_rm = quotas.add_parser("remove", help="remove a quota set at run time (those of the config file stay)")
+    quota_rm.add_argument("rule_id")
+    quota_rm.set_defaults(func=cmd_quotas_remove)
 
     usage = sub.add_parser("usage", help="usage totals by principal, model and day")
     usage.add_argument(

@@ -312,7 +312,7 @@ def build_app(
     knowledge: KnowledgeCatalog | None = None,
     jobs: JobStore | None = None,
 ) -> App:
-    from outcrop.api import admin, keys_api, openapi, status, usage_api
+    from outcrop.api import admin, keys_api, openapi, quotas_api, status, usage_api
     from outcrop.api.anthropic import errors as anthropic_errors
     from outcrop.api.anthropic import routes as anthropic_routes
     from outcrop.api.bedrock import batch as bedrock_batch
@@ -378,6 +378,7 @@ def build_app(
         *admin.ROUTES,
         *usage_api.ROUTES,
         *keys_api.ROUTES,
+        *quotas_api.ROUTES,
         *bedrock_routes.ROUTES,
         *bedrock_guardrails.ROUTES,
         *bedrock_batch.ROUTES,

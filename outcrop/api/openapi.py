@@ -67,6 +67,13 @@ _HAND_BODIES: dict[str, dict[str, Any]] = {
         "principal": {"type": "string", "minLength": 1}, "kind": {"enum": ["api_key", "aws"]},
         "admin": {"type": "boolean"}, "groups": {"type": "array", "items": {"type": "string"}},
         "label": {"type": "string"}}},
+    "PUT /outcrop/v1/quotas": {"type": "object", "properties": {
+        "principal": {"type": "string", "minLength": 1, "maxLength": 200},
+        "group": {"type": "string", "minLength": 1, "maxLength": 200},
+        "model": {"type": "string", "description": 'a model id, or "*": every model (the default)'},
+        **{m: {"type": ["integer", "null"], "minimum": 0, "maximum": 2**31 - 1}
+           for m in ("requestsPerMinute", "tokensPerMinute", "concurrentStreams")}},
+        "additionalProperties": False, "oneOf": [{"required": ["principal"]}, {"required": ["group"]}]},
     "POST /outcrop/v1/access-requests": {"type": "object", "required": ["modelId"], "properties": {
         "modelId": {"type": "string"}, "reason": {"type": "string"}}},
 }  # fmt: skip
