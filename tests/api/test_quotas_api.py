@@ -203,6 +203,7 @@ def test_cli_set_list_remove(tmp_path: Path) -> None:
         (_cli(home, "set", "--principal", "a", "--group", "g", "--rpm", "1"), "not allowed with argument"),
         (_cli(home, "set", "--rpm", "1"), "one of the arguments --principal --group is required"),
         (_cli(home, "set", "--group", "g", "--rpm", "-3"), "is not a whole number"),
+        (_cli(home, "set", "--group", "g", "--model", "no.such-model", "--rpm", "1"), "is not served here"),
         (_cli(home, "remove", "q_nothere"), "no quota q_nothere"),
     ):
         assert refused.returncode == 2 and says in refused.stderr, refused.stderr
