@@ -7,13 +7,17 @@ request it is a ConflictException).
 
 Statuses, as on Bedrock: a new or changed DRAFT is NOT_PREPARED; PrepareAgent marks it PREPARING while the route
 checks it is complete, then PREPARED (or back to NOT_PREPARED with the reasons). An alias created or updated without
-a routingConfiguration snapshots the PREPARED DRAFT as the next numbered version; TSTALIASID routes to the DRAFT.
+a routingConfiguration snapshots the PREPARED DRAFT as the next numbered version; TSTALIASID routes to the DRAFT
+as it was last prepared: PrepareAgent keeps a copy of it (agent, action groups, knowledge-base links) under the
+version key `PREPARED_COPY`, never listed or served as a version, so a change made since (which leaves the agent
+NOT_PREPARED) is not served until the agent is prepared again, as on Bedrock.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +50,7 @@ from outcrop.store.schema import (
     resource_tags,
 )
 
+PREPARED_COPY = "PREP"  # the version key of the DRAFT as last prepared (not a Bedrock version: none is letters)
 MAX_KEPT_DEFINITIONS = 256  # agent definitions kept built for InvokeAgent (the oldest made goes first)
 _STAMP = ("SELECT a.updated_at, a.status, a.prepared_at, al.updated_at, "
           "(SELECT count(*) FROM agent_versions WHERE agent_id = a.id) FROM agents a LEFT JOIN agent_aliases al "
@@ -143,12 +148,15 @@ class AgentCatalog(AgentParts):
         return agent
 
     def set_status(self, agent_id: str, status: str, reasons: list[str] | None = None) -> Agent:
-        """PREPARING, then PREPARED (stamped) or NOT_PREPARED with the reasons preparing found."""
+        """PREPARING, then PREPARED (stamped, and the DRAFT copied as the test alias's) or NOT_PREPARED with the
+        reasons preparing found."""
         values: dict[str, Any] = {"status": status, "failure_reasons": dump(reasons or None)}
         if status == "PREPARED":
             values["prepared_at"] = now()
         with self.engine.begin() as db:
             db.execute(update(agents).where(agents.c.id == agent_id).values(**values))
+            if status == "PREPARED":
+                self._copy_draft(db, agent_id, PREPARED_COPY, replace=True)
         return self.get(agent_id)
 
     # --- versions ----------------------------------------------------------------------------------
@@ -162,6 +170,8 @@ class AgentCatalog(AgentParts):
         agent = self.get(agent_id)
         if version == DRAFT:
             return agent
+        if version == PREPARED_COPY:
+            raise errors.NotFound(f"Version {version} of agent '{agent_id}' was not found.")
         with self.engine.connect() as db:
             row = db.execute(select(agent_versions).where(agent_versions.c.agent_id == agent_id,
                                                           agent_versions.c.version == version)).first()  # fmt: skip
@@ -174,7 +184,7 @@ class AgentCatalog(AgentParts):
         agent = self.get(agent_id)
         c = agent_versions.c
         first = [agent] if token is None else []
-        query = select(agent_versions).where(c.agent_id == agent_id)
+        query = select(agent_versions).where(c.agent_id == agent_id, c.version != PREPARED_COPY)
         cursor = after(c.created_at, c.version, token)
         if cursor is not None:
             query = query.where(cursor)
@@ -189,16 +199,26 @@ class AgentCatalog(AgentParts):
             raise errors.InvalidRequest(f"The agent '{agent.id}' is {agent.status}: prepare it (PrepareAgent) before "
                                         "making a version of it through an alias.")  # fmt: skip
         number = db.execute(select(agents.c.versions).where(agents.c.id == agent.id)).scalar_one() + 1
-        version, at = str(number), now()
+        version = str(number)
         db.execute(update(agents).where(agents.c.id == agent.id).values(versions=number))
-        db.execute(insert(agent_versions).values(agent_id=agent.id, version=version, name=agent.name,
-                                                 spec=json.dumps(agent.spec), status="PREPARED", created_at=at,
-                                                 updated_at=at))  # fmt: skip
-        for table in (agent_action_groups, agent_knowledge_bases):
-            rows = db.execute(select(table).where(table.c.agent_id == agent.id, table.c.version == DRAFT)).mappings()
+        self._copy_draft(db, agent.id, version)
+        return version
+
+    @staticmethod
+    def _copy_draft(db: Any, agent_id: str, version: str, replace: bool = False) -> None:
+        """The DRAFT as it is now (the agent, its action groups and knowledge-base links), kept as `version`."""
+        tables = (agent_versions, agent_action_groups, agent_knowledge_bases)
+        if replace:
+            for table in tables:
+                db.execute(delete(table).where(table.c.agent_id == agent_id, table.c.version == version))
+        draft = db.execute(select(agents.c.name, agents.c.spec).where(agents.c.id == agent_id)).one()
+        at = now()
+        db.execute(insert(agent_versions).values(agent_id=agent_id, version=version, name=draft.name, spec=draft.spec,
+                                                 status="PREPARED", created_at=at, updated_at=at))  # fmt: skip
+        for table in tables[1:]:
+            rows = db.execute(select(table).where(table.c.agent_id == agent_id, table.c.version == DRAFT)).mappings()
             for row in list(rows):
                 db.execute(insert(table).values({**row, "version": version}))  # (keeping their order: created_at)
-        return version
 
     def delete_version(self, agent_id: str, version: str, force: bool = False) -> Agent:
         found = self.version(agent_id, version)
@@ -381,14 +401,22 @@ class AgentCatalog(AgentParts):
     def _definition(self, agent_id: str, alias_id: str) -> defs.AgentDefinition:
         alias = self.alias(agent_id, alias_id)
         agent = self.version(agent_id, alias.version)
-        if agent.version == DRAFT and agent.prepared_at is None:
-            raise errors.InvalidRequest(f"The agent '{agent_id}' has not been prepared: call PrepareAgent first.")
+        source = agent.version  # where the definition is read from: the version, or the DRAFT as last prepared
+        if agent.version == DRAFT:
+            if agent.prepared_at is None:
+                raise errors.InvalidRequest(f"The agent '{agent_id}' has not been prepared: call PrepareAgent first.")
+            c = agent_versions.c
+            copy = select(agent_versions).where(c.agent_id == agent_id, c.version == PREPARED_COPY)
+            with self.engine.connect() as db:
+                kept = db.execute(copy).first()
+            if kept is not None:  # (an agent prepared before copies were kept serves its DRAFT as it is)
+                source, agent = PREPARED_COPY, replace(self._version(kept, agent.latest_version), version=DRAFT)
         spec = agent.spec
         if not spec.get("foundationModel") or not spec.get("instruction"):
             raise errors.InvalidRequest(f"The agent '{agent_id}' has no foundationModel or instruction; update it and "
                                         "prepare it again.")  # fmt: skip
-        groups = [self.group_entry(g) for g in self.all_groups(agent_id, agent.version)]
-        links = self.all_links(agent_id, agent.version)
+        groups = [self.group_entry(g) for g in self.all_groups(agent_id, source)]
+        links = self.all_links(agent_id, source)
         memory = spec.get("memoryConfiguration") or {}
         return defs.AgentDefinition(
             agent_id=agent_id, alias_id=alias_id, version=agent.version, name=agent.name,

@@ -66,14 +66,20 @@ def test_catalog_definitions_versions_and_aliases(engine: Any) -> None:
     live = catalog.definition(agent_id, alias.id)
     assert live.version == "1" and [g.name for g in live.action_groups] == ["orders"]
 
-    # a change to the DRAFT is seen at once (the kept definition is dropped); version 1 stays as it was
+    # a change to the DRAFT reaches the test alias once the agent is prepared again (the kept definition is
+    # dropped, and built from the copy PrepareAgent made until then); version 1 stays as it was
     catalog.update(agent_id, {"agentName": f"renamed-{uuid.uuid4().hex[:6]}", "foundationModel": "test.chat-v1:0",
                               "instruction": "Answer briefly."})  # fmt: skip
-    changed = catalog.definition(agent_id, "TSTALIASID")
-    assert changed is not draft and changed.instruction == "Answer briefly."
-    assert catalog.definition(agent_id, alias.id).instruction == INSTRUCTION
     catalog.create_group(agent_id, {**ORDERS, "actionGroupName": "refunds"}, None)
-    assert [g.name for g in catalog.definition(agent_id, "TSTALIASID").action_groups] == ["orders", "refunds"]
+    unprepared = catalog.definition(agent_id, "TSTALIASID")
+    assert unprepared is not draft and unprepared.instruction == INSTRUCTION
+    assert [g.name for g in unprepared.action_groups] == ["orders"]
+    catalog.set_status(agent_id, "PREPARED")
+    changed = catalog.definition(agent_id, "TSTALIASID")
+    assert changed.instruction == "Answer briefly." and changed.version == "DRAFT"
+    assert [g.name for g in changed.action_groups] == ["orders", "refunds"]
+    assert catalog.definition(agent_id, alias.id).instruction == INSTRUCTION
+    assert [v.version for v in catalog.list_versions(agent_id, 10, None).items] == ["DRAFT", "1"]
 
     with pytest.raises(errors.NotFound):
         catalog.definition(agent_id, "NOSUCHALIA")

@@ -254,6 +254,45 @@ def test_invoke_agent_on_a_stored_prepared_agent_through_its_alias(env: Env, kb:
         assert _text(list(out["completion"])) == "Order A1 is shipped."
 
 
+def test_the_test_alias_serves_the_draft_as_last_prepared(env: Env, kb: str) -> None:
+    """As on Bedrock, changes to the DRAFT reach TSTALIASID only once the agent is prepared again: an updated
+    instruction and a new action group are not served while the agent is NOT_PREPARED, and are after PrepareAgent.
+    The copy kept for the test alias is never listed as a version."""
+    agent_id = _stored_agent(env, kb)
+    env.engine.script = lambda r: "Hello."
+
+    def served() -> tuple[str, list[str]]:
+        out = env.runtime.invoke_agent(agentId=agent_id, agentAliasId="TSTALIASID", sessionId=str(uuid.uuid4()),
+                                       inputText="hi")  # fmt: skip
+        assert _text(list(out["completion"])) == "Hello."
+        request = env.engine.requests[-1]
+        return request.system, [t.name for t in request.tools]
+
+    system, tools = served()
+    assert "hardware shop" in system and "orders__get_status" in tools
+    env.agent.update_agent(agentId=agent_id, agentName=f"garden-{uuid.uuid4().hex[:8]}", foundationModel=SCRIPTED,
+                           instruction="You help the customers of a garden centre with their plants.",
+                           agentResourceRoleArn="arn:aws:iam::123456789012:role/agent")  # fmt: skip
+    env.agent.create_agent_action_group(
+        agentId=agent_id, agentVersion="DRAFT", **{**ORDERS, "actionGroupName": "plants"}
+    )
+    assert env.agent.get_agent(agentId=agent_id)["agent"]["agentStatus"] == "NOT_PREPARED"
+    system, tools = served()
+    assert "hardware shop" in system and "garden centre" not in system
+    assert "plants__get_status" not in tools and "orders__get_status" in tools
+    env.agent.prepare_agent(agentId=agent_id)
+    system, tools = served()
+    assert "garden centre" in system and "hardware shop" not in system
+    assert {"plants__get_status", "orders__get_status"} <= set(tools)
+    versions = env.agent.list_agent_versions(agentId=agent_id)["agentVersionSummaries"]
+    assert [v["agentVersion"] for v in versions] == ["DRAFT"]
+    with pytest.raises(ClientError) as err:
+        env.agent.get_agent_version(agentId=agent_id, agentVersion="PREP")
+    assert err.value.response["Error"]["Code"] in ("ResourceNotFoundException", "ValidationException")
+    alias = env.agent.create_agent_alias(agentId=agent_id, agentAliasName="now")["agentAlias"]
+    assert alias["routingConfiguration"][0]["agentVersion"] == "1"  # numbering unaffected by the kept copy
+
+
 def test_invoke_agent_refuses_an_unprepared_agent_and_unknown_alias(env: Env, kb: str) -> None:
     agent_id = _stored_agent(env, kb, prepare=False)
     with pytest.raises(ClientError) as err:
