@@ -254,6 +254,50 @@ def test_invoke_agent_on_a_stored_prepared_agent_through_its_alias(env: Env, kb:
         assert _text(list(out["completion"])) == "Order A1 is shipped."
 
 
+def test_a_question_needing_the_knowledge_base_and_a_returned_function(env: Env, kb: str) -> None:
+    """One question needing both: the stored agent searches its knowledge base, then hands a function call back
+    (returnControl); the caller's result continues the same plan, and the answer cites the passage found before
+    control went back."""
+    agent_id = _stored_agent(env, kb)
+
+    def script(r: ChatRequest) -> str:
+        results = _results(r)
+        if not results:
+            return _call(f"knowledge_base__{kb}", searchQuery="Zephyr 3000 price")
+        if "Zephyr 3000 costs" in results[0]:
+            return _call("orders__get_status", orderId="A1")
+        n = re.search(r"\[(\d+)\] The Zephyr 3000 costs", str(r.messages))  # the passage found before control went back
+        assert n is not None
+        return f"The Zephyr 3000 costs 199 dollars [{n.group(1)}]. Order A1 is {results[0]}."
+
+    env.engine.script = script
+    session = str(uuid.uuid4())
+    out = env.runtime.invoke_agent(agentId=agent_id, agentAliasId="TSTALIASID", sessionId=session, enableTrace=True,
+                                   inputText="How much is the Zephyr, and where is my order A1?")  # fmt: skip
+    events = list(out["completion"])
+    assert next(iter(events[-1])) == "returnControl", events
+    rc = events[-1]["returnControl"]
+    assert rc["invocationInputs"][0]["functionInvocationInput"]["parameters"] == [
+        {"name": "orderId", "type": "string", "value": "A1"}]  # fmt: skip
+    orch = [e["trace"]["trace"]["orchestrationTrace"] for e in events if "trace" in e]
+    assert any(o.get("invocationInput", {}).get("invocationType") == "KNOWLEDGE_BASE" for o in orch)
+    result = {"functionResult": {"actionGroup": "orders", "function": "get_status",
+                                 "responseBody": {"TEXT": {"body": "shipped"}}}}  # fmt: skip
+    out = env.runtime.invoke_agent(agentId=agent_id, agentAliasId="TSTALIASID", sessionId=session, sessionState={
+        "invocationId": rc["invocationId"], "returnControlInvocationResults": [result]})  # fmt: skip
+    events = list(out["completion"])
+    chunk = next(e["chunk"] for e in events if "chunk" in e)
+    assert chunk["bytes"].decode() == "The Zephyr 3000 costs 199 dollars. Order A1 is shipped."
+    cited, uncited = chunk["attribution"]["citations"]  # each sentence a part, as Bedrock answers
+    assert cited["generatedResponsePart"]["textResponsePart"]["text"] == "The Zephyr 3000 costs 199 dollars."
+    assert [r["content"]["text"] for r in cited["retrievedReferences"]] == [PRICES[0]]
+    assert uncited["generatedResponsePart"]["textResponsePart"]["text"] == "Order A1 is shipped."
+    assert uncited["retrievedReferences"] == []
+    # the model saw the knowledge base's passage and the caller's result in the continued plan
+    seen = str(env.engine.requests[-1].messages)
+    assert "Zephyr 3000 costs" in seen and "shipped" in seen
+
+
 def test_the_test_alias_serves_the_draft_as_last_prepared(env: Env, kb: str) -> None:
     """As on Bedrock, changes to the DRAFT reach TSTALIASID only once the agent is prepared again: an updated
     instruction and a new action group are not served while the agent is NOT_PREPARED, and are after PrepareAgent.
