@@ -5,7 +5,8 @@ scripts that train or measure them) get all-MiniLM-L6-v2 vectors, L2-normalized 
 
 - `onnx-int8`: the encoder exported to ONNX, its matrix products quantized to int8 (dynamic, per output
   channel) except the feed-forward output layers, whose inputs (after GELU) quantize worst, run by ONNX
-  Runtime on one thread per text, no padding. Vectors within cosine ~0.99 of float32's.
+  Runtime one text at a time per thread, no padding; a call's texts are shared between OUTCROP_GUARDRAIL_THREADS
+  threads (default: 2, or 1 on a one-core machine), each text on one. Vectors within cosine ~0.99 of float32's.
 - `onnx`: the same graph in float32 (cosine 1.0 to torch's).
 - `torch-bf16`: the sentence-transformers engine with bfloat16 products where the CPU has them in hardware
   (what the guardrails ran before), `torch`: the same in float32.
@@ -149,18 +150,36 @@ def _export_here(variant: str, out: Path, model: Path, adapters: Path | None) ->
 
 
 def _threads() -> int:
-    return int(os.environ.get("OUTCROP_GUARDRAIL_THREADS") or 1)
+    """OUTCROP_GUARDRAIL_THREADS, or 2 (1 on a one-core machine): a guardrail check's windows are few and
+    short, so a second thread running other windows at once gains more than two threads on each (the window
+    of ~40 tokens is too small to split well), and more than two would take cores from the model."""
+    return int(os.environ.get("OUTCROP_GUARDRAIL_THREADS") or min(2, os.cpu_count() or 1))
+
+
+def _shares(lengths: Sequence[int], n: int) -> list[list[int]]:
+    """The indices of texts of these token `lengths` dealt to `n` threads, longest first, each to the thread
+    with the fewest tokens so far (its cost is about proportional to tokens, plus a little per text)."""
+    shares: list[list[int]] = [[] for _ in range(max(1, n))]
+    loads = [0] * len(shares)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        k = loads.index(min(loads))
+        shares[k].append(i)
+        loads[k] += lengths[i] + 8
+    return [s for s in shares if s]
 
 
 class _Onnx:
-    """An exported encoder in ONNX Runtime: each text alone (no padding, no mask work), in length order."""
+    """An exported encoder in ONNX Runtime: each text alone (no padding, no mask work) on one thread, the
+    texts of a call shared between `threads` threads (the session runs calls at once)."""
 
     def __init__(self, path: Path, model: Path, threads: int) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="guardrail-encoder") if threads > 1 else None
+        self._threads = threads
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # on a small shared machine, threads spinning between runs take cores from the request's other work
@@ -172,9 +191,17 @@ class _Onnx:
 
     def pooled(self, texts: Sequence[str]) -> np.ndarray:
         out = np.empty((len(texts), 384), np.float32)
-        for i, encoding in enumerate(self._tokenizer.encode_batch(list(texts))):
-            ids = np.asarray([encoding.ids], np.int64)
-            out[i] = self._session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
+        ids = [np.asarray([e.ids], np.int64) for e in self._tokenizer.encode_batch(list(texts))]
+
+        def run(share: list[int]) -> None:
+            for i in share:
+                out[i] = self._session.run(None, {"input_ids": ids[i], "attention_mask": np.ones_like(ids[i])})[0][0]
+
+        shares = _shares([x.shape[1] for x in ids], self._threads if self._pool is not None else 1)
+        others = [self._pool.submit(run, share) for share in shares[1:]] if self._pool is not None else []
+        run(shares[0])  # this thread takes the first share
+        for done in others:
+            done.result()
         return out
 
 

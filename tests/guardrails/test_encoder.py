@@ -124,3 +124,21 @@ def test_real_export_into_an_empty_cache(tmp_path: Path, reference: np.ndarray) 
     second = GuardrailEncoder("onnx", cache=tmp_path)
     np.testing.assert_allclose(second.encode(TEXTS), vectors, atol=1e-6)
     assert files[0].stat().st_mtime_ns == stamp and second.backend == "onnx"
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_texts_shared_between_threads_give_the_same_vectors(threads: int) -> None:
+    """A call's texts are dealt to several threads (each text on one): the vectors are those of one thread,
+    in the caller's order, for every text however the shares fall."""
+    pytest.importorskip("onnxruntime")
+    one = GuardrailEncoder("onnx-int8", threads=1).encode(TEXTS)
+    many = GuardrailEncoder("onnx-int8", threads=threads).encode(TEXTS)
+    np.testing.assert_allclose(many, one, atol=1e-6)
+    assert GuardrailEncoder("onnx-int8", threads=threads).encode(TEXTS[:1]).shape == (1, 384)
+
+
+def test_shares_balance_tokens_longest_first() -> None:
+    assert enc._shares([10, 200, 30, 40, 190], 2) == [[1, 2, 0], [4, 3]]
+    assert enc._shares([5], 2) == [[0]]  # no empty share
+    assert enc._shares([], 2) == []
+    assert sorted(i for share in enc._shares(list(range(1, 40)), 3) for i in share) == list(range(39))
