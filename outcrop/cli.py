@@ -133,6 +133,22 @@ def cmd_keys_guardrail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_group(args: argparse.Namespace) -> int:
+    keyring = _keyring(_settings(args))
+    if args.remove:
+        if not keyring.leave_group(args.name, args.group):
+            print(f"error: {args.name} is not in a group {args.group}", file=sys.stderr)
+            return 2
+        print(f"{args.name} taken out of {args.group}")
+        return 0
+    if args.name not in {p.name for p in keyring.principals()}:
+        print(f"error: no principal named {args.name} (create a key for it first)", file=sys.stderr)
+        return 2
+    keyring.ensure_principal(args.name, group_names=(args.group,))
+    print(f"{args.name} added to {args.group}")
+    return 0
+
+
 def cmd_keys_list(args: argparse.Namespace) -> int:
     rows = [("KEY", "PRINCIPAL", "KIND", "CREATED", "LAST USED", "STATE", "LABEL")]
     for k in _keyring(_settings(args)).list():
@@ -407,6 +423,11 @@ def parser() -> argparse.ArgumentParser:
     key_guard.add_argument("guardrail", nargs="?", help="ID[:VERSION]")
     key_guard.add_argument("--none", action="store_true", help="remove the default guardrail")
     key_guard.set_defaults(func=cmd_keys_guardrail)
+    key_group = keys.add_parser("group", help="put principal NAME in GROUP (or, with --remove, take it out)")
+    key_group.add_argument("name")
+    key_group.add_argument("group")
+    key_group.add_argument("--remove", action="store_true", help="take NAME out of GROUP (the group stays)")
+    key_group.set_defaults(func=cmd_keys_group)
     keys.add_parser("list", help="list keys (never their secrets)").set_defaults(func=cmd_keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key_id")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -142,6 +142,18 @@ class Keyring:
             .where(memberships.c.principal_id == pid)
         ).scalars()
         return Principal(row.id, row.name, tuple(sorted(names)), bool(row.is_admin), credential_id, row.guardrail)
+
+    def leave_group(self, name: str, group: str) -> bool:
+        """Take principal `name` out of `group` (its grants and quotas stop applying to it from the next request
+        on, in every process: the auth epoch moves); False if it was not a member. The group itself stays."""
+        pid = select(principals.c.id).where(principals.c.name == name).scalar_subquery()
+        gid = select(groups.c.id).where(groups.c.name == group).scalar_subquery()
+        m = memberships.c
+        with self.engine.begin() as db:
+            done = db.execute(delete(memberships).where(m.principal_id == pid, m.group_id == gid))
+            if done.rowcount:
+                bump(db)
+        return bool(done.rowcount)
 
     def principals(self) -> list[PrincipalInfo]:
         """Every principal with its groups, by name (no secrets: keys are listed by `list`)."""

@@ -53,6 +53,18 @@ def test_groups_and_admin(keyring: Keyring) -> None:
     assert principal is not None and principal.groups == ("beta", "staff") and principal.is_admin
 
 
+def test_leaving_a_group(keyring: Keyring) -> None:
+    keyring.ensure_principal("dora", group_names=("beta", "staff"))
+    keyring.ensure_principal("erik", group_names=("beta",))
+    _, token = keyring.create_api_key("dora")
+    assert keyring.by_api_key(token).groups == ("beta", "staff")  # type: ignore[union-attr]
+    assert keyring.leave_group("dora", "beta") is True
+    assert keyring.by_api_key(token).groups == ("staff",)  # type: ignore[union-attr]  (the next lookup sees it)
+    assert keyring.leave_group("dora", "beta") is False  # not a member any more
+    assert keyring.leave_group("nobody", "staff") is False and keyring.leave_group("dora", "no-such") is False
+    assert {p.name: p.groups for p in keyring.principals()}["erik"] == ("beta",)  # the group stays, with its others
+
+
 def test_key_file_readable_by_others_is_refused(tmp_path: Path, database_url: str) -> None:
     key = tmp_path / "secret.key"
     key.write_bytes(b"x")

@@ -95,6 +95,25 @@ def test_a_principal_joins_a_group(keyed: Served, console: Any) -> None:
     assert [p.groups for p in keyed.keyring.principals() if p.name == "bob"] == [("night-shift",)]
 
 
+def test_a_principal_leaves_a_group_and_its_quota_stops_applying(keyed: Served, console: Any) -> None:
+    root = signed_in(console, keyed, "root")
+    keyed.keyring.ensure_principal("fay", group_names=("night-shift", "slow"))
+    _, key = keyed.keyring.create_api_key("fay")
+    made = root.post_form("/console/keys/quotas", {"applies": "group", "subject": "slow", "model": ECHO,
+                                                   "requests_per_minute": "0"})  # fmt: skip
+    assert made.status_code == 303, made.text
+    assert _chat(keyed, key).status_code == 429  # the group's quota
+    page = root.http.get("/console/keys").text
+    assert 'aria-label="Take fay out of slow"' in _row(page, "data-principal", "fay")
+    r = root.post_form("/console/keys/groups/leave", {"principal": "fay", "group": "slow"})
+    assert r.status_code == 303 and r.headers["location"] == "/console/keys?done=ungrouped&what=fay"
+    assert [p.groups for p in keyed.keyring.principals() if p.name == "fay"] == [("night-shift",)]
+    assert _chat(keyed, key).status_code == 200  # the next call: no longer the group's quota
+    root.post_form(f"/console/keys/quotas/{keyed.app.context.inference.quotas.stored()[0].id}/delete", {})
+    again = root.post_form("/console/keys/groups/leave", {"principal": "fay", "group": "slow"})
+    assert again.status_code == 404 and "is not in a group" in again.text
+
+
 def test_early_access_requests_are_approved_or_denied(keyed: Served, console: Any) -> None:
     access = keyed.app.context.access
     alice = signed_in(console, keyed, "alice")
@@ -162,6 +181,7 @@ def test_a_member_is_refused_every_keys_path(keyed: Served, console: Any) -> Non
     for path, form in (("/console/keys", {"principal": "mallory", "kind": "api_key"}),
                        ("/console/keys/key_000000000000/revoke", {}),
                        ("/console/keys/groups", {"principal": "alice", "group": "admins"}),
+                       ("/console/keys/groups/leave", {"principal": "alice", "group": "admins"}),
                        ("/console/keys/access-requests/ar_000000000000/approve", {}),
                        ("/console/keys/quotas", {"applies": "everyone", "requests_per_minute": "0"})):  # fmt: skip
         r = alice.post_form(path, form, token)

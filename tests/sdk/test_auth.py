@@ -202,6 +202,13 @@ def test_keys_cli(tmp_path: Path) -> None:
     assert run("keys", "revoke", key_id).returncode == 0
     assert "revoked" in run("keys", "list").stdout
     assert run("keys", "revoke", key_id).returncode == 2
+    # groups: in and out again; a principal that does not exist, or a group it is not in, is an error
+    assert run("keys", "group", "alice", "night-shift").stdout.strip() == "alice added to night-shift"
+    assert run("keys", "group", "nobody", "night-shift").returncode == 2
+    left = run("keys", "group", "alice", "beta", "--remove")
+    assert left.returncode == 0 and left.stdout.strip() == "alice taken out of beta"
+    again = run("keys", "group", "alice", "beta", "--remove")
+    assert again.returncode == 2 and "alice is not in a group beta" in again.stderr
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
 
 

@@ -26,6 +26,7 @@ KINDS = {"api_key": "API key", "aws": "AWS access key"}
 DONE = {  # ?done=... after a form's redirect: what the page says (the name comes from ?what=, escaped)
     "revoked": "Key {} revoked: its next call is refused.",
     "grouped": "{} added to the group.",
+    "ungrouped": "{} taken out of the group.",
     "approved": "Access request {} approved.",
     "denied": "Access request {} denied.",
     "quota": "Quota set for {}.",
@@ -163,6 +164,18 @@ async def join_group(visit: Visit) -> Response:
     return await _or_page(visit, run)
 
 
+async def leave_group(visit: Visit) -> Response:
+    form = await visit.form()
+
+    async def run() -> Response:
+        principal, group = _name(form.get("principal", "")), form.get("group", "").strip()
+        if not await asyncio.to_thread(_keyring(visit).leave_group, principal, group):
+            raise errors.NotFound(f"'{principal}' is not in a group '{group}'.")
+        return visit.redirect(PATH, done="ungrouped", what=principal)
+
+    return await _or_page(visit, run)
+
+
 async def _decide(visit: Visit, request_id: str, approve: bool) -> Response:
     form = await visit.form()
     note = form.get("note", "").strip()[:500] or None
@@ -229,6 +242,7 @@ ROUTES = [
     view("POST", PATH, create),
     view("POST", PATH + "/{key_id}/revoke", revoke),
     view("POST", PATH + "/groups", join_group),
+    view("POST", PATH + "/groups/leave", leave_group),
     view("POST", PATH + "/access-requests/{request_id}/approve", approve),
     view("POST", PATH + "/access-requests/{request_id}/deny", deny),
     view("POST", PATH + "/quotas", set_quota),
