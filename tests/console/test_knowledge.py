@@ -13,7 +13,14 @@ import pytest
 
 from tests.api.bedrock_agent_runtime.conftest import number_of
 from tests.console.conftest import Console, Served, signed_in
-from tests.console.knowledge_server import BUILTIN_EMBEDDING_ID, SCRIPTED, create_ingested, kb_server, needs_embeddings
+from tests.console.knowledge_server import (
+    BUILTIN_EMBEDDING_ID,
+    SCRIPTED,
+    create_ingested,
+    kb_server,
+    needs_embeddings,
+    wait_ingested,
+)
 
 pytestmark = needs_embeddings
 
@@ -69,8 +76,6 @@ def test_starting_again_runs_a_job_that_finds_nothing_new(
     assert r.status_code == 303 and "started=" in r.headers["location"]
     page = c.http.get(r.headers["location"]).text
     assert "Ingestion job " in page and " started." in page
-    from tests.console.knowledge_server import wait_ingested
-
     jobs = wait_ingested(c, kb_id)
     assert len(jobs) == 2 and jobs[0]["status"] == "COMPLETE"  # newest first
     assert jobs[0]["statistics"]["numberOfDocumentsScanned"] == 3
@@ -133,6 +138,37 @@ def test_a_member_reads_but_may_not_create_or_ingest(served: Served, ingested: t
     assert r.status_code == 403 and "Only an administrator" in r.text
     r = c.post_form(f"/console/knowledge-bases/{kb_id}/data-sources", {"name": "x", "bucket": "rock-notes"})
     assert r.status_code == 403
+
+
+def test_a_running_job_is_stopped_from_the_page(
+    served: Served, ingested: tuple[str, str], console: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An administrator stops a job with its row's Stop button (StopIngestionJob through the same service); a
+    member has no button and is refused; a job that is over cannot be stopped, said on the page."""
+    kb_id, ds_id = ingested
+    c = signed_in(console, served, "root")
+    wait_ingested(c, kb_id)
+    ingestion = served.app.context.knowledge.ingestion
+
+    async def no_sweep() -> None:
+        return None
+
+    monkeypatch.setattr(ingestion, "sweep", no_sweep)  # nobody resumes the job below: it stays STARTING
+    root = served.keyring.by_api_key(served.keys["root"])
+    assert root is not None
+    job, _ = ingestion.ledger.start_job(kb_id, ds_id, root, "left running", None, "-", "a-process-gone")
+    action = f"/console/knowledge-bases/{kb_id}/data-sources/{ds_id}/ingestion-jobs/{job.id}/stop"
+    assert f'action="{action}"' in c.http.get(f"/console/knowledge-bases/{kb_id}").text
+    member = signed_in(console, served, "alice")
+    assert f'action="{action}"' not in member.http.get(f"/console/knowledge-bases/{kb_id}").text
+    assert member.post_form(action, {}).status_code == 403
+    r = c.post_form(action, {})
+    assert r.status_code == 303 and r.headers["location"] == f"/console/knowledge-bases/{kb_id}?stopped={job.id}"
+    page = c.http.get(r.headers["location"]).text
+    assert f"Ingestion job {job.id} stopped" in page and f'action="{action}"' not in page
+    assert {j["id"]: j["status"] for j in wait_ingested(c, kb_id)}[job.id] == "STOPPED"
+    again = c.post_form(action, {})
+    assert again.status_code == 409 and "only a job that is STARTING or IN_PROGRESS can be stopped" in again.text
 
 
 def test_mistakes_are_said_in_plain_words(served: Served, ingested: tuple[str, str], console: Any) -> None:

@@ -90,13 +90,21 @@ async def list_ingestion_jobs(ctx: Context, request: Request, knowledgeBaseId: s
     return _listed(page, "ingestionJobSummaries", convert.ingestion_job_summary)
 
 
+async def stop_job(ctx: Context, principal: Principal, kb_id: str, ds_id: str, job_id: str, raw: object) -> Job:
+    """StopIngestionJob for `principal` (an administrator), `raw` in its wire shape (the web console too)."""
+    ingestion = _ingestion(ctx)
+    checked(raw, "StopIngestionJob", _path(kb_id, ds_id, ingestionJobId=job_id))
+    kbs = catalog(ctx, principal, write=True)
+    await asyncio.to_thread(kbs.get, kb_id)
+    await asyncio.to_thread(kbs.data_source, kb_id, ds_id)
+    return await ingestion.stop_job(kb_id, ds_id, job_id)
+
+
 async def stop_ingestion_job(
     ctx: Context, request: Request, knowledgeBaseId: str, dataSourceId: str, ingestionJobId: str
 ) -> Response:
-    ingestion = _ingestion(ctx)
-    await _body(request, "StopIngestionJob", _path(knowledgeBaseId, dataSourceId, ingestionJobId=ingestionJobId))
-    await _resources(ctx, request, knowledgeBaseId, dataSourceId, write=True)
-    job = await ingestion.stop_job(knowledgeBaseId, dataSourceId, ingestionJobId)
+    job = await stop_job(ctx, caller(request), knowledgeBaseId, dataSourceId, ingestionJobId,
+                         await read_json(request, {}))  # fmt: skip
     return json_body({"ingestionJob": convert.ingestion_job(job)}, status=202)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import Response
 
 from outcrop import errors
-from outcrop.api.bedrock_agent.ingestion_routes import start_job
+from outcrop.api.bedrock_agent.ingestion_routes import start_job, stop_job
 from outcrop.api.bedrock_agent.routes import catalog, make_data_source, make_knowledge_base
 from outcrop.api.bedrock_agent_runtime.convert import rag_response
 from outcrop.api.bedrock_agent_runtime.routes import answered, retrieved
@@ -130,6 +130,8 @@ async def detail(visit: Visit, kb_id: str, message: str | None = None, status: i
         notice = f"Knowledge base {kb.name} created."
     elif query.get("started"):
         notice = f"Ingestion job {query['started']} started."
+    elif query.get("stopped"):
+        notice = f"Ingestion job {query['stopped']} stopped: what it finished stays indexed."
     elif query.get("source"):
         notice = f"Data source {query['source']} created."
     running = any(j.status in RUNNING for s in sources for j in s.jobs)
@@ -161,6 +163,14 @@ async def start(visit: Visit, kb_id: str, ds_id: str) -> Response:
     except (errors.InvalidRequest, errors.Conflict) as exc:  # not ACTIVE, a job already running: said on the page
         return await detail(visit, kb_id, exc.message, 409 if isinstance(exc, errors.Conflict) else 400)
     return visit.redirect(f"{ROOT}/{kb_id}", started=job.id)
+
+
+async def stop(visit: Visit, kb_id: str, ds_id: str, job_id: str) -> Response:
+    try:
+        job = await stop_job(visit.ctx, visit.principal, kb_id, ds_id, job_id, {})
+    except (errors.InvalidRequest, errors.Conflict) as exc:  # finished meanwhile: said on the page
+        return await detail(visit, kb_id, exc.message, 409 if isinstance(exc, errors.Conflict) else 400)
+    return visit.redirect(f"{ROOT}/{kb_id}", stopped=job.id)
 
 
 async def jobs(visit: Visit, kb_id: str) -> Response:
@@ -211,6 +221,7 @@ ROUTES = [
     view("GET", _KB, detail),
     view("POST", _KB + "/data-sources", create_source),
     view("POST", _KB + "/data-sources/{ds_id}/ingestion-jobs", start),
+    view("POST", _KB + "/data-sources/{ds_id}/ingestion-jobs/{job_id}/stop", stop),
     view("GET", _KB + "/ingestion-jobs", jobs, json=True),
     view("POST", _KB + "/retrieve", retrieve, json=True),
     view("POST", _KB + "/generate", generate, json=True),
