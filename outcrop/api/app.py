@@ -364,8 +364,12 @@ def build_app(
         from outcrop.objects import Objects
 
         objects = Objects([config.batch_dir(settings)], settings.s3_endpoint_url, settings.region)
-        runner = JobRunner(jobs, inference, objects, {"bedrock": BedrockBatch(registry),
-                                                      "openai": _openai_batch(settings, registry, access, jobs)})
+        runner = JobRunner(
+            jobs,
+            inference,
+            objects,
+            {"bedrock": BedrockBatch(registry), "openai": _openai_batch(settings, registry, access, jobs)},
+        )
         inference.metrics.registry.register(BatchProgress(runner.progress))
     context = Context(settings, registry, inference, authenticator, access, invocation_log, guardrails, service,
                       runner)  # fmt: skip

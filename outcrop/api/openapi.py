@@ -85,8 +85,11 @@ _FORMS: dict[str, dict[str, Any]] = {
 _PAGE = [{"name": "after", "in": "query", "schema": {"type": "string"}},
          {"name": "limit", "in": "query", "schema": {"type": "integer"}}]  # fmt: skip
 _QUERIES: dict[str, list[dict[str, Any]]] = {
-    "GET /v1/files": [*_PAGE, {"name": "purpose", "in": "query", "schema": {"type": "string"}},
-                      {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}}],
+    "GET /v1/files": [
+        *_PAGE,
+        {"name": "purpose", "in": "query", "schema": {"type": "string"}},
+        {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+    ],
     "GET /v1/batches": _PAGE,
     "GET /outcrop/v1/usage": [
         {"name": "groupBy", "in": "query", "schema": {"type": "string"}, "description": "principal,model,day"},

@@ -121,7 +121,7 @@ class Anthropic:
         return r.status_code, out["error"]["type"], out["error"]["message"]
 
 
-DIALECTS = [Bedrock(), OpenAI(), Anthropic()]
+DIALECTS: list[Bedrock | OpenAI | Anthropic] = [Bedrock(), OpenAI(), Anthropic()]
 ids = [d.name for d in DIALECTS]
 
 
