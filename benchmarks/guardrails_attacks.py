@@ -59,7 +59,7 @@ import guardrails_quality as quality
 from _common import ROOT, machine_summary, outcrop_server, table
 from guardrails_latency import builtins_on
 
-from outcrop.guardrails.content import CATEGORIES, blocks
+from outcrop.guardrails.content import ATTACK_CASCADE_FROM, CATEGORIES, blocks
 from outcrop.models import BUILTIN_MODEL_ID
 
 OVER_REFUSAL = ROOT / "benchmarks" / "data" / "over_refusal.txt"
@@ -76,8 +76,8 @@ def pct(part: int, whole: int) -> str:
 class Scores:
     """Every text's content-filter confidences, through guardrails_quality's pipeline (each text once)."""
 
-    def __init__(self, tier: str, classifier: Path | None = None) -> None:
-        self.pipeline = quality._Pipeline(tier, classifier)
+    def __init__(self, tier: str, classifier: Path | None = None, cascade: bool = True) -> None:
+        self.pipeline = quality._Pipeline(tier, classifier, cascade)
 
     def confidences(self, texts: Sequence[str]) -> list[dict[str, str]]:
         return self.pipeline.confidences(texts)
@@ -222,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--mirror", type=Path, default=sets.DEFAULT_MIRROR, help="folder of <owner>+<name>/repo")
     ap.add_argument("--cache", type=Path, default=None, help="clone missing repositories here (needs the internet)")
     ap.add_argument("--classifier", type=Path, default=None, help="a classifier .npz other than the shipped one")
+    ap.add_argument(
+        "--no-cascade",
+        action="store_true",
+        help="CLASSIC: static vectors alone, no likely attack handed to MiniLM (as before 2026-12-06)",
+    )
     args = ap.parse_args(argv)
 
     repos = sets.Repos(mirror=args.mirror, cache=args.cache)
@@ -240,10 +245,16 @@ def main(argv: Sequence[str] | None = None) -> None:
           + (f" or {args.cache}" if args.cache else ""))  # fmt: skip
     print(f"attacks: {sum(map(len, attacks.values()))}, benign: {sum(map(len, benign.values()))} "
           f"(benchmarks/_attack_sets.py; evaluation only)")  # fmt: skip
-    scores = Scores(args.tier, args.classifier)
+    scores = Scores(args.tier, args.classifier, cascade=not args.no_cascade)
     started = time.perf_counter()
-    scores.confidences([t for g in (attacks, benign, info) for v in g.values() for t in v])
+    everything = [t for g in (attacks, benign, info) for v in g.values() for t in v]
+    scores.confidences(everything)
     print(f"scored in {time.perf_counter() - started:.0f}s")
+    if scores.pipeline.cascade:
+        print(
+            f"CLASSIC cascade: PROMPT_ATTACK decided by MiniLM for {scores.pipeline.cascaded} of "
+            f"{len(set(everything))} texts (CLASSIC score >= {ATTACK_CASCADE_FROM})"
+        )
     offline(attacks, benign, info, scores)
     if args.converse > 0:
         sent_attacks = sample(attacks, args.converse, sets.SEED)

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ROOT, CpuWatch, foreign_cpu_note, machine_summary, table
 
-from outcrop.guardrails.content import CATEGORIES, ContentClassifier, blocks, windows
+from outcrop.guardrails.content import CATEGORIES, ContentClassifier, blocks, needs_attack_cascade, windows
 from outcrop.guardrails.tuned import ADAPTERS, needs_adapters
 
 MODERATION = ROOT.parent / "shared" / "data" / "guardrails" / "openai-moderation-samples-1680.jsonl.gz"
@@ -78,7 +78,7 @@ class _Pipeline:
     """windows() -> the in-process MiniLM embedder -> ContentClassifier, with each text's confidences
     kept, so that asking again at another strength does not embed again."""
 
-    def __init__(self, tier: str = "STANDARD", classifier: Path | None = None) -> None:
+    def __init__(self, tier: str = "STANDARD", classifier: Path | None = None, cascade: bool = True) -> None:
         from outcrop.guardrails.assess import STATIC_CLASSIFIER
         from outcrop.guardrails.encoder import GuardrailEncoder
         from outcrop.guardrails.static import StaticEmbedder
@@ -90,6 +90,10 @@ class _Pipeline:
         # the guardrail encoder the runtime uses (outcrop.guardrails.encoder; OUTCROP_GUARDRAIL_ENCODER picks one)
         self.embedder = GuardrailEncoder(adapters=adapters) if tier == "STANDARD" else None
         self.static = StaticEmbedder.load() if tier == "CLASSIC" else None
+        # CLASSIC: PROMPT_ATTACK handed to the STANDARD classifier past content.ATTACK_CASCADE_FROM, as the runtime does
+        self.cascade = cascade and tier == "CLASSIC"
+        self._standard: _Pipeline | None = None
+        self.cascaded = 0  # texts whose PROMPT_ATTACK the STANDARD classifier decided
         self.known: dict[str, dict[str, str]] = {}
         self.classify_s = 0.0  # the classifier's own time, embedding excluded
         self.windows = 0
@@ -109,8 +113,14 @@ class _Pipeline:
                 if n == 0 or vectors is None:
                     result = dict.fromkeys(CATEGORIES, "NONE")
                 else:
-                    result = self.classifier.confidences(vectors[at : at + n])
+                    scores = self.classifier.text_scores(vectors[at : at + n])
+                    result = self.classifier.levels(scores)
                 self.classify_s += time.perf_counter() - begin
+                if self.cascade and n and needs_attack_cascade(scores):
+                    if self._standard is None:
+                        self._standard = _Pipeline("STANDARD")
+                    result["PROMPT_ATTACK"] = self._standard.confidences([text])[0]["PROMPT_ATTACK"]
+                    self.cascaded += 1
                 self.known[text] = result
                 self.windows += n
                 self.texts += 1

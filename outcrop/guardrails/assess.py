@@ -22,7 +22,7 @@ import numpy as np
 from outcrop import errors
 from outcrop.guardrails import constitution as constitution_mod
 from outcrop.guardrails import semantic, words
-from outcrop.guardrails.content import ContentClassifier, blocks, windows
+from outcrop.guardrails.content import ContentClassifier, blocks, needs_attack_cascade, windows
 from outcrop.guardrails.policy import Rules, Source
 from outcrop.guardrails.static import StaticEmbedder
 from outcrop.guardrails.store import Guardrail
@@ -285,7 +285,15 @@ class Checker:
         if rules.topics and (semantic.topic_space(rules.topic_tier) != space or not rules.content):
             topic_vectors = await self.vectors(pieces, semantic.topic_space(rules.topic_tier))
         if rules.content and len(pieces):
-            confidences = self.classifier(tier).confidences(window_vectors)
+            text_scores = self.classifier(tier).text_scores(window_vectors)
+            confidences = self.classifier(tier).levels(text_scores)
+            if (
+                tier == "CLASSIC"
+                and needs_attack_cascade(text_scores)
+                and any(r.category == "PROMPT_ATTACK" for r in rules.content)
+            ):  # CLASSIC's attack score is high enough to ask MiniLM (content.ATTACK_CASCADE_FROM)
+                exact = await self.vectors(pieces, self.content_space("STANDARD"))
+                confidences["PROMPT_ATTACK"] = self.classifier("STANDARD").confidences(exact)["PROMPT_ATTACK"]
             filters = []
             for rule in rules.content:
                 confidence = confidences.get(rule.category, "NONE")

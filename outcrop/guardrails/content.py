@@ -16,7 +16,8 @@ with the public labelled data too (jailbreaks collected in the wild, DAN templat
 and application content: outcrop/guardrails/data/DATA.md); the content categories keep the network
 trained on the project's lines, which did better on real traffic than one trained with the public
 toxicity sets (benchmarks/README.md, "Guardrail content filters"). The CLASSIC tier's files end in
-_static.
+_static. On CLASSIC, a text whose PROMPT_ATTACK score reaches ATTACK_CASCADE_FROM has that category decided by
+the STANDARD classifier on MiniLM vectors (the caller embeds: assess.Checker; `needs_attack_cascade`).
 Its classes are the six categories, SELF_HARM and BENIGN. Bedrock has no self-harm filter: self-harm
 content (encouragement, methods) is reported under VIOLENCE, so a category's probability is the sum
 of its classes' (VIOLENCE = VIOLENCE + SELF_HARM); how a category's score follows from the
@@ -53,6 +54,12 @@ REPORTED_AS = {"SELF_HARM": "VIOLENCE"}
 BENIGN = "BENIGN"
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "content_classifier.npz"
+
+# CLASSIC's PROMPT_ATTACK cascade: a text whose CLASSIC score for PROMPT_ATTACK reaches this is decided by the
+# STANDARD classifier on MiniLM vectors instead (static vectors read code and tables as attacks: 48 % of BIPIA's
+# code answers blocked at MEDIUM). Chosen on the training lines, never the evaluation sets: the largest value
+# that still sends 99.5 % of the project's attack lines on (99.6 %), which sends 10 % of its benign lines.
+ATTACK_CASCADE_FROM = 0.05
 
 WINDOW_WORDS = 60  # MiniLM reads 256 word pieces; 60 words stay well inside that, and near the training lines
 MIN_WORDS = 16  # shorter sentences join their neighbours: a fragment alone ("Kill it.") has no context
@@ -254,5 +261,14 @@ class ContentClassifier:
 
     def confidences(self, vectors: np.ndarray) -> dict[str, str]:
         """One text's confidence per category; `vectors` are the L2-normalized embeddings of its windows."""
-        levels = (self.text_scores(vectors)[:, None] >= self.thresholds).sum(axis=1)
+        return self.levels(self.text_scores(vectors))
+
+    def levels(self, scores: np.ndarray) -> dict[str, str]:
+        """The confidence per category of a text's `text_scores`."""
+        levels = (np.asarray(scores)[:, None] >= self.thresholds).sum(axis=1)
         return {c: CONFIDENCES[int(n)] for c, n in zip(CATEGORIES, levels, strict=True)}
+
+
+def needs_attack_cascade(scores: np.ndarray) -> bool:
+    """Whether CLASSIC's `text_scores` hand PROMPT_ATTACK to the STANDARD classifier (ATTACK_CASCADE_FROM)."""
+    return float(scores[CATEGORIES.index("PROMPT_ATTACK")]) >= ATTACK_CASCADE_FROM
