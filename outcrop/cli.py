@@ -141,10 +141,9 @@ def cmd_keys_group(args: argparse.Namespace) -> int:
             return 2
         print(f"{args.name} taken out of {args.group}")
         return 0
-    if args.name not in {p.name for p in keyring.principals()}:
+    if not keyring.join_group(args.name, (args.group,)):
         print(f"error: no principal named {args.name} (create a key for it first)", file=sys.stderr)
         return 2
-    keyring.ensure_principal(args.name, group_names=(args.group,))
     print(f"{args.name} added to {args.group}")
     return 0
 

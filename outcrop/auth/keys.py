@@ -143,6 +143,15 @@ class Keyring:
         ).scalars()
         return Principal(row.id, row.name, tuple(sorted(names)), bool(row.is_admin), credential_id, row.guardrail)
 
+    def join_group(self, name: str, group_names: tuple[str, ...]) -> bool:
+        """Put the existing principal `name` in these groups (made if need be); False if there is no such
+        principal (ensure_principal would make one)."""
+        with self.engine.connect() as db:
+            if db.execute(select(principals.c.id).where(principals.c.name == name)).first() is None:
+                return False
+        self.ensure_principal(name, group_names=group_names)
+        return True
+
     def leave_group(self, name: str, group: str) -> bool:
         """Take principal `name` out of `group` (its grants and quotas stop applying to it from the next request
         on, in every process: the auth epoch moves); False if it was not a member. The group itself stays."""

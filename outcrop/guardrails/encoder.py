@@ -197,7 +197,7 @@ class _Onnx:
             for i in share:
                 out[i] = self._session.run(None, {"input_ids": ids[i], "attention_mask": np.ones_like(ids[i])})[0][0]
 
-        shares = _shares([x.shape[1] for x in ids], self._threads if self._pool is not None else 1)
+        shares = _shares([x.shape[1] for x in ids], self._threads)  # (one share when there is no pool)
         others = [self._pool.submit(run, share) for share in shares[1:]] if self._pool is not None else []
         run(shares[0])  # this thread takes the first share
         for done in others:

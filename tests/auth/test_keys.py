@@ -53,6 +53,14 @@ def test_groups_and_admin(keyring: Keyring) -> None:
     assert principal is not None and principal.groups == ("beta", "staff") and principal.is_admin
 
 
+def test_joining_a_group_needs_an_existing_principal(keyring: Keyring) -> None:
+    assert keyring.join_group("ghost", ("beta",)) is False
+    assert "ghost" not in {p.name for p in keyring.principals()}  # not made on the way
+    keyring.ensure_principal("gwen")
+    assert keyring.join_group("gwen", ("beta", "staff")) is True
+    assert {p.name: p.groups for p in keyring.principals()}["gwen"] == ("beta", "staff")
+
+
 def test_leaving_a_group(keyring: Keyring) -> None:
     keyring.ensure_principal("dora", group_names=("beta", "staff"))
     keyring.ensure_principal("erik", group_names=("beta",))

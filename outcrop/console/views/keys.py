@@ -155,10 +155,8 @@ async def join_group(visit: Visit) -> Response:
         groups = _names(form.get("group", ""))
         if not groups:
             raise errors.InvalidRequest("Give the name of a group.")
-        known = {p.name for p in await asyncio.to_thread(keyring.principals)}
-        if principal not in known:
+        if not await asyncio.to_thread(keyring.join_group, principal, groups):
             raise errors.NotFound(f"There is no principal '{principal}': create a key for it first.")
-        await asyncio.to_thread(keyring.ensure_principal, principal, group_names=groups)
         return visit.redirect(PATH, done="grouped", what=principal)
 
     return await _or_page(visit, run)
