@@ -57,8 +57,9 @@ DEFAULT_PATH = Path(__file__).parent / "data" / "content_classifier.npz"
 
 # CLASSIC's PROMPT_ATTACK cascade: a text whose CLASSIC score for PROMPT_ATTACK reaches this is decided by the
 # STANDARD classifier on MiniLM vectors instead (static vectors read code and tables as attacks: 48 % of BIPIA's
-# code answers blocked at MEDIUM). Chosen on the training lines, never the evaluation sets: the largest value
-# that still sends 99.5 % of the project's attack lines on (99.6 %), which sends 10 % of its benign lines.
+# code answers blocked at MEDIUM). Chosen on the training lines, never the evaluation sets, by
+# scripts/choose_attack_cascade.py: the smallest value that sends at most 11 % of the project's benign lines
+# (10.4 %, hard negatives included) and at least 99.5 % of its attack lines (99.6 %) on to MiniLM.
 ATTACK_CASCADE_FROM = 0.05
 
 WINDOW_WORDS = 60  # MiniLM reads 256 word pieces; 60 words stay well inside that, and near the training lines
