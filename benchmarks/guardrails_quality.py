@@ -22,6 +22,12 @@ What it measures
     * Speed: texts/s of the whole decision on the moderation set (windows, embedding on the
       in-process embedder, classifier), and the classifier's own time per text after embedding.
 
+    * A ranking ceiling, for information: each text ranked by one number (its largest score over the
+      five filters, each divided by that filter's MEDIUM threshold) and blocked from the value that lets
+      90 % or 95 % of this set's benign samples through. That threshold is set on the evaluation set
+      itself, which the shipped thresholds never are, so it is not a result: it says how well the
+      classifier *ranks* these texts, i.e. what no choice of thresholds could beat.
+
     This is an evaluation set: the classifier never saw it, and nothing in the classifier was chosen
     by looking at it. The script prints no prompt, only counts.
 
@@ -95,6 +101,9 @@ class _Pipeline:
         self._standard: _Pipeline | None = None
         self.cascaded = 0  # texts whose PROMPT_ATTACK the STANDARD classifier decided
         self.known: dict[str, dict[str, str]] = {}
+        # per text: its largest score over FILTERS, each divided by that filter's MEDIUM threshold (>= 1: blocked
+        # at MEDIUM); one number that ranks texts, for the ranking ceiling
+        self.margin: dict[str, float] = {}
         self.classify_s = 0.0  # the classifier's own time, embedding excluded
         self.windows = 0
         self.texts = 0  # texts classified (each distinct text once)
@@ -112,9 +121,12 @@ class _Pipeline:
                 begin = time.perf_counter()
                 if n == 0 or vectors is None:
                     result = dict.fromkeys(CATEGORIES, "NONE")
+                    self.margin[text] = 0.0
                 else:
                     scores = self.classifier.text_scores(vectors[at : at + n])
                     result = self.classifier.levels(scores)
+                    j = [CATEGORIES.index(f) for f in FILTERS]
+                    self.margin[text] = float((scores[j] / self.classifier.thresholds[j, 1]).max())
                 self.classify_s += time.perf_counter() - begin
                 if self.cascade and n and needs_attack_cascade(scores):
                     if self._standard is None:
@@ -212,6 +224,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows += [list(a) for a in ANCHORS]
     rows.append(["target at MEDIUM", "", "", ">= 0.75", "", ">= 95.0"])
     print(table(["classifier", "precision", "recall", "F1", "accuracy %", "benign allowed %"], rows))
+
+    print("\nRanking ceiling (information, not a result: the threshold is set on this set itself, which the shipped")
+    print("thresholds never are): texts ranked by their largest score over the five filters, each divided by its")
+    print("MEDIUM threshold, blocked from the value that lets the given share of this set's benign samples through")
+    margins = [_pipeline.margin[t] for t in texts]
+    benign = sorted(m for m, h in zip(margins, harmful, strict=True) if not h)
+    rows = []
+    for allowed in (0.90, 0.95):
+        cut = benign[min(len(benign) - 1, int(allowed * len(benign)))] if benign else 0.0
+        row = quality_row(f"{100 * allowed:.0f} % of benign allowed", [m > cut for m in margins], harmful)
+        rows.append([*row, f"{cut:.2f}"])
+    print(table(["threshold set so that", "precision", "recall", "F1", "accuracy %", "benign allowed %",
+                 "x MEDIUM"], rows))  # fmt: skip
 
     print("\nShare of the samples with each moderation flag that are blocked, at MEDIUM")
     rows = []
