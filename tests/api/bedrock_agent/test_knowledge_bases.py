@@ -273,12 +273,13 @@ def test_data_source_checks(agent: Any, config: dict[str, Any], ingestion: dict[
 
 
 def test_unknown_ids(agent: Any) -> None:
-    for call, args in [
+    calls: list[tuple[Any, dict[str, Any]]] = [
         (agent.get_knowledge_base, {"knowledgeBaseId": "ABCDEFGHIJ"}),
         (agent.list_data_sources, {"knowledgeBaseId": "ABCDEFGHIJ"}),
         (agent.get_data_source, {"knowledgeBaseId": "ABCDEFGHIJ", "dataSourceId": "ABCDEFGHIJ"}),
         (agent.create_data_source, {"knowledgeBaseId": "ABCDEFGHIJ", "name": "x", "dataSourceConfiguration": S3}),
-    ]:
+    ]
+    for call, args in calls:
         with pytest.raises(ClientError) as err:
             call(**args)
         assert _code(err) == "ResourceNotFoundException", call
@@ -297,11 +298,12 @@ def test_tags_and_other_accounts(agent: Any) -> None:
     assert agent.list_tags_for_resource(resourceArn=arn)["tags"] == {"stage": "prod"}
     # the same knowledge base id under another account names nothing here
     foreign = arn.replace(":000000000000:", ":123456789012:")
-    for call, args in [
+    calls: list[tuple[Any, dict[str, Any]]] = [
         (agent.list_tags_for_resource, {}),
         (agent.tag_resource, {"tags": {"x": "y"}}),
         (agent.untag_resource, {"tagKeys": ["stage"]}),
-    ]:
+    ]
+    for call, args in calls:
         with pytest.raises(ClientError) as err:
             call(resourceArn=foreign, **args)
         assert _code(err) == "ResourceNotFoundException"
