@@ -109,17 +109,11 @@ def compiled(topics: Sequence[dict[str, Any]], tier: str) -> Compiled:
 
 
 def _embed() -> Any:
-    """The STANDARD tier's embedding function, as `outcrop serve` builds it without a served MiniLM."""
-    from outcrop.conversation import EmbedRequest
-    from outcrop.engines.embeddings import SentenceTransformerEmbedder
+    """The STANDARD tier's embedding function as `outcrop serve` runs it: the guardrail encoder
+    (outcrop/guardrails/encoder.py; OUTCROP_GUARDRAIL_ENCODER picks its backend, ONNX int8 by default)."""
+    from outcrop.guardrails.encoder import GuardrailEncoder
 
-    embedder = SentenceTransformerEmbedder(None, max_queue=64, name="guardrails")
-
-    async def embed(texts: list[str]) -> Any:
-        result = await embedder.embed(EmbedRequest("all-MiniLM-L6-v2", tuple(texts), reduced_precision=True))
-        return result.vectors
-
-    return embed
+    return GuardrailEncoder().embed
 
 
 async def run_tier(
