@@ -211,7 +211,7 @@ def cmd_quotas_set(args: argparse.Namespace) -> int:
     rule = QuotaRule(principal=args.principal, group=args.group, model=model, requests_per_minute=args.rpm,
                      tokens_per_minute=args.tpm, concurrent_streams=args.streams)  # fmt: skip
     rule_id = quotas.set_rule(rule, args.by)
-    subject = f"principal {args.principal}" if args.principal else f"group {args.group}"
+    subject = f"principal {args.principal}" if args.principal else f"group {args.group}" if args.group else "everyone"
     print(f"quota {rule_id} set for {subject} on {'every model' if model == '*' else model}")
     return 0
 
@@ -438,10 +438,11 @@ def parser() -> argparse.ArgumentParser:
     quota_list = quotas.add_parser("list", help="every quota: the config file's and those set at run time")
     quota_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
     quota_list.set_defaults(func=cmd_quotas_list)
-    quota_set = quotas.add_parser("set", help="set a quota (replaces one for the same principal or group and model)")
+    quota_set = quotas.add_parser("set", help="set a quota (replaces one for the same subject and model)")
     quota_who = quota_set.add_mutually_exclusive_group(required=True)
     quota_who.add_argument("--principal", help="the principal it limits")
     quota_who.add_argument("--group", help="the group it limits (each member counted on its own)")
+    quota_who.add_argument("--everyone", action="store_true", help="it limits every principal, each on its own")
     quota_set.add_argument("--model", help='a model id or alias (default "*": every model, each counted on its own)')
     quota_set.add_argument("--rpm", type=_whole, help="requests per minute")
     quota_set.add_argument("--tpm", type=_whole, help="tokens per minute")

@@ -70,10 +70,12 @@ _HAND_BODIES: dict[str, dict[str, Any]] = {
     "PUT /outcrop/v1/quotas": {"type": "object", "properties": {
         "principal": {"type": "string", "minLength": 1, "maxLength": 200},
         "group": {"type": "string", "minLength": 1, "maxLength": 200},
+        "everyone": {"const": True, "description": "the rule limits every principal, each counted on its own"},
         "model": {"type": "string", "description": 'a model id, or "*": every model (the default)'},
         **{m: {"type": ["integer", "null"], "minimum": 0, "maximum": 2**31 - 1}
            for m in ("requestsPerMinute", "tokensPerMinute", "concurrentStreams")}},
-        "additionalProperties": False, "oneOf": [{"required": ["principal"]}, {"required": ["group"]}]},
+        "additionalProperties": False,
+        "oneOf": [{"required": ["principal"]}, {"required": ["group"]}, {"required": ["everyone"]}]},
     "POST /outcrop/v1/access-requests": {"type": "object", "required": ["modelId"], "properties": {
         "modelId": {"type": "string"}, "reason": {"type": "string"}}},
 }  # fmt: skip

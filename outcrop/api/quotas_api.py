@@ -2,9 +2,9 @@
 
 GET    /outcrop/v1/quotas           -> every rule: the config file's [[quotas]] (read-only, no id) and those set
                                        at run time (with their id, who set them and when)
-PUT    /outcrop/v1/quotas           {"principal" | "group", "model"?, "requestsPerMinute"?, "tokensPerMinute"?,
-                                     "concurrentStreams"?} -> the rule with its id (201; 200 when it replaced one
-                                     for the same principal or group and model)
+PUT    /outcrop/v1/quotas           {"principal" | "group" | "everyone": true, "model"?, "requestsPerMinute"?,
+                                     "tokensPerMinute"?, "concurrentStreams"?} -> the rule with its id (201; 200
+                                     when it replaced one for the same principal, group or everyone and model)
 DELETE /outcrop/v1/quotas/{ruleId}  -> a rule set at run time removed (those of the config file stay)
 """
 
@@ -80,13 +80,17 @@ def parse_rule(ctx: Context, body: object) -> QuotaRule:
     """The rule a PUT body describes, or InvalidRequest saying what is wrong with it."""
     if not isinstance(body, dict):
         raise errors.InvalidRequest("The request body must be a JSON object.")
-    known = {"principal", "group", "model", *LIMIT_MEMBERS}
+    known = {"principal", "group", "everyone", "model", *LIMIT_MEMBERS}
     unknown = sorted(set(body) - known)
     if unknown:
         raise errors.InvalidRequest(f"Unknown member(s) {unknown}; known members are {sorted(known)}.")
     principal, group = _name(body, "principal"), _name(body, "group")
-    if (principal is None) == (group is None):
-        raise errors.InvalidRequest('A quota is for one "principal" or one "group": give one of them, not both.')
+    everyone = body.get("everyone")
+    if everyone is not None and everyone is not True:
+        raise errors.InvalidRequest('"everyone" must be true (or left out).')
+    if [principal is not None, group is not None, everyone is True].count(True) != 1:
+        raise errors.InvalidRequest('A quota is for one "principal", one "group" or "everyone": true: give one of '
+                                    "them, not two.")  # fmt: skip
     model = body.get("model")
     if model is None or model == "*":
         model = "*"

@@ -117,6 +117,28 @@ def test_list_shows_the_config_files_rules_read_only_and_put_replaces_the_same_s
     assert httpx.delete(f"{url}/{team[0]['ruleId']}", headers=served.admin).status_code == 200
 
 
+def test_a_rule_for_everyone_limits_every_principal(served: Served) -> None:
+    """{"everyone": true}: neither a principal nor a group, as a config-file rule with neither; the admin is
+    counted too (each principal on its own)."""
+    url = served.url + "/outcrop/v1/quotas"
+    r = httpx.put(url, headers=served.admin, json={"everyone": True, "model": "echo", "requestsPerMinute": 0})
+    assert r.status_code == 201, r.text
+    rule = r.json()
+    assert (rule["principal"], rule["group"], rule["requestsPerMinute"]) == (None, None, 0)
+    try:
+        with pytest.raises(openai.RateLimitError, match="Quota exceeded for 'mia'"):
+            _chat(served).chat.completions.create(model=ECHO, messages=HELLO)
+        admin = openai.OpenAI(base_url=served.url + "/v1", api_key=served.admin["Authorization"][7:], max_retries=0)
+        with pytest.raises(openai.RateLimitError, match="Quota exceeded for 'ops'"):
+            admin.chat.completions.create(model=ECHO, messages=HELLO)
+        again = httpx.put(url, headers=served.admin, json={"everyone": True, "model": ECHO, "requestsPerMinute": 0})
+        assert again.status_code == 200 and again.json()["ruleId"] != rule["ruleId"]  # replaced, not added
+        rule = again.json()
+    finally:
+        assert httpx.delete(f"{url}/{rule['ruleId']}", headers=served.admin).status_code == 200
+    assert _chat(served).chat.completions.create(model=ECHO, messages=HELLO).choices[0].message.content
+
+
 def test_a_member_is_refused(served: Served) -> None:
     url = served.url + "/outcrop/v1/quotas"
     for r in (
@@ -134,8 +156,10 @@ def test_a_member_is_refused(served: Served) -> None:
     [
         (b"{not json", "not valid JSON"),
         (b"[1]", "must be a JSON object"),
-        (b"{}", "give one of them, not both"),
-        (json.dumps({"principal": "a", "group": "b", "requestsPerMinute": 1}).encode(), "not both"),
+        (b"{}", "give one of them, not two"),
+        (json.dumps({"principal": "a", "group": "b", "requestsPerMinute": 1}).encode(), "not two"),
+        (json.dumps({"group": "b", "everyone": True, "requestsPerMinute": 1}).encode(), "not two"),
+        (json.dumps({"everyone": False, "requestsPerMinute": 1}).encode(), '"everyone" must be true'),
         (json.dumps({"principal": " ", "requestsPerMinute": 1}).encode(), '"principal" must be a name'),
         (json.dumps({"principal": "a"}).encode(), "Set at least one limit"),
         (json.dumps({"principal": "a", "requestsPerMinute": -1}).encode(), '"requestsPerMinute" must be a whole'),
@@ -161,9 +185,8 @@ def test_the_openapi_document_has_the_routes(served: Served) -> None:
     paths = httpx.get(served.url + "/openapi.json").json()["paths"]
     assert set(paths["/outcrop/v1/quotas"]) == {"get", "put"} and "delete" in paths["/outcrop/v1/quotas/{ruleId}"]
     schema = paths["/outcrop/v1/quotas"]["put"]["requestBody"]["content"]["application/json"]["schema"]
-    assert {"principal", "group", "model", "requestsPerMinute", "tokensPerMinute", "concurrentStreams"} == set(
-        schema["properties"]
-    )
+    assert {"principal", "group", "everyone", "model", "requestsPerMinute", "tokensPerMinute",
+            "concurrentStreams"} == set(schema["properties"])  # fmt: skip
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -201,13 +224,24 @@ def test_cli_set_list_remove(tmp_path: Path) -> None:
     for refused, says in (
         (_cli(home, "set", "--group", "g"), "at least one limit"),
         (_cli(home, "set", "--principal", "a", "--group", "g", "--rpm", "1"), "not allowed with argument"),
-        (_cli(home, "set", "--rpm", "1"), "one of the arguments --principal --group is required"),
+        (_cli(home, "set", "--rpm", "1"), "one of the arguments --principal --group --everyone is required"),
+        (_cli(home, "set", "--everyone", "--group", "g", "--rpm", "1"), "not allowed with argument"),
         (_cli(home, "set", "--group", "g", "--rpm", "-3"), "is not a whole number"),
         (_cli(home, "set", "--group", "g", "--model", "no.such-model", "--rpm", "1"), "is not served here"),
         (_cli(home, "remove", "q_nothere"), "no quota q_nothere"),
     ):
         assert refused.returncode == 2 and says in refused.stderr, refused.stderr
 
-    removed = _cli(home, "remove", rules[1]["ruleId"])
-    assert removed.returncode == 0 and removed.stdout.strip() == f"removed {rules[1]['ruleId']}"
+    everyone = _cli(home, "set", "--everyone", "--tpm", "50000")
+    assert everyone.returncode == 0 and "for everyone on every model" in everyone.stdout, everyone.stderr
+    rules = json.loads(_cli(home, "list", "--json").stdout)
+    subjects = {(r["principal"], r["group"]): r for r in rules[1:]}
+    assert set(subjects) == {("alice", None), (None, None)} and subjects[None, None]["tokensPerMinute"] == 50000
+    everyone_id = subjects[None, None]["ruleId"]
+    assert [line.split()[1] for line in _cli(home, "list").stdout.splitlines() if everyone_id in line] == ["*"]
+    assert _cli(home, "remove", everyone_id).returncode == 0
+
+    alice = subjects["alice", None]["ruleId"]
+    removed = _cli(home, "remove", alice)
+    assert removed.returncode == 0 and removed.stdout.strip() == f"removed {alice}"
     assert [r["source"] for r in json.loads(_cli(home, "list", "--json").stdout)] == ["config"]
