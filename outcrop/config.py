@@ -56,6 +56,12 @@ defaults to ~/.outcrop). Every key is optional:
     requests_per_minute = 60
     tokens_per_minute = 100000
     concurrent_streams = 4
+
+    [[roles]]                     # see outcrop.auth.roles: what batch jobs passing this role may reach
+    arn = "arn:aws:iam::000000000000:role/team-a-batch"
+    locations = ["s3://team-a/"]
+    principals = ["alice"]
+    groups = ["team-a"]
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ from typing import Any
 
 import tomli_w
 
+from outcrop.auth.roles import Role
 from outcrop.errors import InvalidRequest
 from outcrop.metering.quotas import QuotaRule
 
@@ -178,6 +185,7 @@ class Settings:
     agent_lambda_urls: dict[str, str] = field(default_factory=dict)
     models: tuple[ModelSpec, ...] = field(default=())
     quotas: tuple[QuotaRule, ...] = field(default=())
+    roles: tuple[Role, ...] = field(default=())  # service roles batch jobs pass (outcrop.auth.roles)
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -205,7 +213,7 @@ def load(path: Path | None = None) -> Settings:
     path = path or default_config_path()
     raw = _read(path)
     server = raw.get("server", {})
-    known = {f.name for f in fields(Settings)} - {"config_path", "models", "quotas"}
+    known = {f.name for f in fields(Settings)} - {"config_path", "models", "quotas", "roles"}
     unknown = sorted(set(server) - known)
     if unknown:
         raise InvalidRequest(f"{path}: unknown [server] key(s) {unknown}; known keys are {sorted(known)}")
@@ -215,6 +223,10 @@ def load(path: Path | None = None) -> Settings:
     if dupes:
         raise InvalidRequest(f"{path}: model id(s) declared twice: {dupes}")
     quotas = tuple(QuotaRule.from_dict(q, f"{path}: [[quotas]] #{i + 1}") for i, q in enumerate(raw.get("quotas", [])))
+    roles = tuple(Role.from_dict(r, f"{path}: [[roles]] #{i + 1}") for i, r in enumerate(raw.get("roles", [])))
+    arns = [r.arn for r in roles]
+    if len(set(arns)) != len(arns):
+        raise InvalidRequest(f"{path}: role(s) declared twice: {sorted({a for a in arns if arns.count(a) > 1})}")
     origins = server.get("allowed_origins", [])
     if not isinstance(origins, list) or not all(isinstance(o, str) and "://" in o for o in origins):
         raise InvalidRequest(f'{path}: allowed_origins must be a list of origins like "https://app.example.com"')
@@ -239,7 +251,7 @@ def load(path: Path | None = None) -> Settings:
         raise InvalidRequest(f'{path}: [server.agent_lambda_urls] maps Lambda function ARNs to HTTP endpoints like '
                              '"http://127.0.0.1:9001/invoke"')  # fmt: skip
     server = {**server, "allowed_origins": tuple(o.rstrip("/") for o in origins)}
-    return Settings(config_path=path, models=models, quotas=quotas, **server)
+    return Settings(config_path=path, models=models, quotas=quotas, roles=roles, **server)
 
 
 def save_models(path: Path, models: list[ModelSpec]) -> None:

@@ -43,6 +43,8 @@ class Listed:
 class Backend(Protocol):
     """One bucket: a local folder or an S3 bucket. Keys are "/"-separated and already checked."""
 
+    bucket: str
+
     def read(self, key: str) -> bytes: ...
 
     def write(self, key: str, data: bytes) -> None: ...
@@ -214,6 +216,12 @@ class Objects:
         """The bucket `uri` names and the key in it (a prefix of keys when `prefix`)."""
         backend, key, _ = self._locate(uri, prefix)
         return backend, key
+
+    def canonical(self, uri: str, *, prefix: bool = False) -> str:
+        """`uri` as s3://BUCKET/KEY, whichever way it was written (file://<root>/NAME/KEY is s3://NAME/KEY): what
+        service roles' locations are compared with (outcrop.auth.roles)."""
+        backend, key = self.locate(uri, prefix=prefix)
+        return f"s3://{backend.bucket}/{key}"
 
     def _locate(self, uri: str, prefix: bool) -> tuple[Backend, str, str]:
         """(the bucket, the key, the URI of the bucket's root ending in "/", written as `uri` is)."""

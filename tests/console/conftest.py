@@ -15,6 +15,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from outcrop.auth.roles import Role
 from outcrop.cli import assemble
 from outcrop.config import ModelSpec, Settings
 from outcrop.engines.echo import EchoEngine
@@ -52,8 +53,11 @@ def keyed_settings(home: Path) -> Settings:
         ModelSpec(id=EARLY, engine="echo", n_ctx=4096, access="early"),
         ModelSpec(id=OFF, engine="echo", n_ctx=4096, access="disabled"),
     )
+    # a declared service role no member may pass: batch jobs submitted on the page use the server's own files folder
+    # and are not held to roles (a CreateModelInvocationJob by a member would be refused)
+    nobody = Role("arn:aws:iam::000000000000:role/nobody", ("s3://elsewhere/",))
     return Settings(config_path=home / "config.toml", auth="keys", builtin_model=False, builtin_embedding_model=False,
-                    models=models)  # fmt: skip
+                    models=models, roles=(nobody,))  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,10 @@ GetModelInvocationJob, ListModelInvocationJobs and StopModelInvocationJob, over 
 
 The files are batch_codec.py's; where they live is outcrop.objects (S3 at `s3_endpoint_url`, or a folder under
 `batch_dir` standing for the bucket). A job runs as its creator, with their access to the model, and only they
-(and administrators) see it. roleArn, vpcConfig, s3BucketOwner and s3EncryptionKeyId are kept and shown back, not
-used: the server reads and writes with its own S3 credentials. The runner's states map to Bedrock's below; a
+(and administrators) see it. The server reads and writes with its own S3 credentials; roleArn decides what a caller
+may reach only when the config declares service roles (outcrop.auth.roles: with [[roles]], a caller who is not an
+administrator must pass a role they may, reaching both locations). vpcConfig, s3BucketOwner and s3EncryptionKeyId are
+kept and shown back, not used. The runner's states map to Bedrock's below; a
 completed job with failed records is PartiallyCompleted.
 """
 
@@ -24,6 +26,7 @@ from outcrop import errors
 from outcrop.api.bedrock.guardrails import check_body
 from outcrop.api.http import Context, caller, json_body, read_json, route
 from outcrop.auth.principal import Principal
+from outcrop.auth.roles import Roles
 from outcrop.jobs.runner import JobRunner
 from outcrop.jobs.store import Job, now, page_token, read_page_token
 
@@ -110,15 +113,18 @@ def _location(body: dict[str, Any], member: str, inner: str) -> str:
     return str(config["s3Uri"])
 
 
-async def create(ctx: Context, who: Principal, raw: object) -> Job:
-    """CreateModelInvocationJob for `who`, `raw` its request body (the web console too)."""
+async def create(ctx: Context, who: Principal, raw: object, *, managed: bool = False) -> Job:
+    """CreateModelInvocationJob for `who`, `raw` its request body. `managed`: the locations are the server's own
+    files folder (the web console's uploads and outputs), which no service role has to reach."""
     runner = _runner(ctx)
     body = check_body(raw, "CreateModelInvocationJob")
     await ctx.inference.authorize(body["modelId"], who)  # unknown: 404, not allowed: 403
     source = _location(body, "inputDataConfig", "s3InputDataConfig")
     target = _location(body, "outputDataConfig", "s3OutputDataConfig")
-    runner.objects.locate(source, prefix=True)  # a location the server cannot use is refused now
-    runner.objects.locate(target, prefix=True)
+    # a location the server cannot use is refused now; one the caller's role does not reach too (outcrop.auth.roles)
+    locations = [runner.objects.canonical(source, prefix=True), runner.objects.canonical(target, prefix=True)]
+    if not managed:
+        Roles(ctx.settings.roles).check(who, body.get("roleArn"), locations)
     hours = int(body.get("timeoutDurationInHours") or DEFAULT_TIMEOUT_HOURS)
     spec: dict[str, Any] = {k: body[k] for k in ("roleArn", "inputDataConfig", "outputDataConfig", "vpcConfig",
                                  "modelInvocationType", "tags") if k in body}  # fmt: skip

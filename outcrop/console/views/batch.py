@@ -236,7 +236,7 @@ async def _submit(ctx: Context, who: Principal, filename: str | None, data: byte
     if converse:
         job_body["modelInvocationType"] = "Converse"
     try:
-        return await bedrock_batch.create(ctx, who, job_body)
+        return await bedrock_batch.create(ctx, who, job_body, managed=True)  # the server's own files folder
     except errors.OutcropError:
         await _forget(ctx, stored)
         raise
