@@ -155,7 +155,8 @@ def flagged(texts: Sequence[str], strength: str) -> list[bool]:
     """Whether the content filters, all at `strength` (PROMPT_ATTACK off), block each text."""
     global _pipeline
     if _pipeline is None:
-        _pipeline = _Pipeline(TIER, CLASSIFIER)
+        # PROMPT_ATTACK is off here, so CLASSIC asks MiniLM nothing, as the runtime (the cascade serves PROMPT_ATTACK)
+        _pipeline = _Pipeline(TIER, CLASSIFIER, cascade=False)
     return [any(blocks(c[f], strength) for f in FILTERS) for c in _pipeline.confidences(texts)]
 
 
