@@ -212,7 +212,17 @@ def _read(path: Path) -> dict[str, Any]:
 def load(path: Path | None = None) -> Settings:
     path = path or default_config_path()
     raw = _read(path)
+    tables = {"server", "models", "quotas", "roles"}
+    stray = sorted(set(raw) - tables)
+    if stray:  # a misspelt [[role]] must not leave every caller unrestricted without a word
+        raise InvalidRequest(f"{path}: unknown top-level key(s) {stray}; known ones are {sorted(tables)}")
+    for name in ("models", "quotas", "roles"):
+        entries = raw.get(name, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise InvalidRequest(f"{path}: {name} must be [[{name}]] tables")
     server = raw.get("server", {})
+    if not isinstance(server, dict):
+        raise InvalidRequest(f"{path}: server must be a [server] table")
     known = {f.name for f in fields(Settings)} - {"config_path", "models", "quotas", "roles"}
     unknown = sorted(set(server) - known)
     if unknown:

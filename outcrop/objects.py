@@ -56,6 +56,18 @@ class Backend(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+def valid_location(uri: str) -> bool:
+    """Whether `uri` is an s3://BUCKET or s3://BUCKET/PREFIX/ this module would take (a valid bucket, a plain key)."""
+    m = _S3.match(uri)
+    if m is None or not _BUCKET.match(m.group("bucket")):
+        return False
+    try:
+        _check_key(m.group("key") or "", uri, prefix=True)
+    except errors.InvalidRequest:
+        return False
+    return True
+
+
 def _check_key(key: str, where: str, *, prefix: bool = False) -> str:
     """`key` if it is a plain path (a prefix may be empty or end with "/"); InvalidRequest otherwise."""
     body = key[:-1] if prefix and key.endswith("/") else key
@@ -245,6 +257,8 @@ class Objects:
 
     def _local_path(self, uri: str, prefix: bool) -> tuple[Backend, str, str]:
         scheme = "file://" if uri.startswith("file://") else ""
+        if scheme and ("?" in uri or "#" in uri or urlsplit(uri).netloc not in ("", "localhost")):
+            raise errors.InvalidRequest(f"'{uri}' is not a plain file:// path (no host, query or fragment).")
         text = unquote(urlsplit(uri).path) if scheme else uri
         for root in self.roots:
             base = str(root.absolute()).rstrip("/") + "/"

@@ -44,6 +44,12 @@ def test_file_uris_and_paths_inside_the_root_are_the_same_files(local: Objects, 
     assert [o.uri for o in local.list(f"file://{root}/jobs/")] == [f"file://{root}/jobs/x.jsonl"]
     local.write(join(f"file://{root}/jobs", "out", "y.out"), b"y")
     assert local.read("s3://jobs/out/y.out") == b"y"
+    assert local.canonical(f"file://{root}/jobs/x.jsonl") == local.canonical("s3://jobs/x.jsonl") == "s3://jobs/x.jsonl"
+    assert local.canonical(f"{root}/jobs/", prefix=True) == "s3://jobs/"
+    # a query or fragment would be dropped by URL parsing, so the file meant and the file read could differ
+    for odd in (f"file://{root}/jobs?", f"file://{root}/jobs/x.jsonl#y", f"file://elsewhere{root}/jobs/x.jsonl"):
+        with pytest.raises(errors.InvalidRequest, match="not a plain file:// path"):
+            local.list(odd)
 
 
 @pytest.mark.parametrize(

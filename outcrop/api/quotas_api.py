@@ -38,6 +38,7 @@ def rule_json(rule: QuotaRule, stored: StoredRule | None = None) -> dict[str, An
         "readOnly": stored is None,
         "principal": rule.principal,
         "group": rule.group,
+        "everyone": rule.principal is None and rule.group is None,
         "model": rule.model,
     }
     out.update({member: getattr(rule, field) for member, field in LIMIT_MEMBERS.items()})

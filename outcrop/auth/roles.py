@@ -14,25 +14,29 @@ With no [[roles]] a job may name any role and any location the server can use (i
 buckets its own credentials reach): one user, or callers who trust each other. With roles declared, a caller who
 is not an administrator must name a declared role they may pass, and every location of the job must lie in one of
 its folders; otherwise the call is refused with AccessDenied, saying which. Administrators may name any role and
-location. Knowledge bases and agents name roles too, but only administrators create them.
+location. Knowledge bases and agents name roles too, but only administrators create them. Roles are checked when a
+job is created: a job already accepted runs to its end even if its role or its caller's groups change.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from outcrop import errors
 from outcrop.auth.principal import Principal
-
-_LOCATION = re.compile(r"^s3://[a-z0-9][a-z0-9.\-_]{1,254}(/.*)?$")
+from outcrop.objects import valid_location
 
 
 def _folder(uri: str) -> str:
     """`uri` as a folder: one trailing "/" (s3://team-a and s3://team-a/ are the same bucket, not s3://team-ab)."""
     return uri.rstrip("/") + "/"
+
+
+def within(uri: str, folder: str) -> bool:
+    """Whether the canonical location `uri` (s3://BUCKET/KEY, a key or a folder) lies in `folder`."""
+    return _folder(uri).startswith(_folder(folder))
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class Role:
         if not lists["locations"]:
             raise errors.InvalidRequest(f'{where}: locations must name at least one folder, such as "s3://team-a/"')
         for location in lists["locations"]:
-            if not _LOCATION.match(location) or "/../" in _folder(location) or "/./" in _folder(location):
+            if not valid_location(location):
                 raise errors.InvalidRequest(f'{where}: location {location!r} is not a folder such as "s3://team-a/" '
                                             'or "s3://shared/team-a/"')  # fmt: skip
         return cls(arn=arn, **lists)
@@ -70,7 +74,7 @@ class Role:
 
     def reaches(self, uri: str) -> bool:
         """Whether the canonical location `uri` (s3://BUCKET/KEY, a key or a folder) lies in one of the folders."""
-        return any(_folder(uri).startswith(_folder(location)) for location in self.locations)
+        return any(within(uri, location) for location in self.locations)
 
 
 class Roles:

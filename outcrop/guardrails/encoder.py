@@ -8,7 +8,7 @@ scripts that train or measure them) get all-MiniLM-L6-v2 vectors, L2-normalized 
   OUTCROP_GUARDRAIL_THREADS threads (default: 2, or 1 on a one-core machine), each text on one. Vectors within
   cosine ~0.98 (min; mean 0.993) of float32's.
 - `onnx-int8-mixed`: the same, except the feed-forward output layers, whose inputs (after GELU) quantize worst,
-  stay float32: cosine ~0.99 (min), about 1.4 times slower (the default until December 2026: it decided the same
+  stay float32: cosine ~0.99 (min), about 1.3 times slower (the default until December 2026: it decided the same
   on every guardrail benchmark, see benchmarks/README.md).
 - `onnx`: the same graph in float32 (cosine 1.0 to torch's).
 - `torch-bf16`: the sentence-transformers engine with bfloat16 products where the CPU has them in hardware

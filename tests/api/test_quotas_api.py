@@ -108,7 +108,7 @@ def test_list_shows_the_config_files_rules_read_only_and_put_replaces_the_same_s
     listed = httpx.get(url, headers=served.admin).json()["quotas"]
     config = [q for q in listed if q["readOnly"]]
     assert config == [{"ruleId": None, "source": "config", "readOnly": True, "principal": "someone-else",
-                       "group": None, "model": "*", "requestsPerMinute": None, "tokensPerMinute": 5000,
+                       "group": None, "everyone": False, "model": "*", "requestsPerMinute": None, "tokensPerMinute": 5000,
                        "concurrentStreams": None, "createdBy": None, "createdAt": None}]  # fmt: skip
     team = [q for q in listed if q["group"] == "team"]
     assert first.json()["tokensPerMinute"] == 100 and isinstance(first.json()["tokensPerMinute"], int)
@@ -124,7 +124,7 @@ def test_a_rule_for_everyone_limits_every_principal(served: Served) -> None:
     r = httpx.put(url, headers=served.admin, json={"everyone": True, "model": "echo", "requestsPerMinute": 0})
     assert r.status_code == 201, r.text
     rule = r.json()
-    assert (rule["principal"], rule["group"], rule["requestsPerMinute"]) == (None, None, 0)
+    assert (rule["principal"], rule["group"], rule["everyone"], rule["requestsPerMinute"]) == (None, None, True, 0)
     try:
         with pytest.raises(openai.RateLimitError, match="Quota exceeded for 'mia'"):
             _chat(served).chat.completions.create(model=ECHO, messages=HELLO)

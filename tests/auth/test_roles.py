@@ -59,7 +59,9 @@ def test_check_refuses_with_what_is_wrong() -> None:
         ({"arn": TEAM_A}, "locations must name at least one folder"),
         ({"arn": TEAM_A, "locations": "s3://a/"}, "locations must be a list of strings"),
         ({"arn": TEAM_A, "locations": ["/srv/team-a"]}, "is not a folder"),
-        ({"arn": TEAM_A, "locations": ["s3://a/../b/"]}, "is not a folder"),
+        ({"arn": TEAM_A, "locations": ["s3://ab/../b/"]}, "is not a folder"),
+        ({"arn": TEAM_A, "locations": ["s3://shared//a/"]}, "is not a folder"),
+        ({"arn": TEAM_A, "locations": ["s3://Team_A/"]}, "is not a folder"),
         ({"arn": TEAM_A, "locations": ["s3://a/"], "groups": [1]}, "groups must be a list of strings"),
         ({"arn": TEAM_A, "locations": ["s3://a/"], "policy": "x"}, "unknown key(s) ['policy']"),
     ],
@@ -77,4 +79,11 @@ def test_the_config_file_declares_roles(tmp_path: Path) -> None:
     assert settings.roles == (Role(TEAM_A, ("s3://team-a/",), (), ("team-a",)),)
     path.write_text(path.read_text() * 2)
     with pytest.raises(errors.InvalidRequest, match="declared twice"):
+        load(path)
+    # a misspelt table would leave every caller unrestricted: it is refused, not ignored
+    path.write_text(f'[[role]]\narn = "{TEAM_A}"\nlocations = ["s3://team-a/"]\n')
+    with pytest.raises(errors.InvalidRequest, match=r"unknown top-level key\(s\) \['role'\]"):
+        load(path)
+    path.write_text("roles = [1]\n")
+    with pytest.raises(errors.InvalidRequest, match=r"roles must be \[\[roles\]\] tables"):
         load(path)

@@ -320,3 +320,15 @@ def test_metrics_count_batch_records_and_show_the_runner(served: dict[str, Any])
         'outcrop_requests_total{dialect="batch",model="outcrop.tiny-chat-v1:0",operation="ModelInvocationJob"' in text
     )
     assert 'outcrop_batch_records_queued{model="outcrop.tiny-chat-v1:0"}' in text
+
+
+def test_a_member_cannot_name_the_servers_own_files_folder(served: dict[str, Any]) -> None:
+    """Everyone's /v1/files uploads and batch outputs live in s3://outcrop-files/ (batch_files_uri): a member's job
+    may not read or write there by name, roles declared or not; an administrator may."""
+    for source, target in (("s3://outcrop-files/batches/", "s3://batch-out/x/"),
+                           ("s3://batch-in/claude/", "s3://outcrop-files/")):  # fmt: skip
+        with pytest.raises(ClientError) as err:
+            _create(_bedrock(served), "files-job", CLAUDE, source, target)
+        assert err.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert "the server's own files folder (s3://outcrop-files/)" in str(err.value)
+    assert _create(_bedrock(served, "root"), "files-job", CLAUDE, "s3://outcrop-files/", "s3://batch-out/admin/")

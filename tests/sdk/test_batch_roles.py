@@ -38,7 +38,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     for bucket in ("team-a", "team-b"):
         (home / "batch" / bucket).mkdir(parents=True)
         (home / "batch" / bucket / "in.jsonl").write_text(json.dumps(RECORD) + "\n")
-    roles = (Role(TEAM_A, ("s3://team-a/",), groups=("team-a",)), Role(OPEN, ("s3://team-b/shared/",), ("bob",)))
+    # team-a's role also names the server's own files folder (s3://outcrop-files/, <batch_dir>/outcrop-files), which
+    # no member's job may name all the same
+    team_a = Role(TEAM_A, ("s3://team-a/", "s3://outcrop-files/"), groups=("team-a",))
+    roles = (team_a, Role(OPEN, ("s3://team-b/shared/",), ("bob",)))
     settings = conftest.test_settings(home, batch_dir=str(home / "batch"), auth="keys", roles=roles)
     engine = store.connect(f"sqlite:///{home / 'o.db'}")
     keyring = Keyring(engine, home / "secret.key")
@@ -91,6 +94,8 @@ def test_a_member_passes_their_role_and_the_job_writes_where_it_reaches(served: 
         ("alice", TEAM_A, "s3://team-b/in.jsonl", "s3://team-a/o/", "does not reach s3://team-b/in.jsonl"),
         ("alice", TEAM_A, "s3://team-a/in.jsonl", "s3://team-b/o/", "does not reach s3://team-b/o/"),
         ("bob", OPEN, "s3://team-b/in.jsonl", "s3://team-b/shared/o/", "does not reach s3://team-b/in.jsonl"),
+        ("alice", TEAM_A, "s3://outcrop-files/batches/", "s3://team-a/o/", "the server's own files folder"),
+        ("alice", TEAM_A, "s3://team-a/in.jsonl", "s3://outcrop-files/", "the server's own files folder"),
     ],
 )
 def test_a_member_is_refused_a_role_or_a_location_with_the_reason(

@@ -26,7 +26,7 @@ from outcrop import errors
 from outcrop.api.bedrock.guardrails import check_body
 from outcrop.api.http import Context, caller, json_body, read_json, route
 from outcrop.auth.principal import Principal
-from outcrop.auth.roles import Roles
+from outcrop.auth.roles import Roles, within
 from outcrop.jobs.runner import JobRunner
 from outcrop.jobs.store import Job, now, page_token, read_page_token
 
@@ -113,6 +113,19 @@ def _location(body: dict[str, Any], member: str, inner: str) -> str:
     return str(config["s3Uri"])
 
 
+def _outside_server_files(runner: JobRunner, locations: list[str]) -> None:
+    """Refuse a location in the server's own files folder (batch_files_uri: everyone's /v1/files uploads and
+    batch outputs, and the console's), which callers reach through /v1/files and /v1/batches, never by name."""
+    root = getattr(runner.codecs.get("openai"), "root", None)
+    if not isinstance(root, str):
+        return
+    own = runner.objects.canonical(root, prefix=True)
+    for uri in locations:
+        if within(uri, own) or within(own, uri):
+            raise errors.AccessDenied(f"{uri} is (or holds) the server's own files folder ({own}), which jobs "
+                                      "reach through /v1/files and /v1/batches, not by name.")  # fmt: skip
+
+
 async def create(ctx: Context, who: Principal, raw: object, *, managed: bool = False) -> Job:
     """CreateModelInvocationJob for `who`, `raw` its request body. `managed`: the locations are the server's own
     files folder (the web console's uploads and outputs), which no service role has to reach."""
@@ -123,7 +136,8 @@ async def create(ctx: Context, who: Principal, raw: object, *, managed: bool = F
     target = _location(body, "outputDataConfig", "s3OutputDataConfig")
     # a location the server cannot use is refused now; one the caller's role does not reach too (outcrop.auth.roles)
     locations = [runner.objects.canonical(source, prefix=True), runner.objects.canonical(target, prefix=True)]
-    if not managed:
+    if not managed and not who.is_admin:
+        _outside_server_files(runner, locations)
         Roles(ctx.settings.roles).check(who, body.get("roleArn"), locations)
     hours = int(body.get("timeoutDurationInHours") or DEFAULT_TIMEOUT_HOURS)
     spec: dict[str, Any] = {k: body[k] for k in ("roleArn", "inputDataConfig", "outputDataConfig", "vpcConfig",
