@@ -33,25 +33,30 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+from train_guardrail_classifier import CLASSES, TRAIN_DIR, read_examples  # noqa: E402
 
 from outcrop.guardrails.assess import STATIC_CLASSIFIER  # noqa: E402
-from outcrop.guardrails.content import ATTACK_CASCADE_FROM, CATEGORIES, ContentClassifier, windows  # noqa: E402
+from outcrop.guardrails.content import (  # noqa: E402
+    ATTACK_CASCADE_FROM,
+    BENIGN,
+    CATEGORIES,
+    ContentClassifier,
+    windows,
+)
 from outcrop.guardrails.static import StaticEmbedder  # noqa: E402
 
-TRAIN = ROOT / "outcrop" / "guardrails" / "data" / "train"
 KEEP = 0.995  # the share of the project's attack lines that must still reach MiniLM
 BUDGET = 0.11  # the most of the project's benign lines MiniLM may run for
 GRID = np.round(np.arange(0.01, 0.301, 0.01), 2)
 
 
-def lines(pattern: str) -> list[str]:
-    out: list[str] = []
-    for path in sorted(TRAIN.glob(pattern)):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip() and not line.lstrip().startswith("#"):
-                out.append(line.strip())
-    return list(dict.fromkeys(out))
+def lines(label: str) -> list[str]:
+    """The project's training lines of class `label`, as the training script reads them (deduplicated; a text
+    under two classes dropped)."""
+    texts, classes, _ = read_examples(TRAIN_DIR)
+    return [t for t, c in zip(texts, classes, strict=True) if CLASSES[c] == label]
 
 
 def attack_scores(texts: list[str], classifier: ContentClassifier, static: StaticEmbedder) -> np.ndarray:
@@ -74,8 +79,8 @@ def choose(attacks: np.ndarray, benign: np.ndarray, keep: float = KEEP, budget: 
 def main() -> None:
     classifier = ContentClassifier.load(STATIC_CLASSIFIER)
     static = StaticEmbedder.load()
-    attacks = attack_scores(lines("prompt_attack.txt"), classifier, static)
-    benign = attack_scores(lines("benign*.txt") + lines("extra_benign.txt"), classifier, static)
+    attacks = attack_scores(lines("PROMPT_ATTACK"), classifier, static)
+    benign = attack_scores(lines(BENIGN), classifier, static)
     chosen = choose(attacks, benign)
     print(f"project lines: {len(attacks)} prompt attacks, {len(benign)} benign (CLASSIC PROMPT_ATTACK scores)")
     print(f"{'from':>6}  {'attacks sent on':>15}  {'benign sent on':>14}")
