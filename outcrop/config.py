@@ -75,7 +75,7 @@ from typing import Any
 import tomli_w
 
 from outcrop.auth.roles import Role
-from outcrop.errors import InvalidRequest
+from outcrop.errors import InvalidRequest, check_keys
 from outcrop.metering.quotas import QuotaRule
 
 DEFAULT_HOST = "127.0.0.1"
@@ -112,10 +112,7 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> ModelSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise InvalidRequest(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        check_keys(raw, (f.name for f in fields(cls)), where)
         if not isinstance(raw.get("id"), str) or not raw["id"]:
             raise InvalidRequest(f"{where}: every model needs an `id`")
         spec = cls(**{**raw, "aliases": tuple(raw.get("aliases", ()))})

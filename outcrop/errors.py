@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -114,6 +114,14 @@ class ModelFailure(OutcropError):
 
 class InternalFailure(OutcropError):
     pass
+
+
+def check_keys(raw: Mapping[str, object], known: Iterable[str], where: str) -> None:
+    """InvalidRequest naming the keys of the config table `raw` that are not `known` (`where`: which table)."""
+    names = set(known)
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise InvalidRequest(f"{where}: unknown key(s) {unknown}; known keys are {sorted(names)}")
 
 
 def model_failure(what: str, exc: BaseException, log: logging.Logger) -> ModelFailure:

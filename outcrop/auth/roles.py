@@ -48,10 +48,7 @@ class Role:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> Role:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise errors.InvalidRequest(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        errors.check_keys(raw, (f.name for f in fields(cls)), where)
         arn = raw.get("arn")
         if not isinstance(arn, str) or not arn.startswith("arn:"):
             raise errors.InvalidRequest(f'{where}: arn must be a role ARN such as "arn:aws:iam::000000000000:role/x"')

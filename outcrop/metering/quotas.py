@@ -63,10 +63,7 @@ class QuotaRule:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> QuotaRule:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise errors.InvalidRequest(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        errors.check_keys(raw, (f.name for f in fields(cls)), where)
         rule = cls(**raw)
         for name in ("requests_per_minute", "tokens_per_minute", "concurrent_streams"):
             value = getattr(rule, name)
