@@ -56,16 +56,26 @@ class Backend(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+def _s3_parts(uri: str, *, prefix: bool) -> tuple[str, str] | None:
+    """(bucket, key) of an s3:// `uri`, None for another scheme; InvalidRequest for a bad bucket or key."""
+    m = _S3.match(uri)
+    if m is None:
+        return None
+    bucket, key = m.group("bucket"), m.group("key") or ""
+    if not _BUCKET.match(bucket):
+        raise errors.InvalidRequest(f"'{uri}' does not name a valid bucket.")
+    if not key and not prefix:
+        raise errors.InvalidRequest(f"'{uri}' names a bucket, not an object (s3://BUCKET/KEY).")
+    _check_key(key, uri, prefix=prefix)
+    return bucket, key
+
+
 def valid_location(uri: str) -> bool:
     """Whether `uri` is an s3://BUCKET or s3://BUCKET/PREFIX/ this module would take (a valid bucket, a plain key)."""
-    m = _S3.match(uri)
-    if m is None or not _BUCKET.match(m.group("bucket")):
-        return False
     try:
-        _check_key(m.group("key") or "", uri, prefix=True)
+        return _s3_parts(uri, prefix=True) is not None
     except errors.InvalidRequest:
         return False
-    return True
 
 
 def _check_key(key: str, where: str, *, prefix: bool = False) -> str:
@@ -237,14 +247,9 @@ class Objects:
 
     def _locate(self, uri: str, prefix: bool) -> tuple[Backend, str, str]:
         """(the bucket, the key, the URI of the bucket's root ending in "/", written as `uri` is)."""
-        m = _S3.match(uri)
-        if m is not None:
-            bucket, key = m.group("bucket"), m.group("key") or ""
-            if not _BUCKET.match(bucket):
-                raise errors.InvalidRequest(f"'{uri}' does not name a valid bucket.")
-            if not key and not prefix:
-                raise errors.InvalidRequest(f"'{uri}' names a bucket, not an object (s3://BUCKET/KEY).")
-            _check_key(key, uri, prefix=prefix)
+        parts = _s3_parts(uri, prefix=prefix)
+        if parts is not None:
+            bucket, key = parts
             base = f"s3://{bucket}/"
             for root in self.roots:
                 folder = root / bucket
